@@ -1,0 +1,293 @@
+// main.cpp — the `tlsp` command line: one binary, one subcommand per job.
+//
+// Exit codes, the same for every subcommand: 0 success, 1 the input has
+// errors (policy diagnostics, a refused table), 2 bad usage or an input that
+// cannot be read.
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "tlsp/compiler.h"
+#include "tlsp/decision_table.h"
+
+namespace po = boost::program_options;
+
+namespace tlsp {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitErrors = 1;
+constexpr int kExitUsage = 2;
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Parses a subcommand's options; prints its help and returns false for --help.
+bool parse_options(const std::string& name, const std::string& synopsis, const std::string& about,
+                   po::options_description& opts, po::positional_options_description* pos,
+                   const std::vector<std::string>& args, po::variables_map& vm) {
+  opts.add_options()("help,h", "show this help");
+  try {
+    po::command_line_parser parser(args);
+    parser.options(opts);
+    if (pos) parser.positional(*pos);
+    po::store(parser.run(), vm);
+    if (vm.count("help")) {
+      std::cout << "usage: tlsp " << name << " " << synopsis << "\n\n" << about << "\n\n" << opts;
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(std::string(e.what()) + "\n(see `tlsp " + name + " --help`)");
+  }
+  return true;
+}
+
+void add_compile_options(po::options_description& opts) {
+  opts.add_options()("werror", "treat warnings as errors")(
+      "threads", po::value<unsigned>()->default_value(0), "parse workers (0: one per core)");
+}
+
+CompileResult run_compiler(const po::variables_map& vm, const std::vector<std::string>& inputs) {
+  CompileOptions co;
+  co.inputs = inputs;
+  co.werror = vm.count("werror") > 0;
+  co.threads = vm["threads"].as<unsigned>();
+  CompileResult r = compile(co);
+  std::cerr << render_diagnostics(r);
+  return r;
+}
+
+int exit_code_of(const CompileResult& r) {
+  if (r.input_error) return kExitUsage;
+  return r.table ? kExitOk : kExitErrors;
+}
+
+// ----------------------------------------------------------------- check
+
+int cmd_check(const std::vector<std::string>& args) {
+  po::options_description opts("options");
+  std::vector<std::string> inputs;
+  opts.add_options()("policy", po::value(&inputs)->required(), "policy files (positional)");
+  add_compile_options(opts);
+  po::positional_options_description pos;
+  pos.add("policy", -1);
+  po::variables_map vm;
+  if (!parse_options("check", "POLICY...", "Compiles the policy and reports problems; writes nothing.", opts, &pos,
+                     args, vm))
+    return kExitOk;
+  return exit_code_of(run_compiler(vm, inputs));
+}
+
+// --------------------------------------------------------------- compile
+
+int cmd_compile(const std::vector<std::string>& args) {
+  po::options_description opts("options");
+  std::vector<std::string> inputs;
+  std::string output, format;
+  opts.add_options()("policy", po::value(&inputs)->required(), "policy files (positional)")(
+      "output,o", po::value(&output)->required(), "the table file to write (`-`: standard output, JSON only)")(
+      "format", po::value(&format)->default_value("binary"), "binary | json");
+  add_compile_options(opts);
+  po::positional_options_description pos;
+  pos.add("policy", -1);
+  po::variables_map vm;
+  if (!parse_options("compile", "POLICY... -o TABLE [--format binary|json]",
+                     "Compiles the policy into a decision table (binary, or the same content as JSON).", opts, &pos,
+                     args, vm))
+    return kExitOk;
+  if (format != "binary" && format != "json") throw UsageError("unknown --format `" + format + "` (binary or json)");
+  if (format == "binary" && output == "-") throw UsageError("a binary table cannot go to standard output; use -o FILE");
+  CompileResult r = run_compiler(vm, inputs);
+  if (!r.table) return exit_code_of(r);
+  try {
+    if (format == "binary") {
+      write_table_file(output, *r.table);
+    } else {
+      canonicalize(*r.table);
+      std::string json = table_to_json(*r.table);
+      if (output == "-") {
+        std::cout << json;
+      } else {
+        std::ofstream out(output, std::ios::binary | std::ios::trunc);
+        out << json;
+        out.close();
+        if (!out) throw std::runtime_error("cannot write `" + output + "`");
+      }
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "tlsp: error: " << e.what() << "\n";
+    return kExitUsage;
+  }
+  return kExitOk;
+}
+
+// --------------------------------------------------------------- explain
+
+std::string json_source(const DecisionTable& t, const SourceRef& ref) {
+  return ref.builtin() ? "default" : t.describe(ref);
+}
+
+int cmd_explain(const std::vector<std::string>& args) {
+  po::options_description opts("options");
+  std::string table_path, direction, domain, peer;
+  std::vector<std::string> policies;
+  opts.add_options()("table", po::value(&table_path), "the decision table")(
+      "policy", po::value(&policies)->multitoken(), "compile these policy files instead of reading a table")(
+      "direction", po::value(&direction)->required(), "outbound | inbound")(
+      "domain", po::value(&domain)->required(), "the managed domain")(
+      "peer", po::value(&peer)->required(), "the peer: a domain name or an IP address")(
+      "json", "one JSON object instead of text");
+  add_compile_options(opts);
+  po::variables_map vm;
+  if (!parse_options("explain", "(--table TABLE | --policy POLICY...) --direction D --domain D --peer P [--json]",
+                     "Says which rule applies between a managed domain and a peer, and why.", opts, nullptr, args,
+                     vm))
+    return kExitOk;
+  auto dir = parse_direction(direction);
+  if (!dir) throw UsageError("unknown --direction `" + direction + "` (outbound or inbound)");
+  if (table_path.empty() == policies.empty()) throw UsageError("give exactly one of --table and --policy");
+
+  std::optional<DecisionTable> table;
+  try {
+    if (!table_path.empty()) {
+      table = DecisionTable::open(table_path);
+    } else {
+      CompileResult r = run_compiler(vm, policies);
+      if (!r.table) return exit_code_of(r);
+      table = DecisionTable::from_bytes(encode_table(*r.table));
+    }
+  } catch (const TableError& e) {
+    std::cerr << "tlsp: error: " << e.what() << "\n";
+    return kExitErrors;
+  }
+
+  Decision d = table->lookup(*dir, domain, peer);
+  if (vm.count("json")) {
+    nlohmann::ordered_json j;
+    j["direction"] = direction;
+    j["domain"] = domain;
+    j["peer"] = peer;
+    j["level"] = to_string(d.level);
+    j["min_tls"] = to_string(d.min_tls);
+    j["match"] = to_string(d.match);
+    j["selector"] = d.selector.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(d.selector);
+    j["domain_listed"] = d.domain_listed;
+    j["source"] = json_source(*table, d.origin);
+    j["level_source"] = json_source(*table, d.level_from);
+    j["min_tls_source"] = json_source(*table, d.min_tls_from);
+    j["policy"] = {{"name", table->policy_name()}, {"version", table->policy_version()}};
+    std::cout << j.dump() << "\n";
+    return kExitOk;
+  }
+  std::string why;
+  switch (d.match) {
+    case MatchKind::exact: why = "exact peer `" + d.selector + "`"; break;
+    case MatchKind::wildcard: why = "wildcard peer `" + d.selector + "` (the longest that matches)"; break;
+    case MatchKind::cidr: why = "CIDR peer `" + d.selector + "` (the longest prefix that matches)"; break;
+    case MatchKind::default_peer: why = "no peer entry matches: the domain's default peer"; break;
+    case MatchKind::default_domain: why = "the domain is not listed (or disabled): the default domain"; break;
+  }
+  if (!d.domain_listed && d.match != MatchKind::default_domain) why += ", in the default domain";
+  std::cout << "policy    " << table->policy_name() << " " << table->policy_version() << "\n"
+            << direction << " " << domain << " <-> " << peer << "\n"
+            << "level     " << to_string(d.level) << "  (" << table->describe(d.level_from) << ")\n"
+            << "min_tls   " << to_string(d.min_tls) << "  (" << table->describe(d.min_tls_from) << ")\n"
+            << "match     " << to_string(d.match) << ": " << why << "\n"
+            << "rule      " << table->describe(d.origin) << "\n";
+  return kExitOk;
+}
+
+// --------------------------------------------------------------- inspect
+
+std::string hex(const std::array<uint8_t, 32>& b) {
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (uint8_t c : b) {
+    s += digits[c >> 4];
+    s += digits[c & 15];
+  }
+  return s;
+}
+
+int cmd_inspect(const std::vector<std::string>& args) {
+  po::options_description opts("options");
+  std::string table_path;
+  opts.add_options()("table", po::value(&table_path)->required(), "the decision table (positional)")(
+      "json", "dump the whole content as JSON");
+  po::positional_options_description pos;
+  pos.add("table", 1);
+  po::variables_map vm;
+  if (!parse_options("inspect", "TABLE [--json]", "Validates a decision table and says what it holds.", opts, &pos,
+                     args, vm))
+    return kExitOk;
+  try {
+    DecisionTable t = DecisionTable::open(table_path);
+    if (vm.count("json")) {
+      std::cout << table_to_json(t.decode());
+      return kExitOk;
+    }
+    std::cout << "table          " << table_path << " (valid, format " << t.format_version() << ")\n"
+              << "policy         " << t.policy_name() << "\n"
+              << "version        " << t.policy_version() << "\n"
+              << "sources sha256 " << hex(t.sources_sha256()) << "\n"
+              << "domains        " << t.domain_count() << "\n"
+              << "peer entries   " << t.peer_count() << "\n"
+              << "source files   " << t.source_count() << "\n";
+  } catch (const TableError& e) {
+    std::cerr << "tlsp: error: " << e.what() << "\n";
+    return kExitErrors;
+  }
+  return kExitOk;
+}
+
+const char* kTopHelp =
+    "usage: tlsp <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  check     compile a policy and report problems; write nothing\n"
+    "  compile   compile a policy into a decision table\n"
+    "  explain   say which rule applies between a managed domain and a peer, and why\n"
+    "  inspect   validate a decision table and say what it holds\n"
+    "\n"
+    "`tlsp <command> --help` describes each command.\n"
+    "exit codes: 0 success, 1 errors in the input, 2 bad usage or unreadable input\n";
+
+}  // namespace
+}  // namespace tlsp
+
+int main(int argc, char** argv) {
+  using namespace tlsp;
+  std::ios::sync_with_stdio(false);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << kTopHelp;
+    return kExitUsage;
+  }
+  const std::string cmd = args.front();
+  args.erase(args.begin());
+  try {
+    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+      std::cout << kTopHelp;
+      return kExitOk;
+    }
+    if (cmd == "--version") {
+      std::cout << "tlsp 0.1.0\n";
+      return kExitOk;
+    }
+    if (cmd == "check") return cmd_check(args);
+    if (cmd == "compile") return cmd_compile(args);
+    if (cmd == "explain") return cmd_explain(args);
+    if (cmd == "inspect") return cmd_inspect(args);
+    std::cerr << "tlsp: error: unknown command `" << cmd << "`\n" << kTopHelp;
+    return kExitUsage;
+  } catch (const UsageError& e) {
+    std::cerr << "tlsp: error: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "tlsp: error: " << e.what() << "\n";
+    return kExitUsage;
+  }
+}

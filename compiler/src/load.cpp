@@ -1,0 +1,306 @@
+// load.cpp — the file loader: a work queue of files to read, parse and
+// lower, served by worker threads, growing as include directives are found.
+// Workers share only the queue and the canonical-path map (under one
+// mutex); each file's results are written by the one worker that loads it.
+#include "load.h"
+
+#include <glob.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <cstring>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "lower.h"
+#include "parse.h"
+
+namespace fs = std::filesystem;
+
+namespace tlsp {
+namespace {
+
+struct IncludeEdge {
+  uint32_t target;
+  SourceLocation where;  // the include directive
+};
+
+struct FileSlot {
+  std::string canonical;
+  LoadedSource source;
+  ir::File ir;
+  std::array<uint8_t, 32> sha256{};
+  DiagnosticSink sink;
+  std::vector<IncludeEdge> includes;
+  bool read_failed = false;
+  bool syntax_error = false;
+};
+
+bool has_glob_magic(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
+
+std::string error_text(const std::error_code& ec) { return ec.message(); }
+
+class Loader {
+ public:
+  explicit Loader(unsigned threads) : threads_(threads) {}
+
+  LoadedPolicy run(const std::vector<std::string>& roots) {
+    DiagnosticSink global;
+    bool input_error = false;
+    if (!roots.empty()) base_dir_ = fs::absolute(fs::path(roots.front())).parent_path().lexically_normal();
+    for (const auto& r : roots) {
+      std::error_code ec;
+      fs::path canonical = fs::canonical(r, ec);
+      if (ec) {
+        global.error("E0303", {}, "cannot read " + ticked(r) + ": " + error_text(ec));
+        input_error = true;
+        continue;
+      }
+      if (fs::is_directory(canonical)) {
+        global.error("E0303", {}, "cannot read " + ticked(r) + ": it is a directory");
+        input_error = true;
+        continue;
+      }
+      auto [id, fresh] = intern(canonical.string(), fs::path(r).lexically_normal().string());
+      if (fresh) root_ids_.push_back(id);
+    }
+
+    std::vector<std::thread> pool;
+    for (unsigned i = 0; i < threads_; ++i) pool.emplace_back([this] { work(); });
+    for (auto& t : pool) t.join();
+
+    return finish(std::move(global), input_error);
+  }
+
+ private:
+  // Returns the file's provisional id, creating and queueing it if new.
+  std::pair<uint32_t, bool> intern(const std::string& canonical, const std::string& display) {
+    std::lock_guard lock(mu_);
+    auto it = by_path_.find(canonical);
+    if (it != by_path_.end()) return {it->second, false};
+    uint32_t id = static_cast<uint32_t>(slots_.size());
+    auto slot = std::make_unique<FileSlot>();
+    slot->canonical = canonical;
+    slot->source.display_path = display;
+    fs::path abs = fs::absolute(fs::path(display)).lexically_normal();
+    fs::path rel = abs.lexically_relative(base_dir_);
+    slot->source.table_path = rel.empty() ? display : rel.string();
+    slots_.push_back(std::move(slot));
+    by_path_.emplace(canonical, id);
+    queue_.push_back(id);
+    ++pending_;
+    cv_.notify_one();
+    return {id, true};
+  }
+
+  void work() {
+    while (true) {
+      uint32_t id;
+      FileSlot* slot;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return !queue_.empty() || pending_ == 0; });
+        if (queue_.empty()) return;
+        id = queue_.front();
+        queue_.pop_front();
+        slot = slots_[id].get();
+      }
+      load(id, *slot);
+      {
+        std::lock_guard lock(mu_);
+        if (--pending_ == 0) cv_.notify_all();
+      }
+    }
+  }
+
+  void load(uint32_t id, FileSlot& slot) {
+    std::ifstream in(slot.canonical, std::ios::binary);
+    std::ostringstream buf;
+    if (in) buf << in.rdbuf();
+    if (!in || in.bad()) {
+      slot.read_failed = true;
+      slot.sink.error("E0303", {}, "cannot read " + ticked(slot.source.display_path) + ": " + std::strerror(errno));
+      return;
+    }
+    LoadedSource& src = slot.source;
+    src.text = std::move(buf).str();
+    src.line_starts.push_back(0);
+    for (size_t i = 0; i < src.text.size(); ++i)
+      if (src.text[i] == '\n') src.line_starts.push_back(static_cast<uint32_t>(i + 1));
+    SHA256(reinterpret_cast<const unsigned char*>(src.text.data()), src.text.size(), slot.sha256.data());
+
+    ast::File tree;
+    if (parse_policy(src, id, tree, slot.sink)) {
+      slot.ir = lower_file(tree, slot.sink);
+    } else {
+      slot.syntax_error = true;
+    }
+    for (const auto& inc : tree.includes) resolve_include(slot, inc);
+  }
+
+  void resolve_include(FileSlot& slot, const ast::Include& inc) {
+    std::string pattern(inc.pattern.text);
+    if (pattern.empty()) {
+      slot.sink.error("E0301", inc.pattern.where, "empty include path");
+      return;
+    }
+    fs::path dir = fs::path(slot.source.display_path).parent_path();
+    fs::path full = fs::path(pattern).is_absolute() ? fs::path(pattern) : dir / pattern;
+    const bool magic = has_glob_magic(pattern);
+    std::vector<std::string> matches;
+    glob_t g{};
+    int rc = glob(full.c_str(), GLOB_NOSORT, nullptr, &g);
+    if (rc == 0)
+      for (size_t i = 0; i < g.gl_pathc; ++i) matches.emplace_back(g.gl_pathv[i]);
+    globfree(&g);
+    std::sort(matches.begin(), matches.end());
+
+    size_t taken = 0;
+    for (const auto& m : matches) {
+      std::error_code ec;
+      fs::path canonical = fs::canonical(m, ec);
+      if (ec) continue;
+      if (fs::is_directory(canonical)) {
+        if (!magic) {
+          slot.sink.error("E0304", inc.pattern.where, "include " + ticked(pattern) + " names a directory")
+              .help = "include the files in it with a pattern, e.g. `" + pattern + "/*.tlsp`";
+          return;
+        }
+        continue;
+      }
+      if (magic && canonical.string() == slot.canonical) continue;  // a glob never includes its own file
+      ++taken;
+      auto [target, fresh] = intern(canonical.string(), fs::path(m).lexically_normal().string());
+      (void)fresh;
+      slot.includes.push_back({target, inc.where});
+    }
+    if (taken == 0) {
+      Diagnostic& d = slot.sink.error("E0301", inc.pattern.where, "include " + ticked(pattern) + " matches no file");
+      d.help = "paths are relative to the including file's directory (" +
+               ticked(dir.empty() ? std::string(".") : dir.string()) + ")";
+    }
+  }
+
+  // Final file order, include cycles, and remapping provisional ids.
+  LoadedPolicy finish(DiagnosticSink global, bool input_error) {
+    const size_t n = slots_.size();
+    std::vector<uint32_t> order;        // final index -> provisional id
+    std::vector<uint32_t> final_of(n, kBuiltinFile);
+    std::vector<uint8_t> state(n, 0);   // 0 unseen, 1 on the DFS stack, 2 done
+    std::vector<uint32_t> stack;
+
+    // Iterative DFS so a deep include chain cannot overflow the C++ stack.
+    struct Frame {
+      uint32_t id;
+      size_t next;
+    };
+    for (uint32_t root : root_ids_) {
+      if (state[root] != 0) continue;
+      std::vector<Frame> frames{{root, 0}};
+      state[root] = 1;
+      final_of[root] = static_cast<uint32_t>(order.size());
+      order.push_back(root);
+      while (!frames.empty()) {
+        Frame& f = frames.back();
+        FileSlot& s = *slots_[f.id];
+        if (f.next == s.includes.size()) {
+          state[f.id] = 2;
+          frames.pop_back();
+          continue;
+        }
+        const IncludeEdge& e = s.includes[f.next++];
+        if (state[e.target] == 1) {
+          std::string chain;
+          bool on = false;
+          for (const Frame& fr : frames) {
+            if (fr.id == e.target) on = true;
+            if (on) chain += ticked(slots_[fr.id]->source.display_path) + " includes ";
+          }
+          chain += ticked(slots_[e.target]->source.display_path);
+          s.sink.error("E0302", e.where, "include cycle: " + chain);
+          continue;
+        }
+        if (state[e.target] == 2) continue;
+        state[e.target] = 1;
+        final_of[e.target] = static_cast<uint32_t>(order.size());
+        order.push_back(e.target);
+        frames.push_back({e.target, 0});
+      }
+    }
+
+    LoadedPolicy out;
+    out.input_error = input_error;
+    out.sources.reserve(order.size());
+    for (uint32_t id : order) {
+      FileSlot& s = *slots_[id];
+      out.input_error = out.input_error || s.read_failed;
+      out.syntax_error = out.syntax_error || s.syntax_error;
+      remap(s.ir, final_of);
+      for (auto& d : s.sink.items()) remap(d, final_of);
+      out.sources.push_back(std::move(s.source));
+      out.files.push_back(std::move(s.ir));
+      out.sha256.push_back(s.sha256);
+      out.sinks.push_back(std::move(s.sink));
+    }
+    out.sinks.push_back(std::move(global));
+    return out;
+  }
+
+  static void remap(SourceLocation& w, const std::vector<uint32_t>& m) {
+    if (w.file != kBuiltinFile) w.file = m[w.file];
+  }
+  static void remap(SourceRef& r, const std::vector<uint32_t>& m) {
+    if (r.file != kBuiltinFile) r.file = m[r.file];
+  }
+  static void remap(Diagnostic& d, const std::vector<uint32_t>& m) {
+    remap(d.where, m);
+    for (auto& note : d.notes) remap(note.where, m);
+  }
+  static void remap(ir::Settings& s, const std::vector<uint32_t>& m) {
+    remap(s.level.from, m);
+    remap(s.min_tls.from, m);
+  }
+  static void remap(ir::File& f, const std::vector<uint32_t>& m) {
+    for (auto& h : f.headers) remap(h.where, m);
+    for (auto& d : f.domains) {
+      remap(d.where, m);
+      remap(d.origin, m);
+      remap(d.first_peer, m);
+      for (auto& nm : d.names) remap(nm.where, m);
+      for (auto& l : d.lists) {
+        remap(l.default_settings, m);
+        remap(l.default_origin, m);
+        for (auto& p : l.peers) {
+          remap(p.settings, m);
+          remap(p.origin, m);
+          remap(p.where, m);
+        }
+      }
+    }
+  }
+
+  unsigned threads_;
+  fs::path base_dir_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<uint32_t> queue_;
+  size_t pending_ = 0;
+  std::map<std::string, uint32_t> by_path_;
+  std::vector<std::unique_ptr<FileSlot>> slots_;
+  std::vector<uint32_t> root_ids_;
+};
+
+}  // namespace
+
+LoadedPolicy load_policy(const std::vector<std::string>& roots, unsigned threads) {
+  return Loader(std::max(1u, threads)).run(roots);
+}
+
+}  // namespace tlsp

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# example.sh — the main job on the shipped example: set up and build, check
+# and compile policies/example.tlsp into a decision table, then show what
+# the table holds and explain a few decisions.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${TLSP_BUILD_DIR:-$root/build}
+"$root/scripts/bootstrap.sh"
+
+tlsp="$build/tlsp"
+table="$build/example.tlspdt"
+cd "$root"
+run() { printf '\n$ tlsp %s\n' "$*"; "$tlsp" "$@"; }
+
+run check policies/example.tlsp
+run compile policies/example.tlsp -o "$table"
+run inspect "$table"
+run explain --table "$table" --direction outbound --domain acme.example --peer partner.example
+run explain --table "$table" --direction outbound --domain ACME-mail.example. --peer mx1.eu.bank.example
+run explain --table "$table" --direction outbound --domain acme.example --peer legacy.example
+run explain --table "$table" --direction inbound  --domain acme.example --peer 203.0.113.77
+run explain --table "$table" --direction inbound  --domain acme.example --peer 2001:db8:42::25 --json
+run explain --table "$table" --direction outbound --domain globex.example --peer mx.secure.example.org
+run explain --table "$table" --direction outbound --domain old.example --peer partner.example
