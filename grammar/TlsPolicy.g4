@@ -8,30 +8,32 @@
 // tokens to plain words.
 grammar TlsPolicy;
 
-policyFile : statement* EOF ;
+// Every child the AST builder needs has a label, so it reads generated
+// fields instead of searching the children with dynamic_cast.
+policyFile : stmts+=statement* EOF ;
 
 statement
-    : policyHeader
-    | includeDirective
-    | defaultDomainBlock
-    | domainBlock
+    : header=policyHeader
+    | include=includeDirective
+    | defaultDomain=defaultDomainBlock
+    | domain=domainBlock
     ;
 
 policyHeader       : POLICY name=STRING VERSION label=STRING SEMI ;
 includeDirective   : INCLUDE pattern=STRING SEMI ;
-defaultDomainBlock : DEFAULT DOMAIN LBRACE directionBlock* RBRACE ;
-domainBlock        : DOMAIN stringList status? LBRACE directionBlock* RBRACE ;
+defaultDomainBlock : DEFAULT DOMAIN LBRACE dirs+=directionBlock* RBRACE ;
+domainBlock        : DOMAIN names=stringList st=status? LBRACE dirs+=directionBlock* RBRACE ;
 
-directionBlock     : dir=(OUTBOUND | INBOUND) LBRACE peerBlock* RBRACE ;
+directionBlock     : dir=(OUTBOUND | INBOUND) LBRACE peers+=peerBlock* RBRACE ;
 
 peerBlock
-    : DEFAULT PEER LBRACE setting* RBRACE             # defaultPeer
-    | PEER stringList status? LBRACE setting* RBRACE  # listedPeer
+    : ( isDefault=DEFAULT PEER | PEER names=stringList st=status? )
+      LBRACE settings+=setting* RBRACE
     ;
 
 setting    : key=IDENT value=IDENT SEMI ;
-stringList : STRING (COMMA STRING)* ;
-status     : DISABLED | ENABLED ;
+stringList : items+=STRING (COMMA items+=STRING)* ;
+status     : disabled=DISABLED | ENABLED ;
 
 // ------------------------------------------------------------------ lexer
 POLICY   : 'policy' ;

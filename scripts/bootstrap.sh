@@ -16,6 +16,7 @@ packages=(
   libboost-program-options-dev
   nlohmann-json3-dev
   libxxhash-dev
+  libmimalloc-dev
   libgtest-dev
 )
 

@@ -5,6 +5,9 @@
 //   resolve  whole-policy checks and inheritance (resolve.cpp)
 //   report   merge, sort, de-duplicate and cap the diagnostics
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "load.h"
@@ -95,7 +98,11 @@ std::string location_prefix(const SourceLocation& where, const std::vector<Loade
 CompileResult compile(const CompileOptions& opts) {
   unsigned threads = opts.threads != 0 ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
 
+  using Clock = std::chrono::steady_clock;
+  const bool timings = std::getenv("TLSP_TIMINGS") != nullptr;
+  auto t0 = Clock::now();
   LoadedPolicy policy = load_policy(opts.inputs, threads);
+  auto t1 = Clock::now();
 
   bool earlier_errors = false;
   for (auto& s : policy.sinks) earlier_errors = earlier_errors || s.has_errors();
@@ -104,6 +111,11 @@ CompileResult compile(const CompileOptions& opts) {
   if (!policy.input_error && !policy.sources.empty())
     table = resolve_policy(policy, resolve_sink, /*warn=*/!policy.syntax_error);
 
+  auto t2 = Clock::now();
+  if (timings) {
+    auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+    std::fprintf(stderr, "tlsp: timing: load+parse+lower %.0f ms, resolve %.0f ms\n", ms(t1 - t0), ms(t2 - t1));
+  }
   CompileResult result;
   result.input_error = policy.input_error || opts.inputs.empty();
   collect(result, policy.sinks, resolve_sink, opts);

@@ -15,6 +15,7 @@
 
 #include "TlsPolicyLexer.h"
 #include "TlsPolicyParser.h"
+#include "policy_lexer_source.h"
 
 namespace tlsp {
 namespace {
@@ -194,7 +195,17 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
   void report_unexpected(antlr4::Parser* p, antlr4::Token* t, const antlr4::misc::IntervalSet& expected) {
     if (cascade(t) || special(t)) return;
     std::string what = describe_expected(expected, p);
-    Diagnostic& d = sink_.error("E0100", index_.where(t), "expected " + what + ", found " + describe_found(t));
+    SourceLocation at = index_.where(t);
+    if (t->getType() == antlr4::Token::EOF) {
+      // "found end of file" reads best just after the last thing written.
+      antlr4::Token* previous = p->getTokenStream()->LT(-1);
+      if (previous != nullptr && is_real(previous)) {
+        at = index_.where(previous);
+        at.column += at.length;
+        at.length = 1;
+      }
+    }
+    Diagnostic& d = sink_.error("E0100", at, "expected " + what + ", found " + describe_found(t));
     // A misspelt keyword: `outbond` for `outbound`.
     if (t->getType() == TlsPolicyParser::IDENT) {
       for (size_t type : expected.toList()) {
@@ -231,29 +242,31 @@ class AstBuilder {
  public:
   AstBuilder(const SourceIndex& index, ast::File& out) : ix_(index), out_(out) {}
 
+  // After a syntax error the tree has holes; only includes are taken, and
+  // only those whose pattern token is real.
   void includes_only(TlsPolicyParser::PolicyFileContext* file) {
-    for (auto* st : file->statement())
-      if (auto* inc = st->includeDirective()) include(inc);
+    for (auto* st : file->stmts)
+      if (st != nullptr && st->include != nullptr) include(st->include);
   }
 
   void file(TlsPolicyParser::PolicyFileContext* file) {
-    for (auto* st : file->statement()) {
-      if (auto* h = st->policyHeader()) {
+    for (auto* st : file->stmts) {
+      if (auto* h = st->header) {
         out_.headers.push_back({text(h->name, 1), text(h->label, 1), ix_.where(h->getStart())});
-      } else if (auto* inc = st->includeDirective()) {
+      } else if (auto* inc = st->include) {
         include(inc);
-      } else if (auto* d = st->defaultDomainBlock()) {
+      } else if (auto* d = st->defaultDomain) {
         ast::Domain dom;
         dom.where = ix_.where(d->getStart());
         dom.is_default = true;
-        dom.directions = directions(d->directionBlock());
+        dom.directions = directions(d->dirs);
         out_.domains.push_back(dom);
-      } else if (auto* d = st->domainBlock()) {
+      } else if (auto* d = st->domain) {
         ast::Domain dom;
         dom.where = ix_.where(d->getStart());
-        dom.names = strings(d->stringList());
-        dom.disabled = d->status() != nullptr && d->status()->DISABLED() != nullptr;
-        dom.directions = directions(d->directionBlock());
+        dom.names = strings(d->names);
+        dom.disabled = d->st != nullptr && d->st->disabled != nullptr;
+        dom.directions = directions(d->dirs);
         out_.domains.push_back(dom);
       }
     }
@@ -268,22 +281,21 @@ class AstBuilder {
   ast::Text text(antlr4::Token* t, size_t strip = 0) { return {ix_.text(t, strip), ix_.where(t)}; }
 
   ast::Range strings(TlsPolicyParser::StringListContext* list) {
-    ast::Range r{static_cast<uint32_t>(out_.strings.size()), 0};
-    for (auto* s : list->STRING()) {
-      out_.strings.push_back(text(s->getSymbol(), 1));
-      ++r.count;
-    }
+    ast::Range r{static_cast<uint32_t>(out_.strings.size()), static_cast<uint32_t>(list->items.size())};
+    for (auto* s : list->items) out_.strings.push_back(text(s, 1));
     return r;
   }
 
+  // Children are built before the parent's range is taken, so each kind of
+  // node stays contiguous per parent.
   ast::Range directions(const std::vector<TlsPolicyParser::DirectionBlockContext*>& blocks) {
-    // Children first so each kind stays contiguous per parent.
     std::vector<ast::DirectionBlock> local;
+    local.reserve(blocks.size());
     for (auto* b : blocks) {
       ast::DirectionBlock db;
       db.direction = b->dir->getType() == TlsPolicyParser::INBOUND ? Direction::inbound : Direction::outbound;
       db.where = ix_.where(b->dir);
-      db.peers = peers(b->peerBlock());
+      db.peers = peers(b->peers);
       local.push_back(db);
     }
     ast::Range r{static_cast<uint32_t>(out_.directions.size()), static_cast<uint32_t>(local.size())};
@@ -292,24 +304,21 @@ class AstBuilder {
   }
 
   ast::Range peers(const std::vector<TlsPolicyParser::PeerBlockContext*>& blocks) {
-    std::vector<ast::Peer> local;
-    local.reserve(blocks.size());
-    for (auto* b : blocks) {
+    const size_t first = out_.peers.size();
+    out_.peers.resize(first + blocks.size());
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      auto* b = blocks[i];
       ast::Peer p;
       p.where = ix_.where(b->getStart());
-      if (auto* d = dynamic_cast<TlsPolicyParser::DefaultPeerContext*>(b)) {
-        p.is_default = true;
-        p.settings = settings(d->setting());
-      } else if (auto* l = dynamic_cast<TlsPolicyParser::ListedPeerContext*>(b)) {
-        p.selectors = strings(l->stringList());
-        p.disabled = l->status() != nullptr && l->status()->DISABLED() != nullptr;
-        p.settings = settings(l->setting());
+      p.is_default = b->isDefault != nullptr;
+      if (!p.is_default) {
+        p.selectors = strings(b->names);
+        p.disabled = b->st != nullptr && b->st->disabled != nullptr;
       }
-      local.push_back(p);
+      p.settings = settings(b->settings);
+      out_.peers[first + i] = p;
     }
-    ast::Range r{static_cast<uint32_t>(out_.peers.size()), static_cast<uint32_t>(local.size())};
-    out_.peers.insert(out_.peers.end(), local.begin(), local.end());
-    return r;
+    return {static_cast<uint32_t>(first), static_cast<uint32_t>(blocks.size())};
   }
 
   ast::Range settings(const std::vector<TlsPolicyParser::SettingContext*>& list) {
@@ -360,35 +369,41 @@ bool parse_policy(const LoadedSource& source, uint32_t file_index, ast::File& ou
   }
 
   SourceIndex index(source, file_index);
+  AstBuilder builder(index, out);
+  {
+    // Fast path: the hand-written lexer and a parser that gives up at the
+    // first error. Every correct file takes only this path.
+    PolicyTokenSource lexer(source.text);
+    antlr4::CommonTokenStream tokens(&lexer);
+    TlsPolicyParser parser(&tokens);
+    parser.removeErrorListeners();
+    parser.getInterpreter<antlr4::atn::ParserATNSimulator>()->setPredictionMode(
+        antlr4::atn::PredictionMode::SLL);
+    parser.setErrorHandler(std::make_shared<antlr4::BailErrorStrategy>());
+    TlsPolicyParser::PolicyFileContext* tree = nullptr;
+    try {
+      tree = parser.policyFile();
+    } catch (const antlr4::ParseCancellationException&) {
+      tree = nullptr;
+    }
+    if (tree != nullptr) {
+      builder.file(tree);
+      return true;
+    }
+  }
+
+  // A syntax error: parse again with the generated lexer, in full LL mode,
+  // recovering and reporting every error in words.
   antlr4::ANTLRInputStream input(source.text.data(), source.text.size());
   TlsPolicyLexer lexer(&input);
   lexer.removeErrorListeners();  // BAD_CHAR makes every character a token
   antlr4::CommonTokenStream tokens(&lexer);
   TlsPolicyParser parser(&tokens);
   parser.removeErrorListeners();
-
-  auto* sim = parser.getInterpreter<antlr4::atn::ParserATNSimulator>();
-  sim->setPredictionMode(antlr4::atn::PredictionMode::SLL);
-  parser.setErrorHandler(std::make_shared<antlr4::BailErrorStrategy>());
-  TlsPolicyParser::PolicyFileContext* tree = nullptr;
-  try {
-    tree = parser.policyFile();
-  } catch (const antlr4::ParseCancellationException&) {
-    tree = nullptr;
-  }
-  AstBuilder builder(index, out);
-  if (tree != nullptr) {
-    builder.file(tree);
-    return true;
-  }
-
-  // A syntax error: parse again in full LL mode, reporting every error.
-  tokens.seek(0);
-  parser.reset();
-  sim->setPredictionMode(antlr4::atn::PredictionMode::LL);
+  parser.getInterpreter<antlr4::atn::ParserATNSimulator>()->setPredictionMode(antlr4::atn::PredictionMode::LL);
   const size_t before = sink.items().size();
   parser.setErrorHandler(std::make_shared<FriendlyErrorStrategy>(index, sink));
-  tree = parser.policyFile();
+  TlsPolicyParser::PolicyFileContext* tree = parser.policyFile();
   if (sink.items().size() == before)  // cannot happen, but never report success silently
     sink.error("E0100", SourceLocation{file_index, 1, 1, 1}, "syntax error");
   builder.includes_only(tree);
