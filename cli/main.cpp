@@ -3,67 +3,16 @@
 // Exit codes, the same for every subcommand: 0 success, 1 the input has
 // errors (policy diagnostics, a refused table), 2 bad usage or an input that
 // cannot be read.
-#include <boost/program_options.hpp>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "cli_common.h"
+#include "commands.h"
 #include "tlsp/compiler.h"
 #include "tlsp/decision_table.h"
 
-namespace po = boost::program_options;
-
-namespace tlsp {
-namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitErrors = 1;
-constexpr int kExitUsage = 2;
-
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// Parses a subcommand's options; prints its help and returns false for --help.
-bool parse_options(const std::string& name, const std::string& synopsis, const std::string& about,
-                   po::options_description& opts, po::positional_options_description* pos,
-                   const std::vector<std::string>& args, po::variables_map& vm) {
-  opts.add_options()("help,h", "show this help");
-  try {
-    po::command_line_parser parser(args);
-    parser.options(opts);
-    if (pos) parser.positional(*pos);
-    po::store(parser.run(), vm);
-    if (vm.count("help")) {
-      std::cout << "usage: tlsp " << name << " " << synopsis << "\n\n" << about << "\n\n" << opts;
-      return false;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(std::string(e.what()) + "\n(see `tlsp " + name + " --help`)");
-  }
-  return true;
-}
-
-void add_compile_options(po::options_description& opts) {
-  opts.add_options()("werror", "treat warnings as errors")(
-      "threads", po::value<unsigned>()->default_value(0), "parse workers (0: one per core)");
-}
-
-CompileResult run_compiler(const po::variables_map& vm, const std::vector<std::string>& inputs) {
-  CompileOptions co;
-  co.inputs = inputs;
-  co.werror = vm.count("werror") > 0;
-  co.threads = vm["threads"].as<unsigned>();
-  CompileResult r = compile(co);
-  std::cerr << render_diagnostics(r);
-  return r;
-}
-
-int exit_code_of(const CompileResult& r) {
-  if (r.input_error) return kExitUsage;
-  return r.table ? kExitOk : kExitErrors;
-}
+namespace tlsp::cli {
 
 // ----------------------------------------------------------------- check
 
@@ -126,7 +75,7 @@ int cmd_compile(const std::vector<std::string>& args) {
 
 // --------------------------------------------------------------- explain
 
-std::string json_source(const DecisionTable& t, const SourceRef& ref) {
+static std::string json_source(const DecisionTable& t, const SourceRef& ref) {
   return ref.builtin() ? "default" : t.describe(ref);
 }
 
@@ -202,7 +151,7 @@ int cmd_explain(const std::vector<std::string>& args) {
 
 // --------------------------------------------------------------- inspect
 
-std::string hex(const std::array<uint8_t, 32>& b) {
+static std::string hex(const std::array<uint8_t, 32>& b) {
   static const char* digits = "0123456789abcdef";
   std::string s;
   for (uint8_t c : b) {
@@ -243,7 +192,7 @@ int cmd_inspect(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const char* kTopHelp =
+static const char* kTopHelp =
     "usage: tlsp <command> [options]\n"
     "\n"
     "commands:\n"
@@ -251,15 +200,16 @@ const char* kTopHelp =
     "  compile   compile a policy into a decision table\n"
     "  explain   say which rule applies between a managed domain and a peer, and why\n"
     "  inspect   validate a decision table and say what it holds\n"
+    "  decide    run the enforcement engine on facts given as JSON Lines\n"
     "\n"
     "`tlsp <command> --help` describes each command.\n"
     "exit codes: 0 success, 1 errors in the input, 2 bad usage or unreadable input\n";
 
-}  // namespace
-}  // namespace tlsp
+}  // namespace tlsp::cli
 
 int main(int argc, char** argv) {
   using namespace tlsp;
+  using namespace tlsp::cli;
   std::ios::sync_with_stdio(false);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
@@ -281,6 +231,7 @@ int main(int argc, char** argv) {
     if (cmd == "compile") return cmd_compile(args);
     if (cmd == "explain") return cmd_explain(args);
     if (cmd == "inspect") return cmd_inspect(args);
+    if (cmd == "decide") return cmd_decide(args);
     std::cerr << "tlsp: error: unknown command `" << cmd << "`\n" << kTopHelp;
     return kExitUsage;
   } catch (const UsageError& e) {

@@ -1,0 +1,19 @@
+// commands.h — the `tlsp` subcommands, one function each (cmd_*.cpp or
+// main.cpp). Each takes the arguments after its name and returns the exit
+// code; usage errors are thrown as UsageError (cli_common.h).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tlsp::cli {
+
+using Args = std::vector<std::string>;
+
+int cmd_check(const Args& args);
+int cmd_compile(const Args& args);
+int cmd_explain(const Args& args);
+int cmd_inspect(const Args& args);
+int cmd_decide(const Args& args);
+
+}  // namespace tlsp::cli

@@ -1,0 +1,160 @@
+// tlsp/engine.h — the enforcement engine: what happens to one delivery
+// attempt (SPEC §3–5). The single source of truth: the relay and the
+// simulator both call decide(); nothing else decides.
+//
+// Contract: decide() is a pure function of the rule and the observed facts
+// (no I/O, no clock, no allocation) and always returns exactly one outcome:
+//  * deliver    sent at the configured level;
+//  * downgrade  sent, but at a weaker level than configured (applied names it);
+//  * refuse     not sent to this host (the message stays queued).
+// Whatever the facts, an active attacker cannot push a delivery below the
+// configured floor: tests/engine_test.cpp enumerates the fact space and
+// checks the invariants listed there.
+//
+// One call is one attempt to one MX host (outbound) or one SMTP session
+// (inbound). Walking MX hosts in preference order is the caller's job, with
+// one rule from here: an outcome with `last_resort` set (the plaintext retry
+// of an opportunistic host whose TLS handshake failed) may be used only
+// when no other host delivers.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "tlsp/policy_model.h"
+
+namespace tlsp {
+
+enum class TlsVersion : uint8_t { none = 0, tls1_0 = 1, tls1_1 = 2, tls1_2 = 3, tls1_3 = 4 };
+
+// A set of TLS versions, bit (1 << TlsVersion) for each.
+using TlsVersionSet = uint8_t;
+constexpr TlsVersionSet version_bit(TlsVersion v) { return static_cast<TlsVersionSet>(1u << static_cast<int>(v)); }
+constexpr TlsVersionSet kAllTlsVersions = version_bit(TlsVersion::tls1_0) | version_bit(TlsVersion::tls1_1) |
+                                          version_bit(TlsVersion::tls1_2) | version_bit(TlsVersion::tls1_3);
+
+// The certificate the peer presents, as the WebPKI sees it.
+enum class CertStatus : uint8_t { valid, expired, wrong_name, self_signed, untrusted };
+
+// The result of one DNS lookup: validated (secure), unsigned (insecure),
+// failed validation (bogus), or failed (servfail, timeout). nxdomain: the
+// name or the record type does not exist (for TLSA: no records).
+enum class DnsStatus : uint8_t { secure, insecure, bogus, servfail, timeout, nxdomain };
+
+// The kinds of TLSA record a host can publish, as far as the decision is
+// concerned (the relay classifies real records into these).
+enum class TlsaKind : uint8_t {
+  dane_ee_match,     // usage 3, matches the leaf
+  dane_ee_mismatch,  // usage 3, does not
+  dane_ta_match,     // usage 2, matches a CA certificate in the chain
+  dane_ta_mismatch,  // usage 2, matches nothing in the chain
+  pkix_ee,           // usage 1: not used for SMTP (RFC 7672 §3.1.3)
+  pkix_ta,           // usage 0: likewise
+  bad_selector,      // unsupported selector
+  bad_mtype,         // unsupported matching type
+  bad_length,        // digest of the wrong length, malformed data
+};
+inline constexpr int kTlsaKindCount = 9;
+using TlsaKindSet = uint16_t;
+constexpr TlsaKindSet tlsa_bit(TlsaKind k) { return static_cast<TlsaKindSet>(1u << static_cast<int>(k)); }
+
+enum class StsFetch : uint8_t { ok, http_error, bad_cert, timeout, invalid };
+enum class StsMode : uint8_t { enforce, testing, none };
+
+struct MtaStsFacts {
+  bool txt = false;                   // `_mta-sts` TXT record present (v=STSv1)
+  StsFetch fetch = StsFetch::timeout; // the policy fetch (when txt)
+  StsMode mode = StsMode::none;       // the fetched policy's mode (fetch == ok)
+  bool mx_match = false;              // this MX host matches the policy in force
+  std::optional<StsMode> cached;      // an unexpired cached policy's mode
+};
+
+struct PeerFacts {
+  // The peer offers STARTTLS (outbound), or the client used it (inbound).
+  bool starttls = false;
+  // The versions the peer can negotiate; empty: its handshake fails
+  // whatever the version (broken stack, cipher mismatch, reset).
+  TlsVersionSet peer_tls = 0;
+  CertStatus cert = CertStatus::valid;
+  DnsStatus mx_dnssec = DnsStatus::secure;    // the MX answer (or implicit MX)
+  DnsStatus addr_dnssec = DnsStatus::secure;  // the MX host's A/AAAA answer
+  DnsStatus tlsa_dnssec = DnsStatus::nxdomain;
+  TlsaKindSet tlsa = 0;                       // the TLSA records (secure answers only count)
+  MtaStsFacts sts;
+};
+
+enum class OutcomeKind : uint8_t { deliver, downgrade, refuse };
+enum class Channel : uint8_t { plaintext, encrypted, authenticated, none };
+
+// Why. Where RFC 8460 (TLSRPT) has a result type, the code is that type;
+// the others are tlsp's own (docs/engine.md lists them all).
+enum class Reason : uint8_t {
+  ok,                        // delivered as configured over TLS
+  starttls_not_supported,    // RFC 8460: the peer does not offer STARTTLS
+  certificate_host_mismatch, // RFC 8460
+  certificate_expired,       // RFC 8460
+  certificate_not_trusted,   // RFC 8460
+  validation_failure,        // RFC 8460: DANE or MTA-STS validation failed (no match, MX not in policy)
+  tlsa_invalid,              // RFC 8460: every TLSA record unusable
+  dnssec_invalid,            // RFC 8460: a bogus DNSSEC answer
+  dane_required,             // RFC 8460: dane-only without secure TLSA (or with an insecure MX)
+  sts_policy_fetch_error,    // RFC 8460
+  sts_policy_invalid,        // RFC 8460
+  sts_webpki_invalid,        // RFC 8460: the policy host's certificate
+  mx_lookup_failed,          // the MX or address lookup failed (SERVFAIL, timeout)
+  tlsa_lookup_failed,        // the TLSA lookup failed (SERVFAIL, timeout)
+  tls_handshake_failure,     // the handshake failed for a reason other than the version
+  tls_version_too_low,       // the peer only speaks versions below the minimum
+  starttls_required,         // inbound: a mandatory peer sent mail without STARTTLS
+  tlsa_not_found,            // dane: no TLSA records (secure NXDOMAIN/NODATA)
+  tlsa_insecure,             // dane: the TLSA or address answer is unsigned
+  sts_no_policy,             // mta-sts: no TXT record and nothing cached
+  sts_mode_none,             // mta-sts: the policy's mode is none
+  plaintext_allowed,         // opportunistic: sent in plaintext (no STARTTLS, or inbound without it)
+};
+inline constexpr int kReasonCount = 22;
+
+struct Outcome {
+  OutcomeKind kind = OutcomeKind::refuse;
+  Channel channel = Channel::none;
+  Level applied = Level::opportunistic;  // the level actually applied
+  TlsVersion tls = TlsVersion::none;     // negotiated version (none: plaintext or refused)
+  Reason reason = Reason::ok;
+  bool last_resort = false;              // see the file comment
+  friend bool operator==(const Outcome&, const Outcome&) = default;
+};
+
+struct RuleInput {
+  Level level = Level::opportunistic;
+  MinTls min_tls = MinTls::any;
+};
+
+Outcome decide(Direction direction, RuleInput rule, const PeerFacts& facts);
+
+std::string_view to_string(TlsVersion v);
+std::string_view to_string(CertStatus c);
+std::string_view to_string(DnsStatus s);
+std::string_view to_string(TlsaKind k);
+std::string_view to_string(StsFetch f);
+std::string_view to_string(StsMode m);
+std::string_view to_string(OutcomeKind o);
+std::string_view to_string(Channel c);
+std::string_view to_string(Reason r);
+
+std::optional<TlsVersion> parse_tls_version(std::string_view s);
+std::optional<CertStatus> parse_cert_status(std::string_view s);
+std::optional<DnsStatus> parse_dns_status(std::string_view s);
+std::optional<TlsaKind> parse_tlsa_kind(std::string_view s);
+std::optional<StsFetch> parse_sts_fetch(std::string_view s);
+std::optional<StsMode> parse_sts_mode(std::string_view s);
+std::optional<OutcomeKind> parse_outcome(std::string_view s);
+std::optional<Channel> parse_channel(std::string_view s);
+std::optional<Reason> parse_reason(std::string_view s);
+
+// The lowest version a rule's minimum allows.
+constexpr TlsVersion floor_of(MinTls m) {
+  return m == MinTls::tls1_3 ? TlsVersion::tls1_3 : m == MinTls::tls1_2 ? TlsVersion::tls1_2 : TlsVersion::tls1_0;
+}
+
+}  // namespace tlsp
