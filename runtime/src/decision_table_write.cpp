@@ -1,0 +1,464 @@
+// Turning a TableContent into table bytes (docs/decision-table.md) and
+// writing them to disk atomically.
+//
+// The writer is the only producer of the format, so it refuses content that
+// breaks the TableContent contract (std::invalid_argument) instead of
+// writing a file the loader would refuse later. Determinism comes from the
+// canonical order: everything after sorting (string interning, index
+// insertion, section layout) depends only on it.
+//
+// The content can hold a million peers, so encode_table() does not copy it
+// to sort it: it sorts 16-byte handles (the peer's key and a pointer to it)
+// and walks the content through them.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "table_layout.h"
+#include "tlsp/decision_table.h"
+
+namespace tlsp {
+namespace tl = table_layout;
+
+namespace {
+
+// ------------------------------------------------------- canonical order
+
+struct SortedPeer {
+  uint32_t key;  // tl::peer_key(*entry), computed once per peer
+  const PeerEntry* entry;
+};
+
+void sort_handles(std::vector<SortedPeer>::iterator begin, std::vector<SortedPeer>::iterator end) {
+  std::sort(begin, end, [](const SortedPeer& a, const SortedPeer& b) {
+    return tl::peer_precedes(*a.entry, a.key, *b.entry, b.key);
+  });
+}
+
+void sort_peers(std::vector<PeerEntry>& peers) {
+  std::vector<SortedPeer> handles;
+  handles.reserve(peers.size());
+  for (const PeerEntry& p : peers) handles.push_back({tl::peer_key(p), &p});
+  sort_handles(handles.begin(), handles.end());
+  std::vector<PeerEntry> sorted;
+  sorted.reserve(peers.size());
+  for (const SortedPeer& h : handles) sorted.push_back(std::move(peers[static_cast<size_t>(h.entry - peers.data())]));
+  peers = std::move(sorted);
+}
+
+// The content in record order without moving it: listed domains by name,
+// then the default domain; for each, outbound then inbound, each list's
+// peers in canonical order. `peers` is every list concatenated, so list j
+// is peers[list_begin[j], list_begin[j + 1]).
+struct RecordOrder {
+  std::vector<const DomainRules*> domains;
+  std::vector<SortedPeer> peers;
+  std::vector<size_t> list_begin;
+
+  explicit RecordOrder(const TableContent& c) {
+    domains.reserve(c.domains.size() + 1);
+    for (const DomainRules& d : c.domains) domains.push_back(&d);
+    std::sort(domains.begin(), domains.end(),
+              [](const DomainRules* a, const DomainRules* b) { return a->name < b->name; });
+    domains.push_back(&c.default_domain);
+    size_t total = 0;
+    for (const DomainRules* d : domains)
+      for (const DirectionRules& dir : d->directions) total += dir.peers.size();
+    peers.reserve(total);
+    list_begin.reserve(2 * domains.size() + 1);
+    for (const DomainRules* d : domains)
+      for (const DirectionRules& dir : d->directions) {
+        list_begin.push_back(peers.size());
+        for (const PeerEntry& p : dir.peers) peers.push_back({tl::peer_key(p), &p});
+        sort_handles(peers.begin() + static_cast<ptrdiff_t>(list_begin.back()), peers.end());
+      }
+    list_begin.push_back(peers.size());
+  }
+
+  // The sorted peers of domains[domain], direction dir.
+  std::pair<const SortedPeer*, const SortedPeer*> list(size_t domain, int dir) const {
+    const size_t j = 2 * domain + static_cast<size_t>(dir);
+    return {peers.data() + list_begin[j], peers.data() + list_begin[j + 1]};
+  }
+};
+
+// ------------------------------------------------------ content checking
+
+[[noreturn]] void reject(const std::string& what) {
+  throw std::invalid_argument("decision table content: " + what);
+}
+
+std::string selector_text(const PeerEntry& p) {
+  switch (p.kind) {
+    case SelectorKind::exact: return p.name;
+    case SelectorKind::wildcard: return "*." + p.name;
+    default: {
+      char text[INET6_ADDRSTRLEN] = "?";
+      ::inet_ntop(p.kind == SelectorKind::cidr_v4 ? AF_INET : AF_INET6, p.address.data(), text, sizeof text);
+      return std::string(text) + "/" + std::to_string(p.prefix_len);
+    }
+  }
+}
+
+class ContentChecker {
+ public:
+  ContentChecker(const TableContent& c, const RecordOrder& order) : content_(c), order_(order) {}
+
+  // In record order, so duplicates are neighbours.
+  void check() const {
+    if (!content_.default_domain.name.empty()) reject("the default domain has a name");
+    check_count(content_.sources.size(), "source files");
+    check_count(content_.domains.size(), "domains");
+    check_count(order_.peers.size(), "peer entries");
+    const size_t listed = order_.domains.size() - 1;
+    for (size_t i = 0; i <= listed; ++i) {
+      const DomainRules& d = *order_.domains[i];
+      const std::string where = i == listed ? "the default domain" : "domain `" + d.name + "`";
+      if (i < listed) {
+        if (!tl::is_stored_name(d.name)) reject(where + ": not a normalised domain name");
+        if (i > 0 && order_.domains[i - 1]->name == d.name) reject("duplicate " + where);
+      }
+      check_ref(d.origin, [&] { return where; });
+      for (int dir = 0; dir < 2; ++dir) check_direction(d.directions[dir], order_.list(i, dir), where);
+    }
+  }
+
+ private:
+  static void check_count(size_t n, const char* what) {
+    if (n >= tl::kEmptySlot) reject(std::string("too many ") + what);
+  }
+
+  // `where` is a callable naming the entry; it runs only to build a
+  // message, never for the million entries that are fine.
+  template <typename Where>
+  void check_ref(const SourceRef& ref, const Where& where) const {
+    if (!ref.builtin() && ref.file >= content_.sources.size())
+      reject(where() + ": source file " + std::to_string(ref.file) + " does not exist");
+  }
+
+  template <typename Where>
+  void check_rule(const Rule& r, const Where& where) const {
+    if (static_cast<int>(r.level) >= kLevelCount) reject(where() + ": invalid level");
+    if (static_cast<int>(r.min_tls) >= kMinTlsCount) reject(where() + ": invalid min_tls");
+    check_ref(r.origin, where);
+    check_ref(r.level_from, where);
+    check_ref(r.min_tls_from, where);
+  }
+
+  void check_direction(const DirectionRules& dir, std::pair<const SortedPeer*, const SortedPeer*> sorted,
+                       const std::string& where) const {
+    check_rule(dir.default_peer, [&] { return where + " default peer"; });
+    for (const SortedPeer* h = sorted.first; h != sorted.second; ++h) {
+      const PeerEntry& p = *h->entry;
+      const auto what = [&] { return where + " peer `" + selector_text(p) + "`"; };
+      check_selector(p, what);
+      check_rule(p.rule, what);
+      if (h != sorted.first && same_selector(*h[-1].entry, p))
+        reject(where + ": duplicate peer `" + selector_text(p) + "`");
+    }
+  }
+
+  static bool same_selector(const PeerEntry& a, const PeerEntry& b) {
+    return a.kind == b.kind && a.name == b.name && a.address == b.address && a.prefix_len == b.prefix_len;
+  }
+
+  template <typename What>
+  static void check_selector(const PeerEntry& p, const What& what) {
+    static constexpr std::array<uint8_t, 16> kZero{};
+    switch (p.kind) {
+      case SelectorKind::exact:
+      case SelectorKind::wildcard:
+        if (!tl::is_stored_name(p.name)) reject(what() + ": not a normalised domain name");
+        // Unused fields must be zero or decode() could not give them back.
+        if (p.address != kZero || p.prefix_len != 0) reject(what() + ": a name selector with an address");
+        return;
+      case SelectorKind::cidr_v4:
+      case SelectorKind::cidr_v6: {
+        const size_t size = tl::address_size(p.kind);
+        if (!p.name.empty()) reject(what() + ": a CIDR selector with a name");
+        if (p.prefix_len > tl::max_prefix(p.kind)) reject(what() + ": prefix length too long");
+        if (!std::all_of(p.address.begin() + static_cast<ptrdiff_t>(size), p.address.end(),
+                         [](uint8_t b) { return b == 0; }))
+          reject(what() + ": bytes beyond the IPv4 address are set");
+        if (!tl::host_bits_clear(p.address.data(), size, p.prefix_len)) reject(what() + ": host bits are set");
+        return;
+      }
+    }
+    reject(what() + ": invalid selector kind");
+  }
+
+  const TableContent& content_;
+  const RecordOrder& order_;
+};
+
+// ------------------------------------------------------------- encoding
+
+// Equal strings share one copy; insertion order (and so every offset)
+// follows the record order. Open addressing over the pool's own bytes: a
+// node-based map allocated once per string and was most of the encoding
+// time of a large table.
+class StringPool {
+ public:
+  explicit StringPool(size_t expected_strings)
+      : slots_(std::bit_ceil(std::max<size_t>(2 * expected_strings, 16))) {}
+
+  tl::StrRef intern(std::string_view s) {
+    if (s.empty()) return {0, 0};
+    const uint64_t h = tl::name_hash(s);
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      Slot& slot = slots_[i];
+      if (slot.length == 0) {  // empty: stored strings are never empty
+        if (bytes_.size() + s.size() > UINT32_MAX) reject("the string pool exceeds 4 GiB");
+        const tl::StrRef ref{static_cast<uint32_t>(bytes_.size()), static_cast<uint32_t>(s.size())};
+        bytes_.append(s);
+        slot = {h, ref.offset, ref.length};
+        if (++used_ * 2 > slots_.size()) grow();
+        return ref;
+      }
+      if (slot.hash == h && slot.length == s.size() &&
+          std::memcmp(bytes_.data() + slot.offset, s.data(), s.size()) == 0)
+        return {slot.offset, slot.length};
+    }
+  }
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t offset = 0;
+    uint32_t length = 0;
+  };
+
+  void grow() {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    const size_t mask = slots_.size() - 1;
+    for (const Slot& s : old) {
+      if (s.length == 0) continue;
+      size_t i = s.hash & mask;
+      while (slots_[i].length != 0) i = (i + 1) & mask;
+      slots_[i] = s;
+    }
+  }
+
+  std::string bytes_;
+  std::vector<Slot> slots_;
+  size_t used_ = 0;
+};
+
+tl::SourceRecord source_record(const SourceRef& r) { return {r.file, r.line, r.column}; }
+
+class TableEncoder {
+ public:
+  TableEncoder(const TableContent& content, const RecordOrder& order)
+      : content_(content), order_(order), pool_(order.peers.size() + order.domains.size() + content.sources.size()) {}
+
+  std::string encode() {
+    tl::FileHeader header{};
+    std::memcpy(header.magic, tl::kMagic.data(), sizeof header.magic);
+    header.format_version = tl::kFormatVersion;
+    header.header_size = sizeof(tl::FileHeader);
+    header.policy_name = pool_.intern(content_.policy_name);
+    header.policy_version = pool_.intern(content_.policy_version);
+    std::memcpy(header.sources_sha256, content_.sources_sha256.data(), 32);
+
+    for (const SourceFile& f : content_.sources) {
+      tl::SourceFileRecord rec{};
+      rec.path = pool_.intern(f.path);
+      std::memcpy(rec.sha256, f.sha256.data(), 32);
+      sources_.push_back(rec);
+    }
+    domains_.reserve(order_.domains.size());
+    peers_.reserve(order_.peers.size());
+    provenance_.reserve(order_.peers.size());
+    for (size_t i = 0; i < order_.domains.size(); ++i) add_domain(i);
+    build_index();
+
+    header.source_count = static_cast<uint32_t>(sources_.size());
+    header.domain_count = static_cast<uint32_t>(order_.domains.size() - 1);
+    header.peer_count = static_cast<uint32_t>(peers_.size());
+    header.index_slot_count = static_cast<uint32_t>(slots_.size());
+    header.section_count = tl::kSectionCount;
+
+    const std::string_view sections[tl::kSectionCount] = {
+        pool_.bytes(), as_bytes(sources_), as_bytes(domains_),
+        as_bytes(slots_), as_bytes(peers_), as_bytes(provenance_)};
+    uint64_t offset = sizeof(tl::FileHeader);
+    for (uint32_t i = 0; i < tl::kSectionCount; ++i) {
+      header.sections[i] = {i + 1, 0, offset, sections[i].size()};
+      offset = tl::align_up(offset + sections[i].size());
+    }
+    header.file_size = offset;
+
+    std::string file(offset, '\0');
+    std::memcpy(file.data(), &header, sizeof header);
+    for (uint32_t i = 0; i < tl::kSectionCount; ++i)
+      if (!sections[i].empty())
+        std::memcpy(file.data() + header.sections[i].offset, sections[i].data(), sections[i].size());
+    const auto checksum = tl::table_checksum(file);
+    std::memcpy(file.data() + tl::kChecksumOffset, checksum.data(), checksum.size());
+    return file;
+  }
+
+ private:
+  template <typename T>
+  static std::string_view as_bytes(const std::vector<T>& v) {
+    return {reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T)};
+  }
+
+  void add_domain(size_t i) {
+    const DomainRules& d = *order_.domains[i];
+    tl::DomainRecord rec{};
+    rec.name = pool_.intern(d.name);
+    rec.origin = source_record(d.origin);
+    for (int dir = 0; dir < 2; ++dir) {
+      const Rule& def = d.directions[dir].default_peer;
+      tl::DirectionRecord& out = rec.directions[dir];
+      out.peer_begin = static_cast<uint32_t>(peers_.size());
+      out.level = static_cast<uint8_t>(def.level);
+      out.min_tls = static_cast<uint8_t>(def.min_tls);
+      out.origin = source_record(def.origin);
+      out.level_from = source_record(def.level_from);
+      out.min_tls_from = source_record(def.min_tls_from);
+      const auto [first, last] = order_.list(i, dir);
+      for (const SortedPeer* h = first; h != last; ++h) {
+        ++out.kind_count[static_cast<int>(h->entry->kind)];
+        add_peer(*h);
+      }
+    }
+    domains_.push_back(rec);
+  }
+
+  void add_peer(const SortedPeer& h) {
+    const PeerEntry& p = *h.entry;
+    tl::PeerRecord rec{};
+    rec.kind = static_cast<uint8_t>(p.kind);
+    rec.level = static_cast<uint8_t>(p.rule.level);
+    rec.min_tls = static_cast<uint8_t>(p.rule.min_tls);
+    rec.key = h.key;
+    if (p.kind == SelectorKind::exact || p.kind == SelectorKind::wildcard) {
+      rec.selector = pool_.intern(p.name);
+    } else {
+      rec.prefix_len = p.prefix_len;
+      rec.selector = pool_.intern({reinterpret_cast<const char*>(p.address.data()), tl::address_size(p.kind)});
+    }
+    peers_.push_back(rec);
+    provenance_.push_back({source_record(p.rule.origin), source_record(p.rule.level_from),
+                           source_record(p.rule.min_tls_from)});
+  }
+
+  // Linear probing, filled in record order; at least half the slots stay
+  // empty so every probe sequence ends.
+  void build_index() {
+    const size_t n = order_.domains.size() - 1;
+    slots_.assign(std::bit_ceil(std::max<size_t>(2 * n, 2)), tl::IndexSlot{0, tl::kEmptySlot});
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t h = tl::name_hash(order_.domains[i]->name);
+      size_t s = h & mask;
+      while (slots_[s].domain != tl::kEmptySlot) s = (s + 1) & mask;
+      slots_[s] = {static_cast<uint32_t>(h >> 32), static_cast<uint32_t>(i)};
+    }
+  }
+
+  const TableContent& content_;
+  const RecordOrder& order_;
+  StringPool pool_;
+  std::vector<tl::SourceFileRecord> sources_;
+  std::vector<tl::DomainRecord> domains_;
+  std::vector<tl::IndexSlot> slots_;
+  std::vector<tl::PeerRecord> peers_;
+  std::vector<tl::PeerProvenance> provenance_;
+};
+
+// ------------------------------------------------------------ file output
+
+[[noreturn]] void fail_write(const std::string& path, const std::string& what, int err) {
+  throw std::runtime_error("cannot write decision table `" + path + "`: " + what + ": " +
+                           std::strerror(err));
+}
+
+void write_all(int fd, std::string_view bytes, const std::string& path) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail_write(path, "write", errno);
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+void canonicalize(TableContent& content) {
+  std::sort(content.domains.begin(), content.domains.end(),
+            [](const DomainRules& a, const DomainRules& b) { return a.name < b.name; });
+  for (DirectionRules& dir : content.default_domain.directions) sort_peers(dir.peers);
+  for (DomainRules& d : content.domains)
+    for (DirectionRules& dir : d.directions) sort_peers(dir.peers);
+}
+
+std::string encode_table(const TableContent& content) {
+  const RecordOrder order(content);
+  ContentChecker(content, order).check();
+  return TableEncoder(content, order).encode();
+}
+
+std::string reseal_table_for_testing(std::string bytes) {
+  if (bytes.size() < sizeof(tl::FileHeader)) return bytes;
+  const auto checksum = tl::table_checksum(bytes);
+  std::memcpy(bytes.data() + tl::kChecksumOffset, checksum.data(), checksum.size());
+  return bytes;
+}
+
+void write_table_file(const std::string& path, const TableContent& content) {
+  const std::string bytes = encode_table(content);
+  const std::filesystem::path target(path);
+  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
+  // Same directory, so the rename is atomic and never crosses a file system.
+  std::string temp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
+  const int fd = ::mkstemp(temp.data());
+  if (fd < 0) fail_write(path, "create temporary file", errno);
+  try {
+    // mkstemp makes the file 0600; the table is read by other users (the
+    // relay), and holds nothing secret.
+    if (::fchmod(fd, 0644) != 0) fail_write(path, "chmod", errno);
+    write_all(fd, bytes, path);
+    if (::fsync(fd) != 0) fail_write(path, "fsync", errno);
+  } catch (...) {
+    ::close(fd);
+    ::unlink(temp.c_str());
+    throw;
+  }
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    fail_write(path, "close", err);
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    fail_write(path, "rename", err);
+  }
+  // The rename is durable only once the directory entry is on disk.
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) fail_write(path, "open directory", errno);
+  const int rc = ::fsync(dir_fd);
+  const int err = errno;
+  ::close(dir_fd);
+  if (rc != 0) fail_write(path, "fsync directory", err);
+}
+
+}  // namespace tlsp
