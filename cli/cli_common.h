@@ -8,7 +8,11 @@
 #include <string>
 #include <vector>
 
+#include <fstream>
+#include <optional>
+
 #include "tlsp/compiler.h"
+#include "tlsp/decision_table.h"
 
 namespace tlsp::cli {
 
@@ -61,6 +65,31 @@ inline CompileResult run_compiler(const po::variables_map& vm, const std::vector
 inline int exit_code_of(const CompileResult& r) {
   if (r.input_error) return kExitUsage;
   return r.table ? kExitOk : kExitErrors;
+}
+
+// A decision table file (recognised by its magic) or policy sources to
+// compile: either way a validated table. Diagnostics and errors go to
+// stderr; std::nullopt then, with `exit_code` set.
+inline std::optional<DecisionTable> table_or_policy(const std::vector<std::string>& paths, const po::variables_map& vm,
+                                                    int& exit_code) {
+  char magic[8] = {};
+  if (paths.size() == 1) {
+    std::ifstream in(paths[0], std::ios::binary);
+    in.read(magic, sizeof magic);
+  }
+  try {
+    if (std::string_view(magic, 8) == std::string_view("\x89TLSP\r\n\x1a", 8)) return DecisionTable::open(paths[0]);
+    CompileResult r = run_compiler(vm, paths);
+    if (!r.table) {
+      exit_code = exit_code_of(r);
+      return std::nullopt;
+    }
+    return DecisionTable::from_bytes(encode_table(*r.table));
+  } catch (const TableError& e) {
+    std::cerr << "tlsp: error: " << e.what() << "\n";
+    exit_code = kExitErrors;
+    return std::nullopt;
+  }
 }
 
 }  // namespace tlsp::cli

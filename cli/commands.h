@@ -15,5 +15,8 @@ int cmd_compile(const Args& args);
 int cmd_explain(const Args& args);
 int cmd_inspect(const Args& args);
 int cmd_decide(const Args& args);
+int cmd_diff(const Args& args);
+int cmd_matrix(const Args& args);
+int cmd_simulate(const Args& args);
 
 }  // namespace tlsp::cli

@@ -201,6 +201,9 @@ static const char* kTopHelp =
     "  explain   say which rule applies between a managed domain and a peer, and why\n"
     "  inspect   validate a decision table and say what it holds\n"
     "  decide    run the enforcement engine on facts given as JSON Lines\n"
+    "  diff      show what changing from one policy to another does to delivery\n"
+    "  matrix    the decision matrix: every domain x peer x direction against the behaviour catalogue\n"
+    "  simulate  replay scenario files against a policy and check the expected outcomes\n"
     "\n"
     "`tlsp <command> --help` describes each command.\n"
     "exit codes: 0 success, 1 errors in the input, 2 bad usage or unreadable input\n";
@@ -232,6 +235,9 @@ int main(int argc, char** argv) {
     if (cmd == "explain") return cmd_explain(args);
     if (cmd == "inspect") return cmd_inspect(args);
     if (cmd == "decide") return cmd_decide(args);
+    if (cmd == "diff") return cmd_diff(args);
+    if (cmd == "matrix") return cmd_matrix(args);
+    if (cmd == "simulate") return cmd_simulate(args);
     std::cerr << "tlsp: error: unknown command `" << cmd << "`\n" << kTopHelp;
     return kExitUsage;
   } catch (const UsageError& e) {

@@ -298,7 +298,7 @@ TEST(EngineRules, Opportunistic) {
                  Level::opportunistic, TlsVersion::tls1_3, Reason::ok);
   f.starttls = false;
   expect_outcome(out(Level::opportunistic, MinTls::tls1_3, f), OutcomeKind::deliver, Channel::plaintext,
-                 Level::opportunistic, TlsVersion::none, Reason::plaintext_allowed);
+                 Level::opportunistic, TlsVersion::none, Reason::starttls_not_supported);
   f = modern_peer();
   f.peer_tls = version_bit(TlsVersion::tls1_0);
   expect_outcome(out(Level::opportunistic, MinTls::any, f), OutcomeKind::deliver, Channel::encrypted,

@@ -50,8 +50,9 @@ Outcome opportunistic(const PeerFacts& f, TlsVersion floor, Level configured, Re
   TlsAttempt a = try_tls(f, floor);
   switch (a.result) {
     case TlsResult::no_starttls:
+      // RFC 8460's type for it, even though opportunistic then sends.
       return sent(configured, Level::opportunistic, Channel::plaintext, TlsVersion::none,
-                  fallback ? because : Reason::plaintext_allowed);
+                  fallback ? because : Reason::starttls_not_supported);
     case TlsResult::ok:
       return sent(configured, Level::opportunistic, Channel::encrypted, a.version, fallback ? because : Reason::ok);
     case TlsResult::version_too_low:

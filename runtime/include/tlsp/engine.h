@@ -111,7 +111,7 @@ enum class Reason : uint8_t {
   tlsa_insecure,             // dane: the TLSA or address answer is unsigned
   sts_no_policy,             // mta-sts: no TXT record and nothing cached
   sts_mode_none,             // mta-sts: the policy's mode is none
-  plaintext_allowed,         // opportunistic: sent in plaintext (no STARTTLS, or inbound without it)
+  plaintext_allowed,         // inbound opportunistic: the client sent without STARTTLS
 };
 inline constexpr int kReasonCount = 22;
 

@@ -1,0 +1,415 @@
+// cmd_simulate.cpp — `tlsp simulate`: replays scenario files (docs/scenarios.md)
+// against a decision table through the enforcement engine and checks each
+// scenario's expected outcome.
+//
+// Output: one `PASS name (file:line)` / `FAIL name (file:line)` line per
+// scenario, in file order; under each failure, its expected and actual
+// fields side by side, the rule used (level, minimum, where each came from)
+// and every MX host's outcome; last, exactly `N passed, M failed`. A
+// scenario with errors (diagnostics on stderr) is a failure, and so is a
+// file that does not parse (it counts once: its scenarios are unknown).
+// --json prints one JSON document instead; --junit FILE also writes JUnit
+// XML for CI. Exit: 0 all passed, 1 any failure or a policy with errors,
+// 2 bad usage or an unreadable input.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "tlsp/simulator.h"
+
+namespace tlsp::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::ordered_json;
+
+// One line of the report: a scenario that ran, one left out for errors, or
+// a file that did not parse.
+struct Entry {
+  const sim::ScenarioFile* file = nullptr;
+  const sim::Scenario* scenario = nullptr;  // ran
+  std::string name;
+  uint32_t line = 0;
+  enum Kind { ran, broken, unparsable } kind = ran;
+  sim::ScenarioResult result;
+  std::vector<sim::FieldCheck> checks;
+  bool ok = false;
+  std::string details;  // the failure's explanation, as printed
+};
+
+std::vector<std::string> scenario_paths(const std::vector<std::string>& inputs) {
+  std::vector<std::string> out;
+  for (const auto& in : inputs) {
+    std::error_code ec;
+    fs::file_status st = fs::status(in, ec);
+    if (ec || !fs::exists(st)) throw UsageError("cannot read `" + in + "`: no such file or directory");
+    if (!fs::is_directory(st)) {
+      out.push_back(in);
+      continue;
+    }
+    std::vector<std::string> found;
+    for (auto it = fs::recursive_directory_iterator(in, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec))
+      if (it->is_regular_file() && it->path().extension() == ".scenario") found.push_back(it->path().string());
+    if (ec) throw UsageError("cannot read the directory `" + in + "`: " + ec.message());
+    if (found.empty()) throw UsageError("no *.scenario files under `" + in + "`");
+    std::sort(found.begin(), found.end());
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError("cannot read `" + path + "`");
+  std::stringstream s;
+  s << in.rdbuf();
+  if (in.bad()) throw UsageError("cannot read `" + path + "`");
+  return s.str();
+}
+
+std::string where(const DecisionTable& t, const SourceRef& ref) { return ref.builtin() ? "built-in default" : t.describe(ref); }
+
+std::string describe_match(const Decision& d) {
+  switch (d.match) {
+    case MatchKind::exact: return "exact peer `" + d.selector + "`";
+    case MatchKind::wildcard: return "wildcard peer `" + d.selector + "`";
+    case MatchKind::cidr: return "CIDR peer `" + d.selector + "`";
+    case MatchKind::default_peer: return d.domain_listed ? "the domain's default peer" : "default peer";
+    case MatchKind::default_domain: return "the default domain";
+  }
+  return "?";
+}
+
+std::string version_list(TlsVersionSet set) {
+  if (set == 0) return "handshake fails";
+  std::string out;
+  for (int v = static_cast<int>(TlsVersion::tls1_0); v <= static_cast<int>(TlsVersion::tls1_3); ++v)
+    if (set & version_bit(static_cast<TlsVersion>(v))) out += (out.empty() ? "" : " ") + std::string(to_string(static_cast<TlsVersion>(v)));
+  return out;
+}
+
+std::string tlsa_list(TlsaKindSet set) {
+  std::string out;
+  for (int k = 0; k < kTlsaKindCount; ++k)
+    if (set & tlsa_bit(static_cast<TlsaKind>(k))) out += (out.empty() ? "" : " ") + std::string(to_string(static_cast<TlsaKind>(k)));
+  return out;
+}
+
+std::string describe_facts(const PeerFacts& f, Direction d) {
+  std::string s = f.starttls ? "starttls, tls " + version_list(f.peer_tls) : std::string("no starttls");
+  if (d == Direction::inbound) return s;
+  s += ", cert " + std::string(to_string(f.cert));
+  s += ", mx " + std::string(to_string(f.mx_dnssec)) + ", addr " + std::string(to_string(f.addr_dnssec));
+  s += ", tlsa " + std::string(to_string(f.tlsa_dnssec));
+  if (f.tlsa) s += " {" + tlsa_list(f.tlsa) + "}";
+  s += ", mta-sts ";
+  if (f.sts.txt) {
+    s += "txt, fetch " + std::string(to_string(f.sts.fetch));
+    if (f.sts.fetch == StsFetch::ok) s += ", mode " + std::string(to_string(f.sts.mode));
+  } else {
+    s += "no txt";
+  }
+  if (f.sts.cached) s += ", cached " + std::string(to_string(*f.sts.cached));
+  // Whether the host is listed means something only when a policy is in force.
+  if ((f.sts.txt && f.sts.fetch == StsFetch::ok) || f.sts.cached)
+    s += f.sts.mx_match ? ", host listed" : ", host not listed";
+  return s;
+}
+
+std::string describe_outcome(const Outcome& o) {
+  std::string s = std::string(to_string(o.kind)) + ", channel " + std::string(to_string(o.channel)) + ", applied " +
+                  std::string(to_string(o.applied));
+  if (o.tls != TlsVersion::none) s += ", tls " + std::string(to_string(o.tls));
+  s += ", reason " + std::string(to_string(o.reason));
+  if (o.last_resort) s += " (last resort)";
+  return s;
+}
+
+// The explanation under a FAIL line.
+std::string explain_failure(const DecisionTable& t, const sim::Scenario& s, const Entry& e) {
+  std::ostringstream out;
+  size_t width = 8;
+  for (const auto& c : e.checks) width = std::max(width, c.expected.size() + 2);
+  auto row = [&](const std::string& mark, const std::string& field, const std::string& expected,
+                 const std::string& actual) {
+    out << "  " << mark << " " << field << std::string(10 - std::min<size_t>(field.size(), 9), ' ') << expected
+        << std::string(width - std::min(width - 1, expected.size()), ' ') << actual << "\n";
+  };
+  row(" ", "field", "expected", "actual");
+  for (const auto& c : e.checks) row(c.ok ? " " : "!", c.field, c.expected, c.actual);
+
+  const sim::AppliedRule& rule = e.result.rule;
+  out << "    rule      " << to_string(rule.rule.level) << ", min_tls " << to_string(rule.rule.min_tls) << "\n";
+  for (size_t i = 0; i < rule.lookups.size(); ++i) {
+    const sim::RuleLookup& l = rule.lookups[i];
+    const Decision& d = l.decision;
+    out << "              " << to_string(l.direction) << " " << l.managed_domain << " <-> " << l.peer << ": "
+        << describe_match(d) << " (" << where(t, d.origin) << "): level " << to_string(d.level) << " ("
+        << where(t, d.level_from) << "), min_tls " << to_string(d.min_tls) << " (" << where(t, d.min_tls_from) << ")";
+    if (rule.lookups.size() > 1) {
+      std::vector<std::string> used;
+      if (rule.level_from == i) used.push_back("level");
+      if (rule.min_tls_from == i) used.push_back("min_tls");
+      out << (used.empty() ? "" : used.size() == 2 ? "  <- level, min_tls" : "  <- " + used[0]);
+      if (i == 1 && d.match != MatchKind::exact && d.match != MatchKind::wildcard)
+        out << "  (no sender-domain rule matched: not used)";
+    }
+    out << "\n";
+  }
+  const char* label = s.direction == Direction::outbound ? "    hosts     " : "    client    ";
+  for (size_t i = 0; i < e.result.attempts.size(); ++i) {
+    const sim::HostAttempt& a = e.result.attempts[i];
+    out << (i == 0 ? label : "              ") << a.name;
+    if (s.direction == Direction::outbound) out << " (pref " << a.pref << ")";
+    out << ": " << describe_outcome(a.outcome) << (i == e.result.chosen ? "  <- result" : "") << "\n"
+        << "                facts: " << describe_facts(a.facts, s.direction) << "\n";
+    for (const auto& n : a.notes) out << "                note: " << n << "\n";
+  }
+  for (const auto& n : e.result.notes) out << "    note      " << n << "\n";
+  return out.str();
+}
+
+// ------------------------------------------------------------- machine output
+
+ordered_json outcome_json(const Outcome& o) {
+  ordered_json j;
+  j["outcome"] = to_string(o.kind);
+  j["channel"] = to_string(o.channel);
+  j["applied"] = to_string(o.applied);
+  j["tls"] = to_string(o.tls);
+  j["reason"] = to_string(o.reason);
+  j["last_resort"] = o.last_resort;
+  return j;
+}
+
+ordered_json entry_json(const DecisionTable& t, const Entry& e) {
+  ordered_json j;
+  j["name"] = e.name;
+  j["file"] = e.file->source.display_path;
+  j["line"] = e.line;
+  j["status"] = e.kind == Entry::ran ? (e.ok ? "pass" : "fail") : "error";
+  if (e.kind != Entry::ran) return j;
+  j["checks"] = ordered_json::array();
+  for (const auto& c : e.checks)
+    j["checks"].push_back({{"field", c.field}, {"expected", c.expected}, {"actual", c.actual}, {"ok", c.ok}});
+  ordered_json result = outcome_json(e.result.outcome);
+  if (!e.result.via.empty()) result["via"] = e.result.via;
+  j["result"] = result;
+  const sim::AppliedRule& rule = e.result.rule;
+  ordered_json r;
+  r["level"] = to_string(rule.rule.level);
+  r["min_tls"] = to_string(rule.rule.min_tls);
+  r["lookups"] = ordered_json::array();
+  for (size_t i = 0; i < rule.lookups.size(); ++i) {
+    const auto& l = rule.lookups[i];
+    r["lookups"].push_back({{"direction", to_string(l.direction)},
+                            {"domain", l.managed_domain},
+                            {"peer", l.peer},
+                            {"match", to_string(l.decision.match)},
+                            {"selector", l.decision.selector.empty() ? ordered_json(nullptr) : ordered_json(l.decision.selector)},
+                            {"level", to_string(l.decision.level)},
+                            {"min_tls", to_string(l.decision.min_tls)},
+                            {"source", where(t, l.decision.origin)},
+                            {"level_source", where(t, l.decision.level_from)},
+                            {"min_tls_source", where(t, l.decision.min_tls_from)},
+                            {"gives_level", rule.level_from == i},
+                            {"gives_min_tls", rule.min_tls_from == i}});
+  }
+  j["rule"] = r;
+  j["attempts"] = ordered_json::array();
+  for (size_t i = 0; i < e.result.attempts.size(); ++i) {
+    const auto& a = e.result.attempts[i];
+    ordered_json h;
+    h["name"] = a.name;
+    if (e.scenario->direction == Direction::outbound) h["pref"] = a.pref;
+    h["outcome"] = outcome_json(a.outcome);
+    h["chosen"] = i == e.result.chosen;
+    h["facts"] = describe_facts(a.facts, e.scenario->direction);
+    h["notes"] = a.notes;
+    j["attempts"].push_back(h);
+  }
+  j["notes"] = e.result.notes;
+  return j;
+}
+
+std::string xml_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default:
+        // XML 1.0 has no place for other control characters.
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') out += '?';
+        else out += c;
+    }
+  }
+  return out;
+}
+
+void write_junit(const std::string& path, const std::vector<sim::ScenarioFile>& files, const std::vector<Entry>& entries,
+                 size_t failed) {
+  std::ostringstream x;
+  x << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    << "<testsuites name=\"tlsp simulate\" tests=\"" << entries.size() << "\" failures=\"" << failed << "\">\n";
+  for (const auto& f : files) {
+    std::vector<const Entry*> mine;
+    for (const auto& e : entries)
+      if (e.file == &f) mine.push_back(&e);
+    size_t fails = std::count_if(mine.begin(), mine.end(), [](const Entry* e) { return !e->ok; });
+    const std::string file = xml_escape(f.source.display_path);
+    x << "  <testsuite name=\"" << file << "\" tests=\"" << mine.size() << "\" failures=\"" << fails << "\">\n";
+    for (const Entry* e : mine) {
+      x << "    <testcase classname=\"" << file << "\" name=\"" << xml_escape(e->name) << "\" file=\"" << file
+        << "\" line=\"" << e->line << "\"";
+      if (e->ok) {
+        x << "/>\n";
+        continue;
+      }
+      std::string message = e->kind == Entry::ran ? "the outcome differs from the expectation"
+                                                  : "the scenario file has errors";
+      std::string body = e->kind == Entry::ran ? e->details : sim::render_diagnostics(*e->file);
+      x << ">\n      <failure message=\"" << xml_escape(message) << "\">" << xml_escape(body) << "</failure>\n"
+        << "    </testcase>\n";
+    }
+    x << "  </testsuite>\n";
+  }
+  x << "</testsuites>\n";
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << x.str();
+  out.close();
+  if (!out) throw UsageError("cannot write `" + path + "`");
+}
+
+}  // namespace
+
+int cmd_simulate(const Args& args) {
+  // `simulate --matrix` is the decision matrix over the behaviour catalogue.
+  if (std::find(args.begin(), args.end(), "--matrix") != args.end()) return cmd_matrix(args);
+  po::options_description opts("options");
+  std::vector<std::string> policies, inputs;
+  std::string table_path, junit;
+  opts.add_options()("policy", po::value(&policies)->composing(),
+                     "a policy file to compile (repeat for several roots)")(
+      "table", po::value(&table_path), "a compiled decision table, instead of --policy")(
+      "scenarios", po::value(&inputs)->required(), "scenario files or directories (positional)")(
+      "junit", po::value(&junit), "also write the results as JUnit XML to this file")(
+      "json", "print one JSON document instead of text");
+  add_compile_options(opts);
+  po::positional_options_description pos;
+  pos.add("scenarios", -1);
+  po::variables_map vm;
+  if (!parse_options("simulate", "(--policy POLICY [--policy ...] | --table TABLE) SCENARIO_FILE_OR_DIR... [--json] [--junit FILE]",
+                     "Replays the scenarios against the policy through the enforcement engine and checks each expected "
+                     "outcome. Directories are searched recursively for *.scenario files (docs/scenarios.md).\n"
+                     "With --matrix (and no scenarios): the decision matrix, as `tlsp matrix` (see its --help).",
+                     opts, &pos, args, vm))
+    return kExitOk;
+  if (table_path.empty() == policies.empty()) throw UsageError("give exactly one of --table and --policy");
+  const bool json = vm.count("json") > 0;
+
+  // Inputs first: an unreadable scenario is a usage problem, found before
+  // any compile work.
+  std::vector<std::string> paths = scenario_paths(inputs);
+  std::vector<std::string> texts;
+  for (const auto& p : paths) texts.push_back(read_file(p));
+
+  std::optional<DecisionTable> table;
+  try {
+    if (!table_path.empty()) {
+      if (!fs::exists(table_path)) throw UsageError("cannot read `" + table_path + "`: no such file");
+      table = DecisionTable::open(table_path);
+    } else {
+      CompileResult r = run_compiler(vm, policies);
+      if (!r.table) return exit_code_of(r);
+      table = DecisionTable::from_bytes(encode_table(*r.table));
+    }
+  } catch (const TableError& e) {
+    std::cerr << "tlsp: error: " << e.what() << "\n";
+    return kExitErrors;
+  }
+
+  std::vector<sim::ScenarioFile> files;
+  files.reserve(paths.size());  // entries point into it
+  for (size_t i = 0; i < paths.size(); ++i) {
+    files.push_back(sim::parse_scenarios(paths[i], std::move(texts[i])));
+    std::cerr << sim::render_diagnostics(files.back());
+  }
+
+  std::vector<Entry> entries;
+  for (const auto& f : files) {
+    if (f.syntax_error) {
+      Entry e;
+      e.file = &f;
+      e.kind = Entry::unparsable;
+      e.name = f.source.display_path;
+      e.line = f.diagnostics.empty() ? 1 : f.diagnostics.front().where.line;
+      entries.push_back(std::move(e));
+      continue;
+    }
+    std::vector<Entry> mine;
+    for (const auto& s : f.scenarios) {
+      Entry e;
+      e.file = &f;
+      e.scenario = &s;
+      e.name = s.name;
+      e.line = s.where.line;
+      e.result = sim::run_scenario(*table, s);
+      e.checks = sim::check_expectation(s.expect, e.result);
+      e.ok = sim::passed(e.checks);
+      if (!e.ok) e.details = explain_failure(*table, s, e);
+      mine.push_back(std::move(e));
+    }
+    for (const auto& b : f.broken) {
+      Entry e;
+      e.file = &f;
+      e.kind = Entry::broken;
+      e.name = b.name;
+      e.line = b.where.line;
+      mine.push_back(std::move(e));
+    }
+    std::stable_sort(mine.begin(), mine.end(), [](const Entry& a, const Entry& b) { return a.line < b.line; });
+    for (auto& e : mine) entries.push_back(std::move(e));
+  }
+  const size_t passed = std::count_if(entries.begin(), entries.end(), [](const Entry& e) { return e.ok; });
+  const size_t failed = entries.size() - passed;
+
+  if (json) {
+    ordered_json doc;
+    doc["policy"] = {{"name", table->policy_name()}, {"version", table->policy_version()}};
+    doc["scenarios"] = ordered_json::array();
+    for (const auto& e : entries) doc["scenarios"].push_back(entry_json(*table, e));
+    doc["diagnostics"] = ordered_json::array();
+    for (const auto& f : files)
+      for (const auto& d : f.diagnostics)
+        doc["diagnostics"].push_back({{"file", f.source.display_path},
+                                      {"line", d.where.line},
+                                      {"column", d.where.column},
+                                      {"code", d.code},
+                                      {"message", d.message}});
+    doc["passed"] = passed;
+    doc["failed"] = failed;
+    std::cout << doc.dump(2) << "\n";
+  } else {
+    for (const auto& e : entries) {
+      const std::string at = e.file->source.display_path + ":" + std::to_string(e.line);
+      switch (e.kind) {
+        case Entry::ran: std::cout << (e.ok ? "PASS " : "FAIL ") << e.name << " (" << at << ")\n" << e.details; break;
+        case Entry::broken: std::cout << "FAIL " << e.name << " (" << at << "): the scenario has errors\n"; break;
+        case Entry::unparsable: std::cout << "FAIL " << e.name << ": the file has syntax errors\n"; break;
+      }
+    }
+    std::cout << passed << " passed, " << failed << " failed\n";
+  }
+  if (!junit.empty()) write_junit(junit, files, entries, failed);
+  return failed == 0 ? kExitOk : kExitErrors;
+}
+
+}  // namespace tlsp::cli
