@@ -10,3 +10,5 @@ build=${TLSP_BUILD_DIR:-$root/build}
 "$build/tlsp_bench" "$@"
 echo
 "$build/tlsp_engine_bench"
+echo
+"$build/tlsp_simulate_bench" "$root"
