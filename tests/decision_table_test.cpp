@@ -123,6 +123,8 @@ TableContent canonical(TableContent c) {
   return c;
 }
 
+std::string small_table_for_layout() { return encode_table(sample_content()); }
+
 // ------------------------------------------------- the reference model
 
 // SPEC §2 read as literally as possible: linear scans, no hashing, no
@@ -293,6 +295,48 @@ void write_field(std::string& bytes, size_t offset, T v) {
 uint64_t section_offset(const std::string& bytes, int id) {
   return read_field<uint64_t>(bytes, kSectionsOffset + (id - 1) * kSectionEntrySize + 8);
 }
+uint64_t section_size(const std::string& bytes, int id) {
+  return read_field<uint64_t>(bytes, kSectionsOffset + (id - 1) * kSectionEntrySize + 16);
+}
+
+// Format version 2 (docs/decision-table.md): sections 3 (domain index) and
+// 4 (domain blocks), and the parts of a domain block the tests look at.
+constexpr int kIndexSection = 3;
+constexpr int kBlockSection = 4;
+constexpr size_t kDomainCountOffset = 92;
+constexpr size_t kBlockHeaderSize = 48;
+constexpr size_t kPeerRecordSize = 12;
+
+struct BlockInfo {
+  uint64_t offset;  // in the file
+  uint32_t size;
+  std::string name;
+  uint32_t kind_count[2][4];
+  uint64_t records;  // file offset of the first peer record
+};
+
+// The domain blocks in file order: the default domain's, then the listed
+// domains'.
+std::vector<BlockInfo> blocks_of(const std::string& bytes) {
+  std::vector<BlockInfo> out;
+  const uint64_t begin = section_offset(bytes, kBlockSection);
+  const uint64_t end = begin + section_size(bytes, kBlockSection);
+  for (uint64_t at = begin; at < end;) {
+    BlockInfo b;
+    b.offset = at;
+    b.size = read_field<uint32_t>(bytes, at);
+    const uint8_t name_length = read_field<uint8_t>(bytes, at + 8);
+    b.name = bytes.substr(at + kBlockHeaderSize, name_length);
+    for (int dir = 0; dir < 2; ++dir)
+      for (int kind = 0; kind < 4; ++kind)
+        b.kind_count[dir][kind] = read_field<uint32_t>(bytes, at + 16 + 16 * dir + 4 * kind);
+    b.records = at + ((kBlockHeaderSize + name_length + 7) & ~uint64_t{7});
+    out.push_back(b);
+    if (b.size == 0) break;
+    at += b.size;
+  }
+  return out;
+}
 
 // ================================================================ tests
 
@@ -303,7 +347,7 @@ TEST(DecisionTableEncoding, RoundTripsInCanonicalOrder) {
   EXPECT_EQ(t.policy_name(), "example-policy");
   EXPECT_EQ(t.policy_version(), "v42");
   EXPECT_EQ(t.sources_sha256(), filled(0xAB));
-  EXPECT_EQ(t.format_version(), 1u);
+  EXPECT_EQ(t.format_version(), 2u);
   EXPECT_EQ(t.domain_count(), 3u);
   EXPECT_EQ(t.peer_count(), 12u);
   EXPECT_EQ(t.source_count(), 2u);
@@ -311,6 +355,54 @@ TEST(DecisionTableEncoding, RoundTripsInCanonicalOrder) {
   EXPECT_EQ(t.source_path(2), "");
   EXPECT_EQ(t.describe(at(0, 7, 5)), "policies/main.tlsp:7");
   EXPECT_EQ(t.describe(kBuiltin), "built-in default");
+}
+
+// The layout lookups rely on for locality: each domain's data is one
+// cache-line aligned block, and each index slot names a block directly.
+TEST(DecisionTableEncoding, DomainBlocksAreLaidOutForLocality) {
+  const std::string bytes = small_table_for_layout();
+  for (int id = 1; id <= 4; ++id) EXPECT_EQ(section_offset(bytes, id) % 64, 0u) << "section " << id;
+  const std::vector<BlockInfo> blocks = blocks_of(bytes);
+  ASSERT_EQ(blocks.size(), 4u);
+  EXPECT_EQ(blocks[0].name, "");  // the default domain first
+  EXPECT_EQ(blocks[1].name, "example.com");
+  EXPECT_EQ(blocks[2].name, "example.org");
+  EXPECT_EQ(blocks[3].name, "mail.example.net");
+  uint64_t total = 0;
+  for (const BlockInfo& b : blocks) {
+    EXPECT_EQ(b.size % 64, 0u);
+    total += b.size;
+  }
+  EXPECT_EQ(total, section_size(bytes, kBlockSection));
+  // example.com: 2 exact and 2 wildcard outbound; 1 exact, 2 IPv4 and 2
+  // IPv6 inbound; records right after the (padded) name.
+  const uint32_t com[2][4] = {{2, 2, 0, 0}, {1, 0, 2, 2}};
+  for (int dir = 0; dir < 2; ++dir)
+    for (int kind = 0; kind < 4; ++kind) EXPECT_EQ(blocks[1].kind_count[dir][kind], com[dir][kind]);
+  EXPECT_EQ(blocks[1].records - blocks[1].offset, 64u);
+
+  // Every listed domain's block is named by exactly one slot, in units of
+  // 64 bytes from the start of the block section.
+  const uint64_t index = section_offset(bytes, kIndexSection);
+  const uint64_t slots = section_size(bytes, kIndexSection) / 8;
+  std::multiset<uint64_t> named;
+  for (uint64_t i = 0; i < slots; ++i) {
+    const uint32_t block = read_field<uint32_t>(bytes, index + 8 * i + 4);
+    if (block != 0xFFFFFFFFu) named.insert(section_offset(bytes, kBlockSection) + uint64_t{block} * 64);
+  }
+  EXPECT_EQ(named, (std::multiset<uint64_t>{blocks[1].offset, blocks[2].offset, blocks[3].offset}));
+}
+
+// from_bytes() copies into aligned memory whatever the alignment of its
+// argument.
+TEST(DecisionTableEncoding, LoadsFromUnalignedBytes) {
+  const std::string bytes = small_table_for_layout();
+  for (size_t shift = 0; shift < 16; ++shift) {
+    const std::string buffer = std::string(shift, 'x') + bytes;
+    const DecisionTable t = DecisionTable::from_bytes(std::string_view(buffer).substr(shift));
+    EXPECT_EQ(t.lookup(Direction::outbound, "example.com", "partner.example").selector, "partner.example");
+    EXPECT_EQ(t.decode(), canonical(sample_content()));
+  }
 }
 
 TEST(DecisionTableEncoding, CanonicalOrderIsWhatDecodeReturns) {
@@ -875,21 +967,57 @@ TEST(DecisionTableDamage, StructuralDamageIsNamed) {
   EXPECT_NE(error_after([](std::string& b) { write_field<uint32_t>(b, kIndexSlotCountOffset, 3); })
                 .find("domain index has 3 slots"),
             std::string::npos);
-  // Swap the first two neighbouring IPv4 CIDR records (example.com's
-  // inbound /25 and /24): the order check must notice.
+  // Swap example.com's two IPv4 CIDR records (its inbound /25 and /24) and
+  // their address bytes, leaving each record's selector offset in place so
+  // that only the order is wrong: the order check must notice.
   const std::string swapped = error_after([](std::string& b) {
-    const uint64_t peers = section_offset(b, 5);
-    for (uint64_t i = 0; i + 1 < 12; ++i) {
-      const std::string a = b.substr(peers + i * 16, 16), c = b.substr(peers + (i + 1) * 16, 16);
-      if (a[0] == c[0] && a[0] == 2) {  // both cidr_v4
-        b.replace(peers + i * 16, 16, c);
-        b.replace(peers + (i + 1) * 16, 16, a);
-        return;
-      }
-    }
+    const BlockInfo com = blocks_of(b)[1];
+    ASSERT_EQ(com.name, "example.com");
+    const uint64_t first = com.records + (4 + 1) * kPeerRecordSize;  // after 4 outbound, 1 inbound exact
+    const uint64_t second = first + kPeerRecordSize;
+    // Selector offsets count from the start of the block.
+    const uint32_t first_bytes = read_field<uint32_t>(b, first + 4), second_bytes = read_field<uint32_t>(b, second + 4);
+    ASSERT_EQ(second_bytes, first_bytes + 4);  // selector bytes in record order
+    const std::string a = b.substr(first, kPeerRecordSize), c = b.substr(second, kPeerRecordSize);
+    const std::string a_address = b.substr(com.offset + first_bytes, 4);
+    const std::string c_address = b.substr(com.offset + second_bytes, 4);
+    b.replace(first, kPeerRecordSize, c);
+    b.replace(second, kPeerRecordSize, a);
+    write_field<uint32_t>(b, first + 4, first_bytes);
+    write_field<uint32_t>(b, second + 4, second_bytes);
+    b.replace(com.offset + first_bytes, 4, c_address);
+    b.replace(com.offset + second_bytes, 4, a_address);
   });
   EXPECT_NE(swapped.find("out of order"), std::string::npos) << swapped;
   EXPECT_NE(swapped.find("corrupt table"), std::string::npos) << swapped;
+
+  // Two index slots with their blocks exchanged: each domain's slot now
+  // names the other's block (a wrong fingerprint, or a domain its probe
+  // does not find, depending on where the slots are).
+  const std::string exchanged = error_after([](std::string& b) {
+    const uint64_t index = section_offset(b, kIndexSection);
+    std::vector<uint64_t> used;
+    for (uint64_t i = 0; i < section_size(b, kIndexSection) / 8; ++i)
+      if (read_field<uint32_t>(b, index + 8 * i + 4) != 0xFFFFFFFFu) used.push_back(index + 8 * i + 4);
+    ASSERT_GE(used.size(), 2u);
+    const uint32_t x = read_field<uint32_t>(b, used[0]), y = read_field<uint32_t>(b, used[1]);
+    write_field<uint32_t>(b, used[0], y);
+    write_field<uint32_t>(b, used[1], x);
+  });
+  EXPECT_NE(exchanged.find("domain index"), std::string::npos) << exchanged;
+
+  // A block that claims to be longer than it is.
+  const std::string resized = error_after([](std::string& b) {
+    const BlockInfo com = blocks_of(b)[1];
+    write_field<uint32_t>(b, com.offset, com.size + 64);
+  });
+  EXPECT_NE(resized.find("corrupt table: domain 0"), std::string::npos) << resized;
+
+  // One more listed domain than there are blocks.
+  const std::string counted = error_after([](std::string& b) {
+    write_field<uint32_t>(b, kDomainCountOffset, read_field<uint32_t>(b, kDomainCountOffset) + 1);
+  });
+  EXPECT_NE(counted.find("corrupt table"), std::string::npos) << counted;
 }
 
 TEST(DecisionTableDamage, ForeignFilesAreNamedAsSuch) {
@@ -904,16 +1032,20 @@ TEST(DecisionTableDamage, ForeignFilesAreNamedAsSuch) {
   EXPECT_NE(load_error("{\"policy\": 1}").find("not a tlsp decision table"), std::string::npos);
 
   std::string future = bytes;
-  write_field<uint32_t>(future, kVersionOffset, 2);
+  write_field<uint32_t>(future, kVersionOffset, 3);
   const std::string version_error = load_error(reseal_table_for_testing(future));
-  EXPECT_NE(version_error.find("unsupported table format version 2 (this build reads format version 1)"),
+  EXPECT_NE(version_error.find("unsupported table format version 3 (this build reads format version 2)"),
             std::string::npos)
       << version_error;
   // The version is checked before the checksum, so a table from a newer
   // build is reported as such rather than as damaged.
-  EXPECT_NE(load_error(future).find("format version 2"), std::string::npos);
+  EXPECT_NE(load_error(future).find("format version 3"), std::string::npos);
+  // A version 1 table (the layout before domain blocks) is refused as such.
+  std::string old_format = bytes;
+  write_field<uint32_t>(old_format, kVersionOffset, 1);
+  EXPECT_NE(load_error(old_format).find("unsupported table format version 1"), std::string::npos);
   EXPECT_NE(load_error("").find("empty"), std::string::npos);
-  EXPECT_EQ(read_field<uint32_t>(bytes, kVersionOffset), 1u);
+  EXPECT_EQ(read_field<uint32_t>(bytes, kVersionOffset), 2u);
 }
 
 TEST(DecisionTableDamage, OpenNamesThePath) {

@@ -15,38 +15,37 @@ namespace {
 
 SourceRef to_ref(const tl::SourceRecord& r) { return {r.file, r.line, r.column}; }
 
-Rule to_rule(uint8_t level, uint8_t min_tls, const tl::SourceRecord& origin, const tl::SourceRecord& level_from,
-             const tl::SourceRecord& min_tls_from) {
-  return {static_cast<Level>(level), static_cast<MinTls>(min_tls), to_ref(origin), to_ref(level_from),
-          to_ref(min_tls_from)};
+Rule to_rule(uint8_t level, uint8_t min_tls, const tl::RuleProvenance& p) {
+  return {static_cast<Level>(level), static_cast<MinTls>(min_tls), to_ref(p.origin), to_ref(p.level_from),
+          to_ref(p.min_tls_from)};
 }
 
-DomainRules decode_domain(const DecisionTable::Impl& t, const tl::DomainRecord& d) {
+DomainRules decode_domain(const BlockView& block) {
+  const tl::BlockHeader& h = block.header();
   DomainRules out;
-  out.name = std::string(t.str(d.name));
-  out.origin = to_ref(d.origin);
+  out.name = std::string(block.name());
+  out.origin = to_ref(block.provenance().origin);
+  const tl::PeerRecord* records = block.records();
+  uint64_t i = 0;  // record number in the block
   for (int dir = 0; dir < 2; ++dir) {
-    const tl::DirectionRecord& r = d.directions[dir];
     DirectionRules& rules = out.directions[dir];
-    rules.default_peer = to_rule(r.level, r.min_tls, r.origin, r.level_from, r.min_tls_from);
-    uint64_t end = r.peer_begin;
-    for (uint32_t count : r.kind_count) end += count;
-    rules.peers.reserve(end - r.peer_begin);
-    for (uint64_t i = r.peer_begin; i < end; ++i) {
-      const tl::PeerRecord& p = t.peers[i];
-      const tl::PeerProvenance& prov = t.provenance[i];
-      PeerEntry e;
-      e.kind = static_cast<SelectorKind>(p.kind);
-      const std::string_view bytes = t.str(p.selector);
-      if (e.kind == SelectorKind::exact || e.kind == SelectorKind::wildcard) {
-        e.name = std::string(bytes);
-      } else {
-        std::memcpy(e.address.data(), bytes.data(), bytes.size());
-        e.prefix_len = p.prefix_len;
+    rules.default_peer = to_rule(h.level[dir], h.min_tls[dir], block.provenance().default_peer[dir]);
+    rules.peers.reserve(block.record_count(dir));
+    for (int kind = 0; kind < 4; ++kind)
+      for (uint32_t k = 0; k < h.kind_count[dir][kind]; ++k, ++i) {
+        const tl::PeerRecord& p = records[i];
+        PeerEntry e;
+        e.kind = static_cast<SelectorKind>(kind);
+        const std::string_view bytes = block.selector(p);
+        if (e.kind == SelectorKind::exact || e.kind == SelectorKind::wildcard) {
+          e.name = std::string(bytes);
+        } else {
+          std::memcpy(e.address.data(), bytes.data(), bytes.size());
+          e.prefix_len = p.prefix_len;
+        }
+        e.rule = to_rule(p.level, p.min_tls, block.peer_provenance(i));
+        rules.peers.push_back(std::move(e));
       }
-      e.rule = to_rule(p.level, p.min_tls, prov.origin, prov.level_from, prov.min_tls_from);
-      rules.peers.push_back(std::move(e));
-    }
   }
   return out;
 }
@@ -92,9 +91,14 @@ TableContent DecisionTable::decode() const {
     std::memcpy(f.sha256.data(), t.sources[i].sha256, f.sha256.size());
     c.sources.push_back(std::move(f));
   }
+  // The default domain's block, then the listed domains' in name order.
+  BlockView block = t.default_domain();
+  c.default_domain = decode_domain(block);
   c.domains.reserve(t.domain_count);
-  for (uint32_t i = 0; i < t.domain_count; ++i) c.domains.push_back(decode_domain(t, t.domains[i]));
-  c.default_domain = decode_domain(t, t.default_domain());
+  for (uint32_t i = 0; i < t.domain_count; ++i) {
+    block = block.next();
+    c.domains.push_back(decode_domain(block));
+  }
   return c;
 }
 

@@ -10,7 +10,20 @@ namespace tlsp::table_layout {
 
 bool is_stored_name(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameLength || name.back() == '.') return false;
-  return std::none_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+  // Eight bytes at a time (a table load checks a million names): a byte's
+  // top bit ends up set iff its low seven bits are in 'A'..'Z' and its own
+  // top bit is clear.
+  constexpr uint64_t kOnes = 0x0101010101010101u;
+  uint64_t upper = 0;
+  size_t i = 0;
+  for (; i + 8 <= name.size(); i += 8) {
+    uint64_t x;
+    std::memcpy(&x, name.data() + i, 8);
+    const uint64_t low7 = x & (0x7F * kOnes);
+    upper |= ((low7 + (0x80 - 'A') * kOnes) ^ (low7 + (0x7F - 'Z') * kOnes)) & ~x;
+  }
+  for (; i < name.size(); ++i) upper |= (name[i] >= 'A' && name[i] <= 'Z') ? 0x80 : 0;
+  return (upper & (0x80 * kOnes)) == 0;
 }
 
 bool host_bits_clear(const uint8_t* address, size_t size, unsigned prefix_len) {

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cerrno>
@@ -34,6 +35,9 @@ namespace tl = table_layout;
 
 namespace {
 
+// How far ahead of the block checks the loader prefetches.
+constexpr uint64_t kPrefetchAhead = 4096;
+
 // Below this a second thread costs more than it saves.
 constexpr uint64_t kParallelChecksumBytes = 4u << 20;
 
@@ -43,10 +47,11 @@ class TableValidator {
 
   void validate() {
     check_identity();
-    // The checksum and the structural checks each read the whole image and
-    // are bound by memory bandwidth, not by the CPU, so for a large table
-    // they run side by side. The structural checks are safe on any bytes;
-    // a checksum mismatch is still the error reported when both fail.
+    // The checksum and the structural checks each read the whole image, so
+    // for a large table they run side by side (measured: hashing each
+    // stretch right after checking it, on one thread, was slower). The
+    // structural checks are safe on any bytes; a checksum mismatch is still
+    // the error reported when both fail.
     std::array<uint8_t, 16> checksum{};
     const std::string_view image(reinterpret_cast<const char*>(t_.base), t_.size);
     std::exception_ptr structure_error;
@@ -105,8 +110,8 @@ class TableValidator {
     check_header();
     check_sections();
     check_sources();
-    check_domains_and_peers();
-    check_index();
+    check_index_slots();
+    check_blocks();
   }
 
   // ------------------------------------------------------------- header
@@ -131,17 +136,16 @@ class TableValidator {
   }
 
   // The sections follow the header in id order, each at the next multiple
-  // of 8, with zero padding and nothing else in between: one layout per
+  // of 64, with zero padding and nothing else in between: one layout per
   // content, and no bytes the checks would not cover.
   void check_sections() {
     const tl::FileHeader& h = *t_.header;
+    constexpr uint64_t kAnySize = UINT64_MAX;
     const uint64_t expected_size[tl::kSectionCount] = {
-        0,  // strings: any size
+        kAnySize,  // strings
         uint64_t{h.source_count} * sizeof(tl::SourceFileRecord),
-        (uint64_t{h.domain_count} + 1) * sizeof(tl::DomainRecord),
         uint64_t{h.index_slot_count} * sizeof(tl::IndexSlot),
-        uint64_t{h.peer_count} * sizeof(tl::PeerRecord),
-        uint64_t{h.peer_count} * sizeof(tl::PeerProvenance),
+        kAnySize,  // domain blocks: checked block by block
     };
     uint64_t cursor = sizeof(tl::FileHeader);
     for (uint32_t i = 0; i < tl::kSectionCount; ++i) {
@@ -149,28 +153,30 @@ class TableValidator {
       const std::string name = "section " + std::to_string(i + 1);
       if (s.id != i + 1) corrupt(name + " has id " + std::to_string(s.id));
       if (s.reserved != 0) corrupt(name + ": reserved field is not zero");
-      if (s.offset != cursor)
-        corrupt(name + " at offset " + std::to_string(s.offset) + ", expected " + std::to_string(cursor));
+      const uint64_t start = tl::align_up<tl::kSectionAlignment>(cursor);
+      if (start > t_.size) corrupt(name + ": padding runs past the end of the file");
+      for (uint64_t p = cursor; p < start; ++p)
+        if (t_.base[p] != 0) corrupt(name + ": padding before it is not zero");
+      if (s.offset != start)
+        corrupt(name + " at offset " + std::to_string(s.offset) + ", expected " + std::to_string(start));
       if (s.size > t_.size - s.offset) corrupt(name + " runs past the end of the file");
-      if (i > 0 && s.size != expected_size[i])
+      if (expected_size[i] != kAnySize && s.size != expected_size[i])
         corrupt(name + " has " + std::to_string(s.size) + " bytes, the counts give " +
                 std::to_string(expected_size[i]));
-      const uint64_t end = s.offset + s.size;
-      cursor = tl::align_up(end);
-      if (cursor > t_.size) corrupt(name + ": padding runs past the end of the file");
-      for (uint64_t p = end; p < cursor; ++p)
-        if (t_.base[p] != 0) corrupt(name + ": padding is not zero");
+      cursor = s.offset + s.size;
     }
-    if (cursor != t_.size) corrupt("unused bytes after the last section");
+    const uint64_t end = tl::align_up<tl::kSectionAlignment>(cursor);
+    if (end != t_.size) corrupt("the file does not end where the last section does");
+    for (uint64_t p = cursor; p < end; ++p)
+      if (t_.base[p] != 0) corrupt("padding after the last section is not zero");
 
     const auto at = [&](tl::SectionId id) { return t_.base + h.sections[static_cast<int>(id) - 1].offset; };
     strings_size_ = h.sections[0].size;
+    blocks_size_ = h.sections[static_cast<int>(tl::SectionId::domain_blocks) - 1].size;
     t_.strings = reinterpret_cast<const char*>(at(tl::SectionId::strings));
     t_.sources = reinterpret_cast<const tl::SourceFileRecord*>(at(tl::SectionId::sources));
-    t_.domains = reinterpret_cast<const tl::DomainRecord*>(at(tl::SectionId::domains));
     t_.slots = reinterpret_cast<const tl::IndexSlot*>(at(tl::SectionId::domain_index));
-    t_.peers = reinterpret_cast<const tl::PeerRecord*>(at(tl::SectionId::peers));
-    t_.provenance = reinterpret_cast<const tl::PeerProvenance*>(at(tl::SectionId::provenance));
+    t_.blocks = at(tl::SectionId::domain_blocks);
 
     check_str(h.policy_name, [] { return std::string("policy name"); });
     check_str(h.policy_version, [] { return std::string("policy version"); });
@@ -182,22 +188,58 @@ class TableValidator {
   // outbound peer 17"): messages are built only on failure, because the
   // checks below run once per record of tables with a million records.
 
+  // The checks below run once per record of tables with a million records:
+  // each is an inline test with the message built out of line, only on
+  // failure.
+  template <typename Place>
+  [[gnu::noinline, gnu::cold]] void bad_str(const Place& place) const {
+    corrupt(place() + ": string reference outside the string pool");
+  }
   template <typename Place>
   void check_str(tl::StrRef r, const Place& place) const {
-    if (r.offset > strings_size_ || r.length > strings_size_ - r.offset)
-      corrupt(place() + ": string reference outside the string pool");
+    if (r.offset > strings_size_ || r.length > strings_size_ - r.offset) bad_str(place);
   }
 
+  template <typename Place>
+  [[gnu::noinline, gnu::cold]] void bad_source_ref(const tl::SourceRecord& r, const Place& place) const {
+    corrupt(place() + ": source file " + std::to_string(r.file) + " does not exist");
+  }
+  // kBuiltinFile + 1 wraps to 0, so one comparison covers both cases.
+  bool bad_file(uint32_t file) const { return file + 1u > t_.source_count; }
   template <typename Place>
   void check_source_ref(const tl::SourceRecord& r, const Place& place) const {
-    if (r.file != kBuiltinFile && r.file >= t_.source_count)
-      corrupt(place() + ": source file " + std::to_string(r.file) + " does not exist");
+    if (bad_file(r.file)) bad_source_ref(r, place);
   }
 
   template <typename Place>
-  void check_rule(uint8_t level, uint8_t min_tls, const Place& place) const {
+  void check_provenance(const tl::RuleProvenance& p, const Place& place) const {
+    if (bad_file(p.origin.file) || bad_file(p.level_from.file) || bad_file(p.min_tls_from.file)) {
+      check_source_ref(p.origin, place);
+      check_source_ref(p.level_from, place);
+      check_source_ref(p.min_tls_from, place);
+    }
+  }
+
+  template <typename Place>
+  [[gnu::noinline, gnu::cold]] void bad_rule(uint8_t level, uint8_t min_tls, const Place& place) const {
     if (level >= kLevelCount) corrupt(place() + ": level " + std::to_string(level) + " out of range");
-    if (min_tls >= kMinTlsCount) corrupt(place() + ": min_tls " + std::to_string(min_tls) + " out of range");
+    corrupt(place() + ": min_tls " + std::to_string(min_tls) + " out of range");
+  }
+  template <typename Place>
+  void check_rule(uint8_t level, uint8_t min_tls, const Place& place) const {
+    if ((level >= kLevelCount) | (min_tls >= kMinTlsCount)) bad_rule(level, min_tls, place);
+  }
+
+  template <typename Place>
+  void check_zero(const uint8_t* begin, const uint8_t* end, const Place& place) const {
+    uint64_t any = 0;
+    for (; end - begin >= 8; begin += 8) {
+      uint64_t word;
+      std::memcpy(&word, begin, 8);
+      any |= word;
+    }
+    for (; begin < end; ++begin) any |= *begin;
+    if (any != 0) corrupt(place() + ": padding is not zero");
   }
 
   void check_sources() {
@@ -205,141 +247,176 @@ class TableValidator {
       check_str(t_.sources[i].path, [&] { return "source file " + std::to_string(i); });
   }
 
-  std::string domain_place(uint64_t i) const {
-    return i == t_.domain_count ? "default domain" : "domain " + std::to_string(i);
-  }
-  std::string direction_place(uint64_t i, int dir) const {
-    return domain_place(i) + " " + std::string(to_string(static_cast<Direction>(dir)));
+  // Empty slots are clean and exactly domain_count slots are in use (so at
+  // least half are empty and every probe ends). check_blocks() then finds
+  // each listed domain from its home slot.
+  void check_index_slots() const {
+    const uint64_t slot_count = t_.slot_mask + 1;
+    uint64_t used = 0;
+    for (uint64_t s = 0; s < slot_count; ++s) {
+      const tl::IndexSlot& slot = t_.slots[s];
+      if (slot.block == tl::kEmptySlot) {
+        if (slot.fingerprint != 0) corrupt("domain index: empty slot with a fingerprint");
+      } else {
+        ++used;
+      }
+    }
+    if (used != t_.domain_count)
+      corrupt("domain index: " + std::to_string(used) + " slots in use for " + std::to_string(t_.domain_count) +
+              " domains");
   }
 
-  void check_domains_and_peers() {
-    uint64_t cursor = 0;  // peers are laid out domain by domain, direction by direction
-    // Hashed here, while the names are in cache, for check_index().
-    domain_hashes_.resize(t_.domain_count);
-    for (uint64_t i = 0; i <= t_.domain_count; ++i) {
-      const tl::DomainRecord& d = t_.domains[i];
-      const auto place = [&] { return domain_place(i); };
-      check_str(d.name, place);
-      const std::string_view name = t_.str(d.name);
-      if (i == t_.domain_count) {
+  std::string block_place(uint64_t b) const {
+    return b == 0 ? "default domain" : "domain " + std::to_string(b - 1);
+  }
+
+  // The blocks tile the block section: the default domain's, then one per
+  // listed domain in strictly increasing name order. Within each, every
+  // part sits exactly where the layout puts it (table_layout.h), so a
+  // valid block has no byte the checks do not cover.
+  void check_blocks() const {
+    uint64_t pos = 0;
+    uint64_t peers = 0;
+    std::string_view previous_name;
+    uint64_t prefetched = 0;
+    for (uint64_t b = 0; b <= t_.domain_count; ++b) {
+      const auto place = [&] { return block_place(b); };
+      // Each block is read as three short streams (records, selector
+      // bytes, provenance), too short for the hardware prefetcher to
+      // follow: fetch ahead of the walk.
+      for (const uint64_t until = std::min(pos + kPrefetchAhead, blocks_size_); prefetched < until;
+           prefetched += tl::kBlockAlignment)
+        __builtin_prefetch(t_.blocks + prefetched);
+      if (blocks_size_ - pos < tl::kBlockHeaderSize) corrupt(place() + ": block runs past the block section");
+      const uint8_t* const base = t_.blocks + pos;
+      const tl::BlockHeader& h = *reinterpret_cast<const tl::BlockHeader*>(base);
+      if (h.size % tl::kBlockAlignment != 0 || h.size > blocks_size_ - pos)
+        corrupt(place() + ": block size " + std::to_string(h.size) + " does not fit");
+      if (h.reserved != 0 || h.reserved2 != 0) corrupt(place() + ": reserved field is not zero");
+      const BlockView block(base);
+      const std::string_view name(reinterpret_cast<const char*>(base + tl::kBlockHeaderSize), h.name_length);
+      const uint64_t records = tl::records_offset(h.name_length);
+      uint64_t name_hash = 0;
+      // From here on every read is checked against h.size, which lies inside
+      // the section.
+      if (records > h.size) corrupt(place() + ": block too small for its name");
+      check_zero(base + tl::kBlockHeaderSize + h.name_length, base + records, place);
+      if (b == 0) {
         if (!name.empty()) corrupt("the default domain has a name");
       } else {
         if (!tl::is_stored_name(name)) corrupt(place() + ": not a normalised domain name");
         // Sorted and unique, so decode() is canonical and names are unique.
-        if (i > 0 && !(t_.str(t_.domains[i - 1].name) < name)) corrupt(place() + ": domains out of order");
-        domain_hashes_[i] = tl::name_hash(name);
+        if (b > 1 && !(previous_name < name)) corrupt(place() + ": domains out of order");
+        previous_name = name;
+        // Probed once the block is checked: the slot is a cache miss, and
+        // this gives it time to arrive.
+        name_hash = tl::name_hash(name);
+        __builtin_prefetch(&t_.slots[name_hash & t_.slot_mask]);
       }
-      check_source_ref(d.origin, place);
-      if (d.reserved != 0) corrupt(place() + ": reserved field is not zero");
-      for (int dir = 0; dir < 2; ++dir) cursor = check_direction(d.directions[dir], cursor, i, dir);
+
+      uint64_t n = 0;
+      for (int dir = 0; dir < 2; ++dir) {
+        check_rule(h.level[dir], h.min_tls[dir], [&] { return direction_place(b, dir) + " default peer"; });
+        for (int kind = 0; kind < 4; ++kind) n += h.kind_count[dir][kind];
+      }
+      if (n > (h.size - records) / sizeof(tl::PeerRecord)) corrupt(place() + ": peer records run past the block");
+      uint64_t cursor = records + n * sizeof(tl::PeerRecord);  // selector bytes, in record order
+      const tl::PeerRecord* const record = block.records();
+      uint64_t i = 0;
+      for (int dir = 0; dir < 2; ++dir)
+        for (int kind = 0; kind < 4; ++kind) {
+          const uint64_t group_end = i + h.kind_count[dir][kind];
+          for (const uint64_t group_begin = i; i < group_end; ++i)
+            cursor = check_peer(block, record, i, group_begin, static_cast<SelectorKind>(kind), cursor,
+                                [&] { return direction_place(b, dir) + " peer " + std::to_string(i); });
+        }
+      const uint64_t provenance = tl::provenance_offset(cursor);
+      if (h.provenance != provenance || tl::block_size(provenance, n) != h.size)
+        corrupt(place() + ": block size or provenance offset does not match its contents");
+      check_zero(base + cursor, base + provenance, place);
+      const tl::BlockProvenance& bp = block.provenance();
+      check_source_ref(bp.origin, place);
+      for (int dir = 0; dir < 2; ++dir)
+        check_provenance(bp.default_peer[dir], [&] { return direction_place(b, dir) + " default peer"; });
+      for (uint64_t j = 0; j < n; ++j)
+        check_provenance(block.peer_provenance(j), [&] { return place() + " peer " + std::to_string(j); });
+      check_zero(base + provenance + sizeof(tl::BlockProvenance) + n * sizeof(tl::PeerProvenance), base + h.size,
+                 place);
+      if (b > 0) check_indexed(name_hash, pos, place);
+      if (n > uint64_t{t_.peer_count} - peers) corrupt(place() + ": more peers than the header counts");
+      peers += n;
+      pos += h.size;
     }
-    if (cursor != t_.peer_count) corrupt("peer entries not owned by any domain");
+    if (pos != blocks_size_) corrupt("unused bytes after the last domain block");
+    if (peers != t_.peer_count) corrupt("the header counts more peers than the blocks hold");
   }
 
-  uint64_t check_direction(const tl::DirectionRecord& r, uint64_t cursor, uint64_t domain, int dir) const {
-    const auto place = [&] { return direction_place(domain, dir); };
-    check_rule(r.level, r.min_tls, [&] { return place() + " default peer"; });
-    if (r.reserved[0] != 0 || r.reserved[1] != 0 || r.reserved2 != 0)
-      corrupt(place() + ": reserved field is not zero");
-    check_source_ref(r.origin, place);
-    check_source_ref(r.level_from, place);
-    check_source_ref(r.min_tls_from, place);
-    // Ranges must tile the peer array in record order: no gaps, no overlap.
-    if (r.peer_begin != cursor) corrupt(place() + ": peer range does not start where the previous ended");
-    for (int kind = 0; kind < 4; ++kind) {
-      const uint64_t count = r.kind_count[kind];
-      if (count > t_.peer_count - cursor) corrupt(place() + ": peer range runs past the peer array");
-      check_peer_group(static_cast<SelectorKind>(kind), cursor, cursor + count, domain, dir);
-      cursor += count;
-    }
-    return cursor;
+  std::string direction_place(uint64_t b, int dir) const {
+    return block_place(b) + " " + std::string(to_string(static_cast<Direction>(dir)));
   }
 
-  void check_peer_group(SelectorKind kind, uint64_t begin, uint64_t end, uint64_t domain, int dir) const {
+  // The listed domain whose block is at `pos` is reachable from its home
+  // slot without crossing an empty slot, with the right fingerprint. Since
+  // exactly domain_count slots are in use and each domain finds its own,
+  // every used slot names a listed domain's block, exactly once.
+  template <typename Place>
+  void check_indexed(uint64_t hash, uint64_t pos, const Place& place) const {
+    const uint64_t block = pos / tl::kBlockAlignment;
+    for (uint64_t s = hash & t_.slot_mask;; s = (s + 1) & t_.slot_mask) {
+      const tl::IndexSlot& slot = t_.slots[s];
+      if (slot.block == tl::kEmptySlot) corrupt(place() + ": not reachable in the domain index from its home slot");
+      if (slot.block == block) {
+        if (slot.fingerprint != static_cast<uint32_t>(hash >> 32))
+          corrupt("domain index: fingerprint does not match the domain name");
+        return;
+      }
+    }
+  }
+
+  // Record i of the block, in a group of `kind` starting at group_begin,
+  // whose selector bytes must start at `cursor`. Returns where they end.
+  template <typename Place>
+  uint64_t check_peer(const BlockView& block, const tl::PeerRecord* records, uint64_t i, uint64_t group_begin,
+                      SelectorKind kind, uint64_t cursor, const Place& place) const {
+    const tl::PeerRecord& p = records[i];
+    check_rule(p.level, p.min_tls, place);
+    if (p.selector != cursor) corrupt(place() + ": selector bytes not where the layout puts them");
+    if (p.length > block.size() - cursor) corrupt(place() + ": selector runs past the block");
+    const std::string_view bytes = block.selector(p);
     const bool is_name = kind == SelectorKind::exact || kind == SelectorKind::wildcard;
-    for (uint64_t i = begin; i < end; ++i) {
-      const tl::PeerRecord& p = t_.peers[i];
-      const tl::PeerProvenance& prov = t_.provenance[i];
-      const auto place = [&] { return direction_place(domain, dir) + " peer " + std::to_string(i); };
-      if (p.kind != static_cast<uint8_t>(kind)) corrupt(place() + ": kind does not match its group");
-      check_rule(p.level, p.min_tls, place);
-      check_str(p.selector, place);
-      check_source_ref(prov.origin, place);
-      check_source_ref(prov.level_from, place);
-      check_source_ref(prov.min_tls_from, place);
-      const std::string_view bytes = t_.str(p.selector);
-      if (is_name) {
-        if (p.prefix_len != 0) corrupt(place() + ": a name selector with a prefix length");
-        if (!tl::is_stored_name(bytes)) corrupt(place() + ": not a normalised domain name");
-        // The lookup finds names by this key; a wrong one would hide the entry.
-        if (p.key != tl::name_key(bytes)) corrupt(place() + ": name hash does not match the name");
-      } else {
-        const auto* address = reinterpret_cast<const uint8_t*>(bytes.data());
-        if (bytes.size() != tl::address_size(kind)) corrupt(place() + ": address has the wrong length");
-        if (p.prefix_len > tl::max_prefix(kind))
-          corrupt(place() + ": prefix length " + std::to_string(p.prefix_len) + " too long");
-        if (p.key != tl::address_key(address)) corrupt(place() + ": address key does not match the address");
-        // For IPv4 the key is the whole address: test it as one integer.
-        const bool host_bits = kind == SelectorKind::cidr_v4
-                                   ? p.prefix_len < 32 && (p.key & (0xFFFFFFFFu >> p.prefix_len)) != 0
-                                   : !tl::host_bits_clear(address, bytes.size(), p.prefix_len);
-        if (host_bits) corrupt(place() + ": host bits are set");
-      }
-      if (i > begin && !precedes(t_.peers[i - 1], p, is_name)) corrupt(place() + ": peers out of order");
+    if (is_name) {
+      if (p.prefix_len != 0) corrupt(place() + ": a name selector with a prefix length");
+      if (!tl::is_stored_name(bytes)) corrupt(place() + ": not a normalised domain name");
+      // The lookup finds names by this key; a wrong one would hide the entry.
+      if (p.key != tl::name_key(bytes)) corrupt(place() + ": name hash does not match the name");
+    } else {
+      const auto* address = reinterpret_cast<const uint8_t*>(bytes.data());
+      if (bytes.size() != tl::address_size(kind)) corrupt(place() + ": address has the wrong length");
+      if (p.prefix_len > tl::max_prefix(kind))
+        corrupt(place() + ": prefix length " + std::to_string(p.prefix_len) + " too long");
+      if (p.key != tl::address_key(address)) corrupt(place() + ": address key does not match the address");
+      // For IPv4 the key is the whole address: test it as one integer.
+      const bool host_bits = kind == SelectorKind::cidr_v4
+                                 ? p.prefix_len < 32 && (p.key & (0xFFFFFFFFu >> p.prefix_len)) != 0
+                                 : !tl::host_bits_clear(address, bytes.size(), p.prefix_len);
+      if (host_bits) corrupt(place() + ": host bits are set");
     }
+    if (i > group_begin && !precedes(block, records[i - 1], p, is_name)) corrupt(place() + ": peers out of order");
+    return cursor + p.length;
   }
 
   // Strictly increasing in the canonical order (table_layout.h): the
   // lookup's binary searches need it, and strictness rules out duplicates.
-  bool precedes(const tl::PeerRecord& a, const tl::PeerRecord& b, bool is_name) const {
+  static bool precedes(const BlockView& block, const tl::PeerRecord& a, const tl::PeerRecord& b, bool is_name) {
     if (!is_name && a.prefix_len != b.prefix_len) return a.prefix_len > b.prefix_len;
     if (a.key != b.key) return a.key < b.key;
-    return t_.str(a.selector) < t_.str(b.selector);
-  }
-
-  // Every listed domain is in exactly one slot, with the right fingerprint,
-  // and reachable by linear probing from its home slot (no empty slot in
-  // between): then find_domain() finds exactly the listed domains.
-  void check_index() const {
-    const uint64_t slot_count = t_.slot_mask + 1;
-    const std::vector<uint64_t>& hashes = domain_hashes_;
-    std::vector<uint8_t> seen(t_.domain_count, 0);
-    uint64_t used = 0, empty_slot = 0;
-    for (uint64_t s = 0; s < slot_count; ++s) {
-      const tl::IndexSlot& slot = t_.slots[s];
-      if (slot.domain == tl::kEmptySlot) {
-        if (slot.fingerprint != 0) corrupt("domain index: empty slot with a fingerprint");
-        empty_slot = s;
-        continue;
-      }
-      if (slot.domain >= t_.domain_count) corrupt("domain index: slot names a domain that does not exist");
-      if (seen[slot.domain]++) corrupt("domain index: a domain is in two slots");
-      if (slot.fingerprint != static_cast<uint32_t>(hashes[slot.domain] >> 32))
-        corrupt("domain index: fingerprint does not match the domain name");
-      ++used;
-    }
-    if (used != t_.domain_count) corrupt("domain index: not every domain is indexed");
-    // Walk once round the table from an empty slot (there is one: at least
-    // half are empty), tracking the run of occupied slots: a domain is
-    // reachable iff its distance from home is shorter than that run.
-    uint64_t run = 0;
-    for (uint64_t step = 1; step <= slot_count; ++step) {
-      const uint64_t s = (empty_slot + step) & t_.slot_mask;
-      const tl::IndexSlot& slot = t_.slots[s];
-      if (slot.domain == tl::kEmptySlot) {
-        run = 0;
-        continue;
-      }
-      ++run;
-      const uint64_t home = hashes[slot.domain] & t_.slot_mask;
-      if (((s - home) & t_.slot_mask) >= run) corrupt("domain index: a domain is not reachable from its home slot");
-    }
+    return block.selector(a) < block.selector(b);
   }
 
   DecisionTable::Impl& t_;
   std::string label_;
   uint64_t strings_size_ = 0;
-  std::vector<uint64_t> domain_hashes_;  // name_hash of each listed domain
+  uint64_t blocks_size_ = 0;
 };
 
 }  // namespace
@@ -388,11 +465,14 @@ DecisionTable DecisionTable::open(const std::string& path) {
 
 DecisionTable DecisionTable::from_bytes(std::string_view bytes) {
   auto impl = std::make_unique<Impl>();
-  // uint64_t elements: the records need 8-byte alignment, which a
-  // string_view's data does not promise.
-  impl->owned = std::make_unique_for_overwrite<uint64_t[]>(bytes.size() / 8 + 1);
-  if (!bytes.empty()) std::memcpy(impl->owned.get(), bytes.data(), bytes.size());
-  impl->base = reinterpret_cast<const uint8_t*>(impl->owned.get());
+  // Aligned to a cache line like a mapping (sections and blocks are laid
+  // out on 64-byte boundaries); a string_view's data promises nothing.
+  constexpr size_t kWords = tl::kSectionAlignment / sizeof(uint64_t);
+  impl->owned = std::make_unique_for_overwrite<uint64_t[]>(bytes.size() / sizeof(uint64_t) + kWords);
+  const auto address = reinterpret_cast<uintptr_t>(impl->owned.get());
+  auto* base = reinterpret_cast<uint8_t*>(impl->owned.get()) + (tl::align_up<tl::kSectionAlignment>(address) - address);
+  if (!bytes.empty()) std::memcpy(base, bytes.data(), bytes.size());
+  impl->base = base;
   impl->size = bytes.size();
   TableValidator(*impl, "(in memory)").validate();
   return DecisionTable(std::move(impl));

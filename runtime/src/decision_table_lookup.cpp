@@ -5,12 +5,18 @@
 // default peer; an unlisted domain falls back to the default domain. A peer
 // is either an address or a name, so CIDRs never compete with names.
 //
-// Cost model: the queries are normalised into stack buffers; the domain is
-// one hash and (usually) one index slot; each name stage is one hash and a
-// binary search over 16-byte records comparing 32-bit keys, touching the
-// string pool only to confirm a key match; a CIDR stage is one binary
-// search per distinct prefix length in the list. Nothing is allocated
-// except Decision::selector when a selector matched.
+// Cost model: on a large table a lookup is bound by memory latency, not by
+// instructions, so it is shaped to wait for as few dependent cache misses as
+// possible. The domain name is normalised and hashed and its index slot
+// prefetched first; the peer is normalised, classified and hashed while
+// that slot is on its way. The slot names the domain's block, which is
+// prefetched whole (up to a cap) as soon as its header arrives: the name,
+// the peer records, the selector bytes and the provenance a lookup reads
+// are all in that block. Name stages compare 32-bit keys in a binary search
+// over 12-byte records and read selector bytes only to confirm a key match;
+// a CIDR stage is one binary search per distinct prefix length. Nothing is
+// allocated except Decision::selector when a selector matched (and then
+// only when it is longer than std::string's inline buffer).
 #include <arpa/inet.h>
 
 #include <cstring>
@@ -25,45 +31,82 @@ namespace tl = table_layout;
 
 namespace {
 
-constexpr uint64_t kNoPeer = UINT64_MAX;
-
 // A query name, ASCII lower-cased with one trailing dot removed. `usable`
 // is false when it is too long to be a domain name (it then matches no
-// name).
+// name). A name that is already lower case (the usual case) is not copied:
+// view() is then the caller's bytes. Besides saving the copy, that spares
+// the hash a store-forwarding stall: it reads eight bytes at offsets that
+// straddle the copy's eight-byte stores.
 struct NormalName {
-  char text[tl::kMaxNameLength];
+  NormalName() = default;
+  NormalName(const NormalName&) = delete;  // data may point into text
+  NormalName& operator=(const NormalName&) = delete;
+
+  const char* data = nullptr;
   size_t size = 0;
   bool usable = false;
-  std::string_view view() const { return {text, size}; }
+  bool has_colon = false;  // so a name need not be searched for one to rule out IPv6
+  char text[tl::kMaxNameLength];
+  std::string_view view() const { return {data, size}; }
 };
 
-// ASCII lower case of eight bytes at once; bytes >= 0x80 are left alone.
-// (A per-byte loop was a quarter of a lookup's time.)
-uint64_t lower_ascii8(uint64_t x) {
-  constexpr uint64_t kOnes = 0x0101010101010101u;
+constexpr uint64_t kOnes = 0x0101010101010101u;
+
+// The top bit of each byte that is ASCII upper case ('A'..'Z'; bytes >= 0x80
+// are not).
+uint64_t upper8(uint64_t x) {
   const uint64_t low7 = x & (0x7F * kOnes);
   const uint64_t above_z = low7 + (0x7F - 'Z') * kOnes;  // top bit set where low7 > 'Z'
   const uint64_t from_a = low7 + (0x80 - 'A') * kOnes;   // top bit set where low7 >= 'A'
-  const uint64_t upper = (from_a ^ above_z) & ~x & (0x80 * kOnes);
-  return x | (upper >> 2);  // 0x80 >> 2 == 0x20, the case bit
+  return (from_a ^ above_z) & ~x & (0x80 * kOnes);
+}
+
+// Non-zero iff one of the eight bytes is ':'.
+uint64_t colon8(uint64_t x) {
+  const uint64_t v = x ^ (':' * kOnes);
+  return (v - kOnes) & ~v & (0x80 * kOnes);
 }
 
 void normalise(std::string_view in, NormalName& out) {
   if (!in.empty() && in.back() == '.') in.remove_suffix(1);
-  if (in.size() > tl::kMaxNameLength) return;
-  size_t i = 0;
-  for (; i + 8 <= in.size(); i += 8) {
+  const size_t n = in.size();
+  if (n > tl::kMaxNameLength) return;
+  // Eight bytes at a time (a per-byte loop was a quarter of a lookup), the
+  // last eight overlapping: looking at a byte twice is harmless.
+  uint64_t upper = 0, colon = 0;
+  const auto word_at = [&](size_t i) {
     uint64_t word;
     std::memcpy(&word, in.data() + i, 8);
-    word = lower_ascii8(word);
-    std::memcpy(out.text + i, &word, 8);
+    upper |= upper8(word);
+    colon |= colon8(word);
+  };
+  if (n >= 8) {
+    for (size_t i = 0; i + 8 < n; i += 8) word_at(i);
+    word_at(n - 8);
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      upper |= (in[i] >= 'A' && in[i] <= 'Z');
+      colon |= in[i] == ':';
+    }
   }
-  for (; i < in.size(); ++i) {
-    const char c = in[i];
-    out.text[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  out.data = in.data();
+  if (upper != 0) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t word;
+      std::memcpy(&word, in.data() + i, 8);
+      word |= upper8(word) >> 2;  // 0x80 >> 2 == 0x20, the case bit
+      std::memcpy(out.text + i, &word, 8);
+    }
+    for (; i < n; ++i) {
+      const char c = in[i];
+      out.text[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    }
+    out.data = out.text;
   }
-  out.size = in.size();
+  out.size = n;
   out.usable = true;
+  out.has_colon = colon != 0;
 }
 
 enum class PeerForm { name, ipv4, ipv6, unusable };
@@ -116,7 +159,8 @@ PeerForm classify(const NormalName& peer, uint8_t (&address)[16]) {
   }
   if (!tagged_v6 && parse_ipv4(s, address)) return PeerForm::ipv4;
   char text[INET6_ADDRSTRLEN + 1];
-  if (s.find(':') != std::string_view::npos && s.size() < sizeof text) {
+  const bool has_colon = tagged_v6 ? s.find(':') != std::string_view::npos : peer.has_colon;
+  if (has_colon && s.size() < sizeof text) {
     std::memcpy(text, s.data(), s.size());
     text[s.size()] = '\0';
     if (::inet_pton(AF_INET6, text, address) == 1) return PeerForm::ipv6;
@@ -124,35 +168,77 @@ PeerForm classify(const NormalName& peer, uint8_t (&address)[16]) {
   return literal ? PeerForm::unusable : PeerForm::name;
 }
 
-// The name selector in [begin, end) (sorted by key, then bytes) whose name
-// is `name`, or kNoPeer.
-uint64_t find_name(const DecisionTable::Impl& t, uint64_t begin, uint64_t end, std::string_view name) {
-  const uint32_t key = tl::name_key(name);
-  uint64_t lo = begin, hi = end;
-  while (lo < hi) {
-    const uint64_t mid = lo + (hi - lo) / 2;
-    if (t.peers[mid].key < key) lo = mid + 1;
-    else hi = mid;
+// a == b for names: eight bytes at a time, the last eight overlapping, in
+// line rather than through a call to memcmp (names are short, and a lookup
+// compares two).
+bool same_name(std::string_view a, std::string_view b) {
+  const size_t n = a.size();
+  if (n != b.size()) return false;
+  if (n < 8) {
+    uint64_t diff = 0;
+    for (size_t i = 0; i < n; ++i) diff |= static_cast<uint8_t>(a[i] ^ b[i]);
+    return diff == 0;
   }
-  for (; lo < end && t.peers[lo].key == key; ++lo)
-    if (t.str(t.peers[lo].selector) == name) return lo;
-  return kNoPeer;
+  uint64_t diff = 0;
+  const auto word = [](const char* p) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    return w;
+  };
+  for (size_t i = 0; i + 8 < n; i += 8) diff |= word(a.data() + i) ^ word(b.data() + i);
+  diff |= word(a.data() + n - 8) ^ word(b.data() + n - 8);
+  return diff == 0;
+}
+
+// A classified peer, prepared before the table is touched.
+struct PeerQuery {
+  NormalName name;
+  PeerForm form = PeerForm::unusable;
+  uint8_t address[16];
+  uint32_t exact_key = 0;  // name_key(name) when form == name
+};
+
+void prepare_peer(std::string_view peer, PeerQuery& q) {
+  normalise(peer, q.name);
+  q.form = classify(q.name, q.address);
+  if (q.form == PeerForm::name) q.exact_key = tl::name_key(q.name.view());
+}
+
+// The name selector in [begin, end) (sorted by key, then bytes) whose name
+// is `name` and key `key`, or nullptr.
+const tl::PeerRecord* find_name(const BlockView& block, const tl::PeerRecord* begin, const tl::PeerRecord* end,
+                                std::string_view name, uint32_t key) {
+  const tl::PeerRecord* lo = begin;
+  size_t n = static_cast<size_t>(end - begin);
+  // Branch-free lower bound on the key (as fast as the branchy form on the
+  // benchmark's lists of eight, and independent of how predictable the
+  // queries are).
+  while (n > 1) {
+    const size_t half = n / 2;
+    lo = lo[half - 1].key < key ? lo + half : lo;
+    n -= half;
+  }
+  if (n == 1 && lo->key < key) ++lo;
+  for (; lo < end && lo->key == key; ++lo)
+    if (same_name(block.selector(*lo), name)) return lo;
+  return nullptr;
 }
 
 // The longest CIDR in [begin, end) (sorted by prefix length descending,
-// then address) that contains `address`, or kNoPeer.
-uint64_t find_cidr(const DecisionTable::Impl& t, uint64_t begin, uint64_t end, const uint8_t* address,
-                   size_t size) {
-  uint64_t group = begin;
+// then address) that contains `address`, or nullptr.
+const tl::PeerRecord* find_cidr(const BlockView& block, const tl::PeerRecord* begin, const tl::PeerRecord* end,
+                                const uint8_t* address, size_t size) {
+  const tl::PeerRecord* group = begin;
   while (group < end) {
-    const uint8_t prefix = t.peers[group].prefix_len;
-    uint64_t lo = group + 1, hi = end;
+    const uint8_t prefix = group->prefix_len;
+    const tl::PeerRecord* lo = group + 1;
+    const tl::PeerRecord* hi = end;
     while (lo < hi) {
-      const uint64_t mid = lo + (hi - lo) / 2;
-      if (t.peers[mid].prefix_len == prefix) lo = mid + 1;
+      const tl::PeerRecord* mid = lo + (hi - lo) / 2;
+      if (mid->prefix_len == prefix) lo = mid + 1;
       else hi = mid;
     }
-    const uint64_t group_end = lo;
+    const tl::PeerRecord* const group_end = lo;
 
     uint8_t masked[16] = {};
     for (size_t i = 0; i < size; ++i) {
@@ -164,62 +250,88 @@ uint64_t find_cidr(const DecisionTable::Impl& t, uint64_t begin, uint64_t end, c
     lo = group;
     hi = group_end;
     while (lo < hi) {
-      const uint64_t mid = lo + (hi - lo) / 2;
-      const tl::PeerRecord& p = t.peers[mid];
-      const bool before = p.key != key ? p.key < key : std::memcmp(t.strings + p.selector.offset, masked, size) < 0;
+      const tl::PeerRecord* mid = lo + (hi - lo) / 2;
+      const bool before =
+          mid->key != key ? mid->key < key : std::memcmp(block.base() + mid->selector, masked, size) < 0;
       if (before) lo = mid + 1;
       else hi = mid;
     }
-    if (lo < group_end && t.peers[lo].key == key &&
-        std::memcmp(t.strings + t.peers[lo].selector.offset, masked, size) == 0)
-      return lo;
+    if (lo < group_end && lo->key == key && std::memcmp(block.base() + lo->selector, masked, size) == 0) return lo;
     group = group_end;
   }
-  return kNoPeer;
+  return nullptr;
 }
 
 struct PeerMatch {
-  uint64_t index = kNoPeer;
-  MatchKind kind = MatchKind::default_peer;
+  const tl::PeerRecord* record = nullptr;
+  SelectorKind kind = SelectorKind::exact;
 };
 
-PeerMatch match_peer(const DecisionTable::Impl& t, const tl::DirectionRecord& r, std::string_view peer_in) {
+PeerMatch match_peer(const BlockView& block, int dir, const PeerQuery& q) {
+  const tl::BlockHeader& h = block.header();
+  const uint32_t* count = h.kind_count[dir];
   // The four groups of this direction, in SelectorKind order.
-  uint64_t bounds[5] = {r.peer_begin};
-  for (int k = 0; k < 4; ++k) bounds[k + 1] = bounds[k] + r.kind_count[k];
-  const auto group = [&](SelectorKind k) {
+  const tl::PeerRecord* bounds[5];
+  bounds[0] = block.records() + (dir == 0 ? 0 : block.record_count(0));
+  for (int k = 0; k < 4; ++k) bounds[k + 1] = bounds[k] + count[k];
+  if (bounds[4] == bounds[0]) return {};
+  const auto in_group = [&](SelectorKind k) {
     return std::pair{bounds[static_cast<int>(k)], bounds[static_cast<int>(k) + 1]};
   };
-  if (bounds[4] == bounds[0]) return {};
 
-  NormalName peer;
-  normalise(peer_in, peer);
-  uint8_t address[16];
-  switch (classify(peer, address)) {
+  switch (q.form) {
     case PeerForm::unusable: return {};
     case PeerForm::ipv4: {
-      const auto [b, e] = group(SelectorKind::cidr_v4);
-      return {find_cidr(t, b, e, address, 4), MatchKind::cidr};
+      const auto [b, e] = in_group(SelectorKind::cidr_v4);
+      return {find_cidr(block, b, e, q.address, 4), SelectorKind::cidr_v4};
     }
     case PeerForm::ipv6: {
-      const auto [b, e] = group(SelectorKind::cidr_v6);
-      return {find_cidr(t, b, e, address, 16), MatchKind::cidr};
+      const auto [b, e] = in_group(SelectorKind::cidr_v6);
+      return {find_cidr(block, b, e, q.address, 16), SelectorKind::cidr_v6};
     }
     case PeerForm::name: break;
   }
-  const std::string_view name = peer.view();
-  if (const auto [b, e] = group(SelectorKind::exact); b != e) {
-    if (const uint64_t i = find_name(t, b, e, name); i != kNoPeer) return {i, MatchKind::exact};
+  const std::string_view name = q.name.view();
+  if (const auto [b, e] = in_group(SelectorKind::exact); b != e) {
+    if (const tl::PeerRecord* r = find_name(block, b, e, name, q.exact_key)) return {r, SelectorKind::exact};
   }
   // Parents from the nearest (longest) to the TLD: the first hit is the
   // longest wildcard. The name itself is not tried: `*.x` is strictly below x.
-  if (const auto [b, e] = group(SelectorKind::wildcard); b != e) {
+  if (const auto [b, e] = in_group(SelectorKind::wildcard); b != e) {
     for (size_t dot = 0; dot + 1 < name.size(); ++dot) {
       if (name[dot] != '.') continue;
-      if (const uint64_t i = find_name(t, b, e, name.substr(dot + 1)); i != kNoPeer) return {i, MatchKind::wildcard};
+      const std::string_view parent = name.substr(dot + 1);
+      if (const tl::PeerRecord* r = find_name(block, b, e, parent, tl::name_key(parent)))
+        return {r, SelectorKind::wildcard};
     }
   }
   return {};
+}
+
+// How much of a block the lookup prefetches once it has the block's header:
+// the whole of a typical block (a few hundred bytes), not the whole of a
+// domain with thousands of peers, whose binary searches touch only a few
+// lines. (Measured: prefetching the lines together cut a cold lookup by a
+// fifth; naming the block's length in the index slot, to prefetch before
+// the header arrives, gained nothing more.)
+constexpr uint32_t kPrefetchBytes = 1024;
+
+// The listed domain with exactly this (normalised) name and hash, or an
+// empty view.
+BlockView find_domain(const DecisionTable::Impl& t, std::string_view name, uint64_t hash) {
+  const auto fingerprint = static_cast<uint32_t>(hash >> 32);
+  // Ends: the validator made sure at least one slot is empty.
+  for (uint64_t i = hash & t.slot_mask;; i = (i + 1) & t.slot_mask) {
+    const tl::IndexSlot& slot = t.slots[i];
+    if (slot.block == tl::kEmptySlot) return {};
+    if (slot.fingerprint == fingerprint) {
+      const BlockView block(t.block_at(slot));
+      const uint32_t end = block.size() < kPrefetchBytes ? block.size() : kPrefetchBytes;
+      for (uint32_t off = tl::kBlockAlignment; off < end; off += tl::kBlockAlignment)
+        __builtin_prefetch(block.base() + off);
+      if (same_name(block.name(), name)) return block;
+    }
+  }
 }
 
 SourceRef to_ref(const tl::SourceRecord& r) { return {r.file, r.line, r.column}; }
@@ -283,25 +395,54 @@ char* put_ipv6(char* out, const uint8_t* a) {
   return out;
 }
 
-void put_selector(const DecisionTable::Impl& t, const tl::PeerRecord& p, std::string& out) {
-  const std::string_view bytes = t.str(p.selector);
+// memcpy for a short run of unknown length, in words. GCC expands a
+// variable-length memcpy into `rep movsq`, whose start-up cost was half a
+// wildcard lookup on the development VM.
+void copy_short(char* out, const char* in, size_t n) {
+  if (n >= 8) {
+    uint64_t w;
+    for (size_t i = 0; i + 8 < n; i += 8) {
+      std::memcpy(&w, in + i, 8);
+      std::memcpy(out + i, &w, 8);
+    }
+    std::memcpy(&w, in + n - 8, 8);  // the last eight, overlapping
+    std::memcpy(out + n - 8, &w, 8);
+  } else {
+    for (size_t i = 0; i < n; ++i) out[i] = in[i];
+  }
+}
+
+// The selector as written, composed on the stack and copied into `out`
+// once (a short one stays in the string's inline buffer).
+void put_selector(const BlockView& block, const tl::PeerRecord& p, SelectorKind kind, std::string& out) {
+  const std::string_view bytes = block.selector(p);
   const auto* address = reinterpret_cast<const uint8_t*>(bytes.data());
-  char text[64];
+  char text[2 + tl::kMaxNameLength];
   char* end = text;
-  switch (static_cast<SelectorKind>(p.kind)) {
+  switch (kind) {
     case SelectorKind::exact:
-      out.assign(bytes);
+      out.assign(bytes.data(), bytes.size());
       return;
     case SelectorKind::wildcard:
-      out.reserve(bytes.size() + 2);
-      out.assign("*.").append(bytes);
+      text[0] = '*';
+      text[1] = '.';
+      copy_short(text + 2, bytes.data(), bytes.size());
+      out.assign(text, 2 + bytes.size());
       return;
     case SelectorKind::cidr_v4: end = put_ipv4(text, address); break;
     case SelectorKind::cidr_v6: end = put_ipv6(text, address); break;
   }
   *end++ = '/';
   end = put_decimal(end, p.prefix_len);
-  out.assign(text, end);
+  out.assign(text, static_cast<size_t>(end - text));
+}
+
+MatchKind match_kind(SelectorKind kind) {
+  switch (kind) {
+    case SelectorKind::exact: return MatchKind::exact;
+    case SelectorKind::wildcard: return MatchKind::wildcard;
+    default: return MatchKind::cidr;
+  }
 }
 
 }  // namespace
@@ -322,35 +463,43 @@ Decision DecisionTable::lookup(Direction direction, std::string_view managed_dom
   const Impl& t = *impl_;
   const int dir = direction == Direction::inbound ? 1 : 0;
 
+  // The domain's index slot first, so that its cache miss overlaps the
+  // work on the peer, which needs no table memory.
   NormalName domain_name;
   normalise(managed_domain, domain_name);
-  const tl::DomainRecord* domain = nullptr;
-  if (domain_name.usable && domain_name.size > 0) domain = t.find_domain(domain_name.view());
-
-  Decision out;
-  out.domain_listed = domain != nullptr;
-  if (domain == nullptr) domain = &t.default_domain();
-  const tl::DirectionRecord& rules = domain->directions[dir];
-
-  const PeerMatch m = match_peer(t, rules, peer);
-  if (m.index != kNoPeer) {
-    const tl::PeerRecord& p = t.peers[m.index];
-    const tl::PeerProvenance& prov = t.provenance[m.index];
-    out.level = static_cast<Level>(p.level);
-    out.min_tls = static_cast<MinTls>(p.min_tls);
-    out.match = m.kind;
-    out.origin = to_ref(prov.origin);
-    out.level_from = to_ref(prov.level_from);
-    out.min_tls_from = to_ref(prov.min_tls_from);
-    put_selector(t, p, out.selector);
-  } else {
-    out.level = static_cast<Level>(rules.level);
-    out.min_tls = static_cast<MinTls>(rules.min_tls);
-    out.match = out.domain_listed ? MatchKind::default_peer : MatchKind::default_domain;
-    out.origin = to_ref(rules.origin);
-    out.level_from = to_ref(rules.level_from);
-    out.min_tls_from = to_ref(rules.min_tls_from);
+  const bool named = domain_name.usable && domain_name.size > 0;
+  uint64_t hash = 0;
+  if (named) {
+    hash = tl::name_hash(domain_name.view());
+    __builtin_prefetch(t.home_slot(hash));
   }
+  PeerQuery query;
+  prepare_peer(peer, query);
+
+  BlockView block;
+  if (named) block = find_domain(t, domain_name.view(), hash);
+  Decision out;
+  out.domain_listed = block.base() != nullptr;
+  if (!out.domain_listed) block = t.default_domain();
+
+  const PeerMatch m = match_peer(block, dir, query);
+  const tl::RuleProvenance* provenance;
+  if (m.record != nullptr) {
+    out.level = static_cast<Level>(m.record->level);
+    out.min_tls = static_cast<MinTls>(m.record->min_tls);
+    out.match = match_kind(m.kind);
+    provenance = &block.peer_provenance(static_cast<uint64_t>(m.record - block.records()));
+    put_selector(block, *m.record, m.kind, out.selector);
+  } else {
+    const tl::BlockHeader& h = block.header();
+    out.level = static_cast<Level>(h.level[dir]);
+    out.min_tls = static_cast<MinTls>(h.min_tls[dir]);
+    out.match = out.domain_listed ? MatchKind::default_peer : MatchKind::default_domain;
+    provenance = &block.provenance().default_peer[dir];
+  }
+  out.origin = to_ref(provenance->origin);
+  out.level_from = to_ref(provenance->level_from);
+  out.min_tls_from = to_ref(provenance->min_tls_from);
   return out;
 }
 

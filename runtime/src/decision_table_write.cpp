@@ -4,12 +4,13 @@
 // The writer is the only producer of the format, so it refuses content that
 // breaks the TableContent contract (std::invalid_argument) instead of
 // writing a file the loader would refuse later. Determinism comes from the
-// canonical order: everything after sorting (string interning, index
-// insertion, section layout) depends only on it.
+// canonical order: everything after sorting (string interning, block
+// layout, index insertion, section layout) depends only on it.
 //
 // The content can hold a million peers, so encode_table() does not copy it
 // to sort it: it sorts 16-byte handles (the peer's key and a pointer to it)
-// and walks the content through them.
+// and walks the content through them; and it writes every section straight
+// into the final file image.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -203,10 +204,10 @@ class ContentChecker {
 
 // ------------------------------------------------------------- encoding
 
-// Equal strings share one copy; insertion order (and so every offset)
-// follows the record order. Open addressing over the pool's own bytes: a
-// node-based map allocated once per string and was most of the encoding
-// time of a large table.
+// The string pool of the header and the source table (domain and peer
+// names live in their domain blocks). Equal strings share one copy;
+// insertion order, and so every offset, is the order the encoder asks in.
+// Open addressing over the pool's own bytes: there can be many source files.
 class StringPool {
  public:
   explicit StringPool(size_t expected_strings)
@@ -258,11 +259,32 @@ class StringPool {
 };
 
 tl::SourceRecord source_record(const SourceRef& r) { return {r.file, r.line, r.column}; }
+tl::RuleProvenance rule_provenance(const Rule& r) {
+  return {source_record(r.origin), source_record(r.level_from), source_record(r.min_tls_from)};
+}
 
+bool is_name(SelectorKind kind) { return kind == SelectorKind::exact || kind == SelectorKind::wildcard; }
+
+// The selector bytes a peer record points at: the name, or the address.
+std::string_view selector_bytes(const PeerEntry& p) {
+  if (is_name(p.kind)) return p.name;
+  return {reinterpret_cast<const char*>(p.address.data()), tl::address_size(p.kind)};
+}
+
+template <typename T>
+void put(char* at, const T& record) {
+  static_assert(tl::kPlainRecord<T>);
+  std::memcpy(at, &record, sizeof record);
+}
+
+// Lays the file out in one pass over the canonical order (block sizes, so
+// every offset is known), then writes every section straight into the
+// zero-filled file: no section is built apart and copied, which keeps the
+// peak memory of a large compile at about one file.
 class TableEncoder {
  public:
   TableEncoder(const TableContent& content, const RecordOrder& order)
-      : content_(content), order_(order), pool_(order.peers.size() + order.domains.size() + content.sources.size()) {}
+      : content_(content), order_(order), pool_(content.sources.size() + 2) {}
 
   std::string encode() {
     tl::FileHeader header{};
@@ -272,114 +294,151 @@ class TableEncoder {
     header.policy_name = pool_.intern(content_.policy_name);
     header.policy_version = pool_.intern(content_.policy_version);
     std::memcpy(header.sources_sha256, content_.sources_sha256.data(), 32);
-
+    std::vector<tl::SourceFileRecord> sources;
+    sources.reserve(content_.sources.size());
     for (const SourceFile& f : content_.sources) {
       tl::SourceFileRecord rec{};
       rec.path = pool_.intern(f.path);
       std::memcpy(rec.sha256, f.sha256.data(), 32);
-      sources_.push_back(rec);
+      sources.push_back(rec);
     }
-    domains_.reserve(order_.domains.size());
-    peers_.reserve(order_.peers.size());
-    provenance_.reserve(order_.peers.size());
-    for (size_t i = 0; i < order_.domains.size(); ++i) add_domain(i);
-    build_index();
 
-    header.source_count = static_cast<uint32_t>(sources_.size());
-    header.domain_count = static_cast<uint32_t>(order_.domains.size() - 1);
-    header.peer_count = static_cast<uint32_t>(peers_.size());
-    header.index_slot_count = static_cast<uint32_t>(slots_.size());
+    const size_t listed = order_.domains.size() - 1;
+    const uint64_t slot_count = std::bit_ceil(std::max<uint64_t>(2 * uint64_t{listed}, 2));
+    const uint64_t blocks_size = lay_out_blocks();
+
+    header.source_count = static_cast<uint32_t>(sources.size());
+    header.domain_count = static_cast<uint32_t>(listed);
+    header.peer_count = static_cast<uint32_t>(order_.peers.size());
+    header.index_slot_count = static_cast<uint32_t>(slot_count);
     header.section_count = tl::kSectionCount;
-
-    const std::string_view sections[tl::kSectionCount] = {
-        pool_.bytes(), as_bytes(sources_), as_bytes(domains_),
-        as_bytes(slots_), as_bytes(peers_), as_bytes(provenance_)};
+    const uint64_t sizes[tl::kSectionCount] = {pool_.bytes().size(), sources.size() * sizeof(tl::SourceFileRecord),
+                                               slot_count * sizeof(tl::IndexSlot), blocks_size};
     uint64_t offset = sizeof(tl::FileHeader);
     for (uint32_t i = 0; i < tl::kSectionCount; ++i) {
-      header.sections[i] = {i + 1, 0, offset, sections[i].size()};
-      offset = tl::align_up(offset + sections[i].size());
+      offset = tl::align_up<tl::kSectionAlignment>(offset);
+      header.sections[i] = {i + 1, 0, offset, sizes[i]};
+      offset += sizes[i];
     }
-    header.file_size = offset;
+    header.file_size = tl::align_up<tl::kSectionAlignment>(offset);
 
-    std::string file(offset, '\0');
-    std::memcpy(file.data(), &header, sizeof header);
-    for (uint32_t i = 0; i < tl::kSectionCount; ++i)
-      if (!sections[i].empty())
-        std::memcpy(file.data() + header.sections[i].offset, sections[i].data(), sections[i].size());
+    std::string file(header.file_size, '\0');
+    char* const base = file.data();
+    const auto at = [&](tl::SectionId id) { return base + header.sections[static_cast<int>(id) - 1].offset; };
+    put(base, header);
+    std::memcpy(at(tl::SectionId::strings), pool_.bytes().data(), pool_.bytes().size());
+    if (!sources.empty())
+      std::memcpy(at(tl::SectionId::sources), sources.data(), sources.size() * sizeof(tl::SourceFileRecord));
+    write_index(reinterpret_cast<tl::IndexSlot*>(at(tl::SectionId::domain_index)), slot_count);
+    char* const blocks = at(tl::SectionId::domain_blocks);
+    for (size_t b = 0; b < layout_.size(); ++b) write_block(blocks + layout_[b].offset, b);
+
     const auto checksum = tl::table_checksum(file);
-    std::memcpy(file.data() + tl::kChecksumOffset, checksum.data(), checksum.size());
+    std::memcpy(base + tl::kChecksumOffset, checksum.data(), checksum.size());
     return file;
   }
 
  private:
-  template <typename T>
-  static std::string_view as_bytes(const std::vector<T>& v) {
-    return {reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T)};
+  struct BlockLayout {
+    uint64_t offset;      // in the block section
+    uint32_t provenance;  // in the block
+    uint32_t size;
+  };
+
+  // Block b is the default domain for b == 0, else listed domain b - 1
+  // (order_.domains holds the listed domains, then the default).
+  size_t domain_of_block(size_t b) const { return b == 0 ? order_.domains.size() - 1 : b - 1; }
+
+  uint64_t lay_out_blocks() {
+    layout_.reserve(order_.domains.size());
+    uint64_t offset = 0;
+    for (size_t b = 0; b < order_.domains.size(); ++b) {
+      const size_t d = domain_of_block(b);
+      uint64_t end = tl::records_offset(order_.domains[d]->name.size());
+      uint64_t n = 0;
+      for (int dir = 0; dir < 2; ++dir) {
+        const auto [first, last] = order_.list(d, dir);
+        n += static_cast<uint64_t>(last - first);
+        for (const SortedPeer* h = first; h != last; ++h)
+          end += sizeof(tl::PeerRecord) + selector_bytes(*h->entry).size();
+      }
+      const uint64_t provenance = tl::provenance_offset(end);
+      const uint64_t size = tl::block_size(provenance, n);
+      if (size > UINT32_MAX)
+        reject((b == 0 ? std::string("the default domain") : "domain `" + order_.domains[d]->name + "`") +
+               " has too many peers for one block");
+      layout_.push_back({offset, static_cast<uint32_t>(provenance), static_cast<uint32_t>(size)});
+      offset += size;
+    }
+    // Index slots address blocks in units of kBlockAlignment.
+    if (offset / tl::kBlockAlignment >= tl::kEmptySlot) reject("the domain blocks exceed 256 GiB");
+    return offset;
   }
 
-  void add_domain(size_t i) {
-    const DomainRules& d = *order_.domains[i];
-    tl::DomainRecord rec{};
-    rec.name = pool_.intern(d.name);
-    rec.origin = source_record(d.origin);
+  void write_block(char* out, size_t b) const {
+    const size_t d = domain_of_block(b);
+    const DomainRules& domain = *order_.domains[d];
+    const BlockLayout& layout = layout_[b];
+    tl::BlockHeader h{};
+    h.size = layout.size;
+    h.provenance = layout.provenance;
+    h.name_length = static_cast<uint8_t>(domain.name.size());
+    tl::BlockProvenance provenance{};
+    provenance.origin = source_record(domain.origin);
+    uint64_t record = tl::records_offset(domain.name.size());
+    uint64_t selector = record;
     for (int dir = 0; dir < 2; ++dir) {
-      const Rule& def = d.directions[dir].default_peer;
-      tl::DirectionRecord& out = rec.directions[dir];
-      out.peer_begin = static_cast<uint32_t>(peers_.size());
-      out.level = static_cast<uint8_t>(def.level);
-      out.min_tls = static_cast<uint8_t>(def.min_tls);
-      out.origin = source_record(def.origin);
-      out.level_from = source_record(def.level_from);
-      out.min_tls_from = source_record(def.min_tls_from);
-      const auto [first, last] = order_.list(i, dir);
-      for (const SortedPeer* h = first; h != last; ++h) {
-        ++out.kind_count[static_cast<int>(h->entry->kind)];
-        add_peer(*h);
+      const Rule& def = domain.directions[dir].default_peer;
+      h.level[dir] = static_cast<uint8_t>(def.level);
+      h.min_tls[dir] = static_cast<uint8_t>(def.min_tls);
+      provenance.default_peer[dir] = rule_provenance(def);
+      const auto [first, last] = order_.list(d, dir);
+      selector += static_cast<uint64_t>(last - first) * sizeof(tl::PeerRecord);
+      for (const SortedPeer* p = first; p != last; ++p) ++h.kind_count[dir][static_cast<int>(p->entry->kind)];
+    }
+    put(out, h);
+    std::memcpy(out + tl::kBlockHeaderSize, domain.name.data(), domain.name.size());
+    put(out + layout.provenance, provenance);
+    char* peer_provenance = out + layout.provenance + sizeof(tl::BlockProvenance);
+    for (int dir = 0; dir < 2; ++dir) {
+      const auto [first, last] = order_.list(d, dir);
+      for (const SortedPeer* p = first; p != last; ++p) {
+        const PeerEntry& e = *p->entry;
+        const std::string_view bytes = selector_bytes(e);
+        tl::PeerRecord r{};
+        r.key = p->key;
+        r.selector = static_cast<uint32_t>(selector);
+        r.length = static_cast<uint8_t>(bytes.size());
+        r.level = static_cast<uint8_t>(e.rule.level);
+        r.min_tls = static_cast<uint8_t>(e.rule.min_tls);
+        r.prefix_len = is_name(e.kind) ? 0 : e.prefix_len;
+        put(out + record, r);
+        std::memcpy(out + selector, bytes.data(), bytes.size());
+        put(peer_provenance, rule_provenance(e.rule));
+        record += sizeof r;
+        selector += bytes.size();
+        peer_provenance += sizeof(tl::PeerProvenance);
       }
     }
-    domains_.push_back(rec);
   }
 
-  void add_peer(const SortedPeer& h) {
-    const PeerEntry& p = *h.entry;
-    tl::PeerRecord rec{};
-    rec.kind = static_cast<uint8_t>(p.kind);
-    rec.level = static_cast<uint8_t>(p.rule.level);
-    rec.min_tls = static_cast<uint8_t>(p.rule.min_tls);
-    rec.key = h.key;
-    if (p.kind == SelectorKind::exact || p.kind == SelectorKind::wildcard) {
-      rec.selector = pool_.intern(p.name);
-    } else {
-      rec.prefix_len = p.prefix_len;
-      rec.selector = pool_.intern({reinterpret_cast<const char*>(p.address.data()), tl::address_size(p.kind)});
-    }
-    peers_.push_back(rec);
-    provenance_.push_back({source_record(p.rule.origin), source_record(p.rule.level_from),
-                           source_record(p.rule.min_tls_from)});
-  }
-
-  // Linear probing, filled in record order; at least half the slots stay
+  // Linear probing, filled in block order; at least half the slots stay
   // empty so every probe sequence ends.
-  void build_index() {
-    const size_t n = order_.domains.size() - 1;
-    slots_.assign(std::bit_ceil(std::max<size_t>(2 * n, 2)), tl::IndexSlot{0, tl::kEmptySlot});
-    const size_t mask = slots_.size() - 1;
-    for (size_t i = 0; i < n; ++i) {
-      const uint64_t h = tl::name_hash(order_.domains[i]->name);
-      size_t s = h & mask;
-      while (slots_[s].domain != tl::kEmptySlot) s = (s + 1) & mask;
-      slots_[s] = {static_cast<uint32_t>(h >> 32), static_cast<uint32_t>(i)};
+  void write_index(tl::IndexSlot* slots, uint64_t slot_count) const {
+    for (uint64_t s = 0; s < slot_count; ++s) slots[s] = {0, tl::kEmptySlot};
+    const uint64_t mask = slot_count - 1;
+    for (size_t b = 1; b < layout_.size(); ++b) {
+      const uint64_t h = tl::name_hash(order_.domains[domain_of_block(b)]->name);
+      uint64_t s = h & mask;
+      while (slots[s].block != tl::kEmptySlot) s = (s + 1) & mask;
+      slots[s] = {static_cast<uint32_t>(h >> 32), static_cast<uint32_t>(layout_[b].offset / tl::kBlockAlignment)};
     }
   }
 
   const TableContent& content_;
   const RecordOrder& order_;
   StringPool pool_;
-  std::vector<tl::SourceFileRecord> sources_;
-  std::vector<tl::DomainRecord> domains_;
-  std::vector<tl::IndexSlot> slots_;
-  std::vector<tl::PeerRecord> peers_;
-  std::vector<tl::PeerProvenance> provenance_;
+  std::vector<BlockLayout> layout_;
 };
 
 // ------------------------------------------------------------ file output

@@ -1,11 +1,12 @@
 // table_view.h — DecisionTable::Impl: the bytes of one table (mapped or
-// owned) and typed pointers into its sections.
+// owned) and typed access to its sections and domain blocks.
 //
 // An Impl is only handed out after decision_table_load.cpp has validated
-// the whole image, so the lookup and decode code may index every section
-// with the counts and references the file holds without checking them
-// again: every StrRef is inside the pool, every peer range inside the peer
-// array, every index slot is empty or names a listed domain.
+// the whole image, so the lookup and decode code may follow every count and
+// offset the file holds without checking them again: every non-empty index
+// slot names the start of a listed domain's block, every block's records,
+// selector bytes and provenance lie inside the block, every StrRef inside
+// the pool.
 #pragma once
 
 #include <sys/mman.h>
@@ -19,6 +20,46 @@
 
 namespace tlsp {
 
+// A validated domain block (table_layout.h), read in place.
+class BlockView {
+ public:
+  BlockView() = default;
+  explicit BlockView(const uint8_t* base) : base_(base) {}
+
+  const uint8_t* base() const { return base_; }
+  const table_layout::BlockHeader& header() const {
+    return *reinterpret_cast<const table_layout::BlockHeader*>(base_);
+  }
+  uint32_t size() const { return header().size; }
+  std::string_view name() const {
+    return {reinterpret_cast<const char*>(base_ + table_layout::kBlockHeaderSize), header().name_length};
+  }
+  // All records of the block: outbound, then inbound.
+  const table_layout::PeerRecord* records() const {
+    return reinterpret_cast<const table_layout::PeerRecord*>(base_ +
+                                                             table_layout::records_offset(header().name_length));
+  }
+  uint32_t record_count(int dir) const {
+    const uint32_t* k = header().kind_count[dir];
+    return k[0] + k[1] + k[2] + k[3];
+  }
+  std::string_view selector(const table_layout::PeerRecord& r) const {
+    return {reinterpret_cast<const char*>(base_ + r.selector), r.length};
+  }
+  const table_layout::BlockProvenance& provenance() const {
+    return *reinterpret_cast<const table_layout::BlockProvenance*>(base_ + header().provenance);
+  }
+  // The provenance of record i of the block (counting from the first outbound record).
+  const table_layout::PeerProvenance& peer_provenance(uint64_t i) const {
+    return reinterpret_cast<const table_layout::PeerProvenance*>(base_ + header().provenance +
+                                                                 sizeof(table_layout::BlockProvenance))[i];
+  }
+  BlockView next() const { return BlockView(base_ + size()); }
+
+ private:
+  const uint8_t* base_ = nullptr;
+};
+
 struct DecisionTable::Impl {
   Impl() = default;
   Impl(const Impl&) = delete;
@@ -27,8 +68,8 @@ struct DecisionTable::Impl {
     if (mapping != nullptr) ::munmap(mapping, mapping_size);
   }
 
-  // The image: either a read-only private mapping or owned 8-byte-aligned
-  // memory (from_bytes), never both.
+  // The image: either a read-only private mapping or owned memory aligned
+  // to a cache line (from_bytes), never both.
   void* mapping = nullptr;
   size_t mapping_size = 0;
   std::unique_ptr<uint64_t[]> owned;
@@ -39,31 +80,18 @@ struct DecisionTable::Impl {
   const table_layout::FileHeader* header = nullptr;
   const char* strings = nullptr;
   const table_layout::SourceFileRecord* sources = nullptr;
-  const table_layout::DomainRecord* domains = nullptr;  // domain_count + 1
   const table_layout::IndexSlot* slots = nullptr;
-  const table_layout::PeerRecord* peers = nullptr;
-  const table_layout::PeerProvenance* provenance = nullptr;
+  const uint8_t* blocks = nullptr;  // the default domain's block, then the listed domains'
   uint32_t source_count = 0;
   uint32_t domain_count = 0;
   uint32_t peer_count = 0;
   uint64_t slot_mask = 0;
 
   std::string_view str(table_layout::StrRef r) const { return {strings + r.offset, r.length}; }
-  const table_layout::DomainRecord& default_domain() const { return domains[domain_count]; }
-
-  // The listed domain with exactly this (normalised) name, or nullptr.
-  const table_layout::DomainRecord* find_domain(std::string_view name) const {
-    const uint64_t h = table_layout::name_hash(name);
-    const auto fingerprint = static_cast<uint32_t>(h >> 32);
-    // Ends: the validator made sure at least one slot is empty.
-    for (uint64_t i = h & slot_mask;; i = (i + 1) & slot_mask) {
-      const table_layout::IndexSlot& slot = slots[i];
-      if (slot.domain == table_layout::kEmptySlot) return nullptr;
-      if (slot.fingerprint == fingerprint) {
-        const table_layout::DomainRecord& d = domains[slot.domain];
-        if (str(d.name) == name) return &d;
-      }
-    }
+  BlockView default_domain() const { return BlockView(blocks); }
+  const table_layout::IndexSlot* home_slot(uint64_t hash) const { return &slots[hash & slot_mask]; }
+  const uint8_t* block_at(const table_layout::IndexSlot& slot) const {
+    return blocks + uint64_t{slot.block} * table_layout::kBlockAlignment;
   }
 };
 
