@@ -15,6 +15,8 @@
 // the policy checks need that), and names the reason in the engine's terms.
 #include "tlsp/dane.h"
 
+#include "message_text.h"
+
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -56,17 +58,7 @@ int hex_value(char c) {
   return -1;
 }
 
-std::string ticked(std::string_view s) {
-  // Keep messages one line and bounded, whatever the input.
-  constexpr size_t kShown = 40;
-  std::string out = "`";
-  for (size_t i = 0; i < s.size() && i < kShown; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    out += (c < 0x20 || c == 0x7F) ? '?' : s[i];
-  }
-  if (s.size() > kShown) out += "...";
-  return out + "`";
-}
+using runtime_detail::ticked;
 
 std::string hex(const uint8_t* p, size_t n) {
   static constexpr char kDigits[] = "0123456789ABCDEF";

@@ -8,6 +8,8 @@
 // validly published. Each rejection says which rule was broken.
 #include "tlsp/mta_sts.h"
 
+#include "message_text.h"
+
 namespace tlsp {
 namespace {
 
@@ -18,17 +20,7 @@ bool is_alnum(char c) { return is_alpha(c) || is_digit(c); }
 
 char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
-std::string ticked(std::string_view s) {
-  // Keep messages one line and bounded, whatever the input.
-  constexpr size_t kShown = 40;
-  std::string out = "`";
-  for (size_t i = 0; i < s.size() && i < kShown; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    out += (c < 0x20 || c == 0x7F) ? '?' : s[i];
-  }
-  if (s.size() > kShown) out += "...";
-  return out + "`";
-}
+using runtime_detail::ticked;
 
 // sts-ext-name / sts-policy-ext-name: (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")
 bool is_field_name(std::string_view s) {
