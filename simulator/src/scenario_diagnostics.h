@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tlsp/compiler.h"
+#include "tlsp/diagnostic_text.h"
 
 namespace tlsp::sim {
 
@@ -33,21 +34,6 @@ class ScenarioSink {
 // Quotes user text for a message: `text`.
 inline std::string ticked(std::string_view s) { return "`" + std::string(s) + "`"; }
 
-// Levenshtein distance, for "did you mean" advice.
-inline size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 // "did you mean `x`?" for the closest candidate within two edits, else "".
 inline std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates) {
