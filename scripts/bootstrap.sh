@@ -13,6 +13,8 @@ packages=(
   cmake make g++ pkg-config
   antlr4 libantlr4-runtime-dev
   libssl-dev
+  libldns-dev
+  libcurl4-openssl-dev
   libboost-program-options-dev
   nlohmann-json3-dev
   libxxhash-dev
