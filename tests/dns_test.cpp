@@ -337,9 +337,11 @@ TEST_F(DnsTest, ConcurrentLookups) {
   EXPECT_EQ(good.load(), kThreads * kRounds);
 }
 
-// A hand-made query for `name` type A, id 0x1234 (no ldns in the test).
-std::string raw_query(const std::string& name) {
-  std::string q = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+// A hand-made query (no ldns in the test): id 0x1234, RD plus `flags`
+// (0x0020: AD), and with `dnssec_ok` an EDNS0 OPT asking for DNSSEC
+// records with a 1232-byte UDP size.
+std::string raw_query(const std::string& name, uint16_t type = T::A, uint8_t flags = 0, bool dnssec_ok = false) {
+  std::string q = {0x12, 0x34, 0x01, static_cast<char>(flags), 0, 1, 0, 0, 0, 0, 0, static_cast<char>(dnssec_ok)};
   size_t start = 0;
   while (start <= name.size()) {
     size_t dot = name.find('.', start);
@@ -348,53 +350,151 @@ std::string raw_query(const std::string& name) {
     q += name.substr(start, dot - start);
     start = dot + 1;
   }
-  q += std::string{0, 0, 1, 0, 1};
+  q += std::string{0, static_cast<char>(type >> 8), static_cast<char>(type & 0xFF), 0, 1};
+  if (dnssec_ok) q += std::string{0, 0, 41, 0x04, static_cast<char>(0xD0), 0, 0, static_cast<char>(0x80), 0, 0, 0};
   return q;
+}
+
+// A UDP socket aimed at the responder, for raw exchanges.
+class RawClient {
+ public:
+  explicit RawClient(uint16_t port) : fd_(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
+    to_.sin_family = AF_INET;
+    to_.sin_port = htons(port);
+    ::inet_pton(AF_INET, "127.0.0.1", &to_.sin_addr);
+  }
+  ~RawClient() { ::close(fd_); }
+  void send(const std::string& bytes) {
+    ::sendto(fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&to_), sizeof to_);
+  }
+  // The next datagram, or "" after two seconds.
+  std::string receive() {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 2000) != 1) return {};
+    char buf[4096];
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  }
+  const sockaddr_in& address() const { return to_; }
+
+ private:
+  int fd_;
+  sockaddr_in to_{};
+};
+
+struct Header {
+  uint16_t id, ancount;
+  bool aa, tc, ad;
+  int rcode;
+};
+Header header(const std::string& m) {
+  auto u = [&](size_t i) { return static_cast<uint8_t>(m[i]); };
+  return Header{static_cast<uint16_t>(u(0) << 8 | u(1)), static_cast<uint16_t>(u(6) << 8 | u(7)),
+                (u(2) & 0x04) != 0, (u(2) & 0x02) != 0, (u(3) & 0x20) != 0, u(3) & 0x0F};
+}
+
+TEST_F(DnsTest, ResponderWireDetails) {
+  set("ok.example", T::A, {"192.0.2.20"});
+  std::vector<std::string> big;
+  for (int i = 0; i < 5; ++i) big.push_back("\"" + std::string(200, 'y') + "\"");
+  set("big.example", T::TXT, big);
+  RawClient c(responder.port());
+
+  // No DO, no AD: never AD, and no RRSIG.
+  c.send(raw_query("ok.example"));
+  std::string m = c.receive();
+  ASSERT_GE(m.size(), 12u);
+  Header h = header(m);
+  EXPECT_EQ(h.id, 0x1234);
+  EXPECT_EQ(h.rcode, 0);
+  EXPECT_TRUE(h.aa);
+  EXPECT_FALSE(h.ad);
+  EXPECT_EQ(h.ancount, 1);
+
+  // AD in the query: AD in the answer (RFC 6840 §5.7), still no RRSIG.
+  c.send(raw_query("ok.example", T::A, 0x20));
+  h = header(c.receive());
+  EXPECT_TRUE(h.ad);
+  EXPECT_EQ(h.ancount, 1);
+
+  // DO: AD and the record's RRSIG.
+  c.send(raw_query("ok.example", T::A, 0, true));
+  h = header(c.receive());
+  EXPECT_TRUE(h.ad);
+  EXPECT_EQ(h.ancount, 2);
+
+  // Without EDNS the limit is 512 octets: 1 kB of TXT comes back truncated.
+  c.send(raw_query("big.example", T::TXT));
+  m = c.receive();
+  ASSERT_GE(m.size(), 12u);
+  h = header(m);
+  EXPECT_TRUE(h.tc);
+  EXPECT_EQ(h.ancount, 0);
+  EXPECT_LE(m.size(), 512u);
+  // With EDNS (1232) it fits.
+  c.send(raw_query("big.example", T::TXT, 0, true));
+  h = header(c.receive());
+  EXPECT_FALSE(h.tc);
+  EXPECT_EQ(h.ancount, 6);
 }
 
 TEST_F(DnsTest, ResponderIgnoresGarbage) {
   set("ok.example", T::A, {"192.0.2.20"});
-  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(responder.port());
-  ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-  auto send = [&](const std::string& bytes) {
-    ::sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-  };
+  RawClient c(responder.port());
   std::string response = raw_query("ok.example");
   response[2] = static_cast<char>(0x81);  // QR: an answer, not a query
-  send(std::string(3, '\x01'));
-  send(std::string(600, '\xff'));
-  send(raw_query("ok.example").substr(0, 20));
-  send(response);
-  send(raw_query("ok.example"));
+  c.send(std::string(3, '\x01'));
+  c.send(std::string(600, '\xff'));
+  c.send(raw_query("ok.example").substr(0, 20));
+  c.send(response);
+  c.send(raw_query("ok.example"));
   // Datagrams are served in order: the first reply is to the last query.
-  pollfd p{fd, POLLIN, 0};
-  ASSERT_EQ(::poll(&p, 1, 2000), 1);
-  char buf[1024];
-  ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-  ASSERT_GE(n, 12);
-  EXPECT_EQ(static_cast<uint8_t>(buf[0]), 0x12);
-  EXPECT_EQ(static_cast<uint8_t>(buf[1]), 0x34);
-  EXPECT_EQ(static_cast<uint8_t>(buf[3]) & 0x0F, 0);  // NOERROR
+  std::string m = c.receive();
+  ASSERT_GE(m.size(), 12u);
+  EXPECT_EQ(header(m).id, 0x1234);
+  EXPECT_EQ(header(m).rcode, 0);
   EXPECT_EQ(responder.query_count(), 1u);
-  ::close(fd);
 
   // Over TCP, a message above the limit closes the connection.
+  const sockaddr_in& to = c.address();
   int tcp = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_EQ(::connect(tcp, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+  ASSERT_EQ(::connect(tcp, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
   std::string huge = {'\xff', '\xff'};
   huge += std::string(100, 'z');
   ::send(tcp, huge.data(), huge.size(), MSG_NOSIGNAL);
   pollfd t{tcp, POLLIN, 0};
   ASSERT_EQ(::poll(&t, 1, 2000), 1);
+  char buf[64];
   EXPECT_LE(::recv(tcp, buf, sizeof buf, 0), 0);
   ::close(tcp);
 
   // And it still answers.
   EXPECT_EQ(resolver().addresses("ok.example").status, DnsStatus::secure);
+}
+
+TEST_F(DnsTest, TcpConnectionsAreCapped) {
+  std::vector<std::string> rdata;
+  for (int i = 0; i < 10; ++i) rdata.push_back("\"" + std::string(200, 'z') + "\"");
+  set("big.example", T::TXT, rdata);
+  RawClient c(responder.port());
+  const sockaddr_in& to = c.address();
+  std::vector<int> open;
+  for (size_t i = 0; i <= tlsp::sim::kMaxTcpConnections; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+    open.push_back(fd);
+  }
+  // The one over the limit is closed at once.
+  pollfd p{open.back(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  char buf[16];
+  EXPECT_LE(::recv(open.back(), buf, sizeof buf, 0), 0);
+  // While the others are held, TCP fallback has no room; once they are
+  // gone it works again.
+  for (int fd : open) ::close(fd);
+  auto r = resolver().txt("big.example");
+  EXPECT_EQ(r.status, DnsStatus::secure) << r.detail;
+  EXPECT_EQ(r.records.size(), 10u);
 }
 
 TEST_F(DnsTest, BadRdataRejectedBySet) {

@@ -338,6 +338,17 @@ Lookup<T> start_lookup(Exchange& ex) {
   return out;
 }
 
+// Records of the asked type none of which parse (a wrong RDATA
+// length) make the answer unusable rather than a success with no records.
+template <typename T>
+void reject_if_unparsed(Lookup<T>& out, const Exchange& ex, const char* type) {
+  if (out.found() && out.records.empty() && !ex.records.empty()) {
+    out.status = DnsStatus::servfail;
+    out.authenticated = false;
+    out.detail = std::string("malformed ") + type + " records in the answer";
+  }
+}
+
 // The status rank used to pick "the worse failure" of A and AAAA.
 int failure_rank(DnsStatus s) {
   switch (s) {
@@ -366,6 +377,7 @@ Lookup<std::string> address_lookup(const Query& q, std::string_view host, ldns_r
     std::string text = address_text(rr);
     if (!text.empty()) out.records.push_back(std::move(text));
   }
+  reject_if_unparsed(out, ex, type == LDNS_RR_TYPE_A ? "A" : "AAAA");
   return out;
 }
 
@@ -464,6 +476,7 @@ Lookup<MxHost> Resolver::mx(std::string_view domain) const {
   }
   std::stable_sort(out.records.begin(), out.records.end(),
                    [](const MxHost& a, const MxHost& b) { return a.preference < b.preference; });
+  reject_if_unparsed(out, ex, "MX");
   return out;
 }
 
@@ -527,6 +540,7 @@ Lookup<TlsaRecord> Resolver::tlsa(std::string_view name) const {
     }
     out.records.push_back(std::move(rec));
   }
+  reject_if_unparsed(out, ex, "TLSA");
   return out;
 }
 

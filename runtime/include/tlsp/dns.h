@@ -13,14 +13,22 @@
 //      insecure  NOERROR with records, AD clear
 //      nxdomain  NXDOMAIN or NODATA (no record of that type); `authenticated`
 //                says whether the denial carried AD
-//      bogus     SERVFAIL, and the same query with CD set gets an answer:
-//                the data exists but failed validation
-//      servfail  SERVFAIL (also with CD), REFUSED, FORMERR, a malformed answer
+//      bogus     SERVFAIL, and the same query with CD set gets an answer
+//                (NOERROR or NXDOMAIN): the data exists but failed validation
+//      servfail  SERVFAIL (also with CD), REFUSED, FORMERR, any other RCODE,
+//                a malformed answer or one that does not echo the query's
+//                id and question
 //      timeout   no answer within the configured time
+//  * Records count when their owner is the asked name, or the end of a
+//    CNAME chain (up to 8 links) inside the answer section, and their type
+//    the asked type; RRSIGs and everything else are ignored.
 //  * Names are lower-cased and returned without the trailing dot. A name
 //    that is not a valid DNS name gives servfail with a detail, never a
-//    query. Lookups are thread-safe (no shared mutable state) and bounded
-//    in time by ResolverConfig::timeout.
+//    query. Lookups are thread-safe (no shared mutable state; one ldns
+//    resolver per query) and bounded in time by ResolverConfig::timeout:
+//    the UDP attempts share it and a TCP retry gets what is left; a CD
+//    re-query after SERVFAIL gets its own, so a lookup takes at most twice
+//    the timeout. addresses() asks A and AAAA in parallel.
 #pragma once
 
 #include <chrono>
@@ -39,7 +47,9 @@ struct ResolverConfig {
   // nameserver in /etc/resolv.conf.
   std::string server;
   // For one lookup, all attempts together (a CD re-query gets its own).
+  // Must be positive.
   std::chrono::milliseconds timeout{5000};
+  // UDP sends before giving up (each waits timeout/attempts); at least 1.
   int attempts = 2;
 };
 
@@ -59,7 +69,8 @@ struct Lookup {
 
 class Resolver {
  public:
-  // Throws std::invalid_argument naming a malformed server.
+  // Throws std::invalid_argument naming a malformed server (or a timeout
+  // or attempts out of range).
   explicit Resolver(ResolverConfig config);
   const ResolverConfig& config() const { return config_; }
   std::string server_text() const;  // "127.0.0.1:5353"
