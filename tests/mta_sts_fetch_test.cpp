@@ -12,8 +12,10 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -21,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -178,6 +181,25 @@ TEST_F(StsTest, FetchTriesTheNextAddress) {
   // Nothing listens on 127.0.0.42 at the server's port.
   StsFetchResult r = fetch_mta_sts_policy(kDomain, {"127.0.0.42", kPolicyAddress}, config);
   EXPECT_EQ(r.status, StsFetch::ok) << r.detail;
+}
+
+TEST_F(StsTest, FetchPinsAnIpv6Address) {
+  HttpsServer v6;
+  TestCert cert = pki.issue({kPolicyHost});
+  try {
+    v6.start(cert.cert_file, cert.key_file, "::1", 0);
+  } catch (const std::runtime_error& e) {
+    GTEST_SKIP() << "no IPv6 loopback: " << e.what();
+  }
+  HttpsResponse r;
+  r.body = kEnforce;
+  v6.set_response(kPolicyHost, kPolicyPath, r);
+  config.https_port = v6.port();
+  StsFetchResult f = fetch_mta_sts_policy(kDomain, {"::1"}, config);
+  EXPECT_EQ(f.status, StsFetch::ok) << f.detail;
+  ASSERT_EQ(v6.requests().size(), 1u);
+  EXPECT_EQ(v6.requests()[0].peer, "::1");
+  EXPECT_EQ(v6.requests()[0].sni, kPolicyHost);
 }
 
 TEST_F(StsTest, FetchStatus404IsHttpError) {
@@ -349,6 +371,36 @@ TEST_F(StsTest, FetchConcurrently) {
   EXPECT_EQ(ok, kThreads * kEach);
 }
 
+// The HTTPS server's own bound on the request head, seen by a raw client.
+TEST_F(StsTest, ServerBoundsTheRequestHead) {
+  serve_body(kDomain, kEnforce);
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  ASSERT_TRUE(ctx);
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(server.port());
+  inet_pton(AF_INET, kPolicyAddress, &a.sin_addr);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
+  SSL_set_fd(ssl.get(), fd);
+  SSL_set_tlsext_host_name(ssl.get(), kPolicyHost);
+  ASSERT_EQ(SSL_connect(ssl.get()), 1);
+  std::string request = std::string("GET ") + kPolicyPath + " HTTP/1.1\r\nHost: " + kPolicyHost + "\r\n";
+  request += "X-Filler: " + std::string(kMaxHttpsRequestBytes, 'x') + "\r\n\r\n";
+  ASSERT_EQ(SSL_write(ssl.get(), request.data(), static_cast<int>(request.size())), static_cast<int>(request.size()));
+  std::string answer;
+  char buf[4096];
+  int n;
+  while ((n = SSL_read(ssl.get(), buf, sizeof buf)) > 0) answer.append(buf, static_cast<size_t>(n));
+  ssl.reset();
+  ::close(fd);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 431 ", 0), 0u) << answer.substr(0, 80);
+  EXPECT_EQ(server.request_count(), 0u);
+}
+
 // ------------------------------------------------------------------ cache
 
 TEST(StsCacheTest, PutGetAndExpiry) {
@@ -373,7 +425,9 @@ TEST(StsCacheTest, PutGetAndExpiry) {
   EXPECT_EQ(files, std::vector<std::string>{"example.test.sts"});
   EXPECT_TRUE(cache.erase(kDomain));
   EXPECT_FALSE(cache.erase(kDomain));
-  EXPECT_FALSE(cache.get(kDomain, kNow).entry);
+  StsCacheLookup missing = cache.get(kDomain, kNow);
+  EXPECT_FALSE(missing.entry);
+  EXPECT_FALSE(missing.corrupt);
 }
 
 TEST(StsCacheTest, ReplacesAndRefusesInvalidInput) {
@@ -415,6 +469,7 @@ TEST(StsCacheTest, CorruptFilesAreIgnored) {
     write(text);
     StsCacheLookup r = cache.get(kDomain, kNow);
     EXPECT_FALSE(r.entry) << what;
+    EXPECT_TRUE(r.corrupt) << what;
     EXPECT_NE(r.detail.find("corrupt"), std::string::npos) << what << ": " << r.detail;
   };
   std::string flipped = good;

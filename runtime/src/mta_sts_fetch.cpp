@@ -406,13 +406,20 @@ StsCacheLookup MtaStsCache::get(std::string_view domain_in, int64_t now) const {
   }
   switch (st) {
     case ReadStatus::missing: r.detail = "no cached policy for " + ticked(*domain); return r;
-    case ReadStatus::too_large: r.detail = "ignored the corrupt cached policy `" + path + "`: too large"; return r;
-    case ReadStatus::error: r.detail = "cannot read the cached policy `" + path + "`: " + errno_text(); return r;
+    case ReadStatus::too_large:
+      r.corrupt = true;
+      r.detail = "ignored the corrupt cached policy `" + path + "`: too large";
+      return r;
+    case ReadStatus::error:
+      r.corrupt = true;
+      r.detail = "cannot read the cached policy `" + path + "`: " + errno_text();
+      return r;
     case ReadStatus::ok: break;
   }
   CachedStsPolicy entry;
   std::string problem = decode_cache_file(text, *domain, entry);
   if (!problem.empty()) {
+    r.corrupt = true;
     r.detail = "ignored the corrupt cached policy `" + path + "`: " + problem;
     return r;
   }
@@ -519,8 +526,7 @@ StsDiscovery discover_mta_sts(std::string_view domain_in, const dns::Resolver& r
     if (lookup.entry) {
       cached = std::move(lookup.entry);
       d.cached = cached->policy;
-    } else if (lookup.detail.find("corrupt") != std::string::npos ||
-               lookup.detail.find("cannot") != std::string::npos) {
+    } else if (lookup.corrupt) {
       note(lookup.detail);
     }
   }

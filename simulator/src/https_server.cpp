@@ -205,11 +205,14 @@ struct HttpsServer::State {
     }
   }
 
-  // Reads the request head (up to the empty line). False: nothing usable.
+  // Reads the request head (up to the empty line), which must fit in
+  // kMaxHttpsRequestBytes. False: nothing usable.
   static bool read_head(SSL* ssl, std::string& head, bool& too_large) {
     char buf[2048];
-    while (head.find("\r\n\r\n") == std::string::npos) {
-      if (head.size() > kMaxHttpsRequestBytes) {
+    while (true) {
+      size_t end = head.find("\r\n\r\n");
+      if (end != std::string::npos && end + 4 <= kMaxHttpsRequestBytes) return true;
+      if (end != std::string::npos || head.size() > kMaxHttpsRequestBytes) {
         too_large = true;
         return false;
       }
@@ -217,7 +220,6 @@ struct HttpsServer::State {
       if (n <= 0) return false;
       head.append(buf, static_cast<size_t>(n));
     }
-    return true;
   }
 
   static bool write_all(SSL* ssl, std::string_view data) {

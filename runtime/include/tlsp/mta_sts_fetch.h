@@ -105,6 +105,7 @@ struct CachedStsPolicy {
 struct StsCacheLookup {
   std::optional<CachedStsPolicy> entry;  // unexpired and intact only
   std::string detail;                    // why there is none (missing, expired, corrupt)
+  bool corrupt = false;                  // a file was there but ignored (or unreadable)
 };
 
 class MtaStsCache {
