@@ -296,6 +296,43 @@ TEST(TlsServer, ContextErrorsNameTheFile) {
   EXPECT_THROW(make_server_context(shared().valid.cert_file, shared().valid.key_file, 0), std::runtime_error);
 }
 
+// Megabytes through TLS each way: writes that must wait for the socket
+// (WANT_WRITE) while the peer drains it, reads that assemble lines over
+// many records, and a read that times out inside TLS. (One SSL handle is
+// never used by two threads at once.)
+TEST(TlsStream, BulkTransferAndTimeout) {
+  SslCtxPtr ctx = make_server_context(shared().valid.cert_file, shared().valid.key_file);
+  constexpr size_t kLines = 20000;
+  const std::string payload_line(100, 'p');
+  std::string block;
+  for (size_t i = 0; i < kLines; ++i) block += payload_line + "\r\n";
+  block += "END\r\n";
+  size_t server_lines = 0;
+  IoStatus server_write = IoStatus::error;
+  {
+    OneConnectionServer server([&](Stream& s) {
+      if (!s.start_tls_server(ctx.get()).ok) return;
+      std::string line;
+      while (s.read_line(line, 200) == IoStatus::ok && line != "END") server_lines += line == payload_line ? 1 : 0;
+      server_write = s.write_all(block);
+      // Then say nothing: the client's next read must time out.
+      s.read_line(line, 200);
+    });
+    Stream c = connect_to(server.port());
+    ASSERT_TRUE(c.start_tls_client(client_params(TlsVersion::tls1_2, false)).ok);
+    EXPECT_EQ(c.write_all(block), IoStatus::ok);
+    size_t echoed = 0;
+    std::string line;
+    while (c.read_line(line, 200) == IoStatus::ok && line != "END") echoed += line == payload_line ? 1 : 0;
+    EXPECT_EQ(echoed, kLines);
+    c.set_timeout(100ms);
+    EXPECT_EQ(c.read_line(line, 200), IoStatus::timeout);
+    c.write_all("BYE\r\n");
+  }
+  EXPECT_EQ(server_lines, kLines);
+  EXPECT_EQ(server_write, IoStatus::ok);
+}
+
 // ------------------------------------------------------------- WebPKI
 
 TEST(TlsWebPki, EveryCertKind) {

@@ -323,12 +323,13 @@ struct DaneSetup {
   std::string problem;
 };
 
+// The record as notes show it: parameters and the first bytes of the data,
+// enough to find it in a zone file (the form verify_dane() uses).
 std::string short_record(const TlsaRecord& r) {
   constexpr size_t kShownBytes = 8;
-  std::string s = format_tlsa_record(TlsaRecord{r.usage, r.selector, r.mtype,
-                                                std::vector<uint8_t>(r.data.begin(),
-                                                                     r.data.begin() + static_cast<long>(std::min(
-                                                                                          r.data.size(), kShownBytes)))});
+  TlsaRecord head = r;
+  if (head.data.size() > kShownBytes) head.data.resize(kShownBytes);
+  std::string s = format_tlsa_record(head);
   if (r.data.size() > kShownBytes) s += "...";
   return "`" + s + "`";
 }
