@@ -44,8 +44,10 @@ class Stream {
   void set_timeout(std::chrono::milliseconds t);
   std::chrono::milliseconds timeout() const;
 
-  IoStatus read_line(std::string& line, size_t max_len);  // CR LF stripped
-  // Up to max bytes (at least one unless not ok).
+  // One line, its CR LF (or bare LF) stripped; max_len counts the line
+  // without them. At the end of input a partial line is not returned (eof).
+  IoStatus read_line(std::string& line, size_t max_len);
+  // Up to max bytes (at least one unless not ok), replacing out.
   IoStatus read_some(std::string& out, size_t max);
   IoStatus write_all(std::string_view data);
 
@@ -56,8 +58,9 @@ class Stream {
   SSL* ssl() const;  // nullptr before TLS
 
   // The handshake, on a connection where STARTTLS was just accepted (or
-  // announced): client side and server side. On failure the stream is
-  // unusable and should be closed (or, client side, a new connection made).
+  // announced): client side and server side. Both first discard anything
+  // still buffered (RFC 3207 §4.1). On failure the stream is unusable and
+  // should be closed (or, client side, a new connection made).
   TlsClientResult start_tls_client(const TlsClientParams& params);
   TlsServerResult start_tls_server(SSL_CTX* ctx);
 

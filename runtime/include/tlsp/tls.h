@@ -16,9 +16,13 @@
 //  * version_refused distinguishes "no common protocol version" (the peer
 //    only speaks versions below the minimum) from every other failure.
 //  * Server: make_server_context() accepts the versions asked for; a
-//    session runs at security level 0 only when the ClientHello's highest
-//    version is below TLS 1.2 (the client-hello callback lowers it for that
-//    session alone).
+//    session runs at security level 0 only when the version it will agree
+//    on (the highest one both the ClientHello and the server's set hold) is
+//    below TLS 1.2: a client whose highest version is below 1.2, or any
+//    client of a server whose set is (the client-hello callback lowers it
+//    for that session alone).
+//  * The client context is one shared SSL_CTX; every per-connection setting
+//    is made on the SSL handle (tls.cpp says why).
 #pragma once
 
 #include <openssl/types.h>
@@ -58,7 +62,9 @@ struct TlsClientParams {
 
 struct TlsClientResult {
   bool ok = false;                 // the handshake completed
-  bool version_refused = false;    // failed: no protocol version in common
+  // Failed: no protocol version in common, including a server that chose
+  // TLS 1.0/1.1 when legacy_security_level was off.
+  bool version_refused = false;
   std::string error;               // why it failed (OpenSSL's words)
   TlsVersion version = TlsVersion::none;
   std::string cipher;
