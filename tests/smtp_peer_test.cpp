@@ -215,7 +215,8 @@ TEST(SmtpPeer, ScriptedReplies) {
     SubmitStage stage;
     int code;
   };
-  const Case cases[] = {{&SmtpPeerConfig::mail_reply, "451 4.3.0 try again later", SubmitStage::mail, 451},
+  const Case cases[] = {{&SmtpPeerConfig::greeting, "554 5.3.2 not accepting mail", SubmitStage::greeting, 554},
+                        {&SmtpPeerConfig::mail_reply, "451 4.3.0 try again later", SubmitStage::mail, 451},
                         {&SmtpPeerConfig::rcpt_reply, "452 4.2.2 mailbox full", SubmitStage::rcpt, 452},
                         {&SmtpPeerConfig::data_reply, "554 5.3.0 no data today", SubmitStage::data, 554},
                         {&SmtpPeerConfig::data_end_reply, "554 5.7.1 rejected", SubmitStage::data, 554}};

@@ -214,7 +214,8 @@ TEST(TlsVersions, RefusedBothDirections) {
   const TestCert& cert = shared().valid;
   {
     SCOPED_TRACE("server too old");
-    SslCtxPtr ctx = make_server_context(cert.cert_file, cert.key_file, set_of({TlsVersion::tls1_0, TlsVersion::tls1_1}));
+    SslCtxPtr ctx =
+        make_server_context(cert.cert_file, cert.key_file, set_of({TlsVersion::tls1_0, TlsVersion::tls1_1}));
     HandshakeRun run = handshake(ctx.get(), client_params(TlsVersion::tls1_2, false));
     EXPECT_FALSE(run.client.ok);
     EXPECT_TRUE(run.client.version_refused) << run.client.error;
@@ -222,7 +223,8 @@ TEST(TlsVersions, RefusedBothDirections) {
   }
   {
     SCOPED_TRACE("server too new");
-    SslCtxPtr ctx = make_server_context(cert.cert_file, cert.key_file, set_of({TlsVersion::tls1_2, TlsVersion::tls1_3}));
+    SslCtxPtr ctx =
+        make_server_context(cert.cert_file, cert.key_file, set_of({TlsVersion::tls1_2, TlsVersion::tls1_3}));
     TlsClientParams p = client_params(TlsVersion::tls1_0, true);
     p.offer_versions = set_of({TlsVersion::tls1_0, TlsVersion::tls1_1});
     HandshakeRun run = handshake(ctx.get(), p);
@@ -422,14 +424,20 @@ TEST(TlsDane, LiveAgreesWithVerifyDane) {
       {"ta mismatch", &untrusted, {TestPki::tlsa_for(valid, 2, 1, 1)}, false, k({K::dane_ta_mismatch})},
       {"ta wrong name", &wrong, {TestPki::tlsa_for(wrong, 2, 1, 1)}, false, k({K::dane_ta_match})},
       {"ta expired", &expired, {TestPki::tlsa_for(expired, 2, 1, 1)}, false, k({K::dane_ta_match})},
-      {"ee and ta, ee matches", &untrusted,
-       {TestPki::tlsa_for(untrusted, 3, 1, 1), TestPki::tlsa_for(valid, 2, 1, 1)}, true,
+      {"ee and ta, ee matches",
+       &untrusted,
+       {TestPki::tlsa_for(untrusted, 3, 1, 1), TestPki::tlsa_for(valid, 2, 1, 1)},
+       true,
        k({K::dane_ee_match, K::dane_ta_mismatch})},
-      {"unusable only", &valid,
-       {TestPki::tlsa_for(valid, 0, 1, 1), TestPki::tlsa_for(valid, 1, 1, 1), bad_selector}, false,
+      {"unusable only",
+       &valid,
+       {TestPki::tlsa_for(valid, 0, 1, 1), TestPki::tlsa_for(valid, 1, 1, 1), bad_selector},
+       false,
        k({K::pkix_ta, K::pkix_ee, K::bad_selector})},
-      {"unusable and a match", &valid,
-       {TestPki::tlsa_for(valid, 3, 1, 3), bad_length, bad_full, TestPki::tlsa_for(valid, 3, 1, 1)}, true,
+      {"unusable and a match",
+       &valid,
+       {TestPki::tlsa_for(valid, 3, 1, 3), bad_length, bad_full, TestPki::tlsa_for(valid, 3, 1, 1)},
+       true,
        k({K::bad_mtype, K::bad_length, K::dane_ee_match})},
   };
   for (const Case& c : cases) {
@@ -509,7 +517,9 @@ struct Pair {
   ~Pair() {
     if (writer >= 0) close(writer);
   }
-  void send(const std::string& s) const { ASSERT_EQ(::send(writer, s.data(), s.size(), 0), static_cast<ssize_t>(s.size())); }
+  void send(const std::string& s) const {
+    ASSERT_EQ(::send(writer, s.data(), s.size(), 0), static_cast<ssize_t>(s.size()));
+  }
   void close_writer() {
     close(writer);
     writer = -1;

@@ -113,11 +113,16 @@ bool set_nonblocking(int fd) {
 
 std::string_view to_string(IoStatus s) {
   switch (s) {
-    case IoStatus::ok: return "ok";
-    case IoStatus::eof: return "eof";
-    case IoStatus::timeout: return "timeout";
-    case IoStatus::too_long: return "too-long";
-    case IoStatus::error: return "error";
+    case IoStatus::ok:
+      return "ok";
+    case IoStatus::eof:
+      return "eof";
+    case IoStatus::timeout:
+      return "timeout";
+    case IoStatus::too_long:
+      return "too-long";
+    case IoStatus::error:
+      return "error";
   }
   return "error";
 }
@@ -251,7 +256,7 @@ IoStatus Stream::read_line(std::string& line, size_t max_len) {
   line.clear();
   Impl& m = *impl_;
   const auto deadline = m.deadline();
-  bool overflow = false;     // the line outgrew max_len: dropping it up to its LF
+  bool overflow = false;  // the line outgrew max_len: dropping it up to its LF
   size_t scan_from = m.in_pos;
   while (true) {
     const size_t lf = m.in.find('\n', scan_from);
@@ -302,8 +307,8 @@ IoStatus Stream::write_all(std::string_view data) {
     // Without SSL_MODE_ENABLE_PARTIAL_WRITE, SSL_write_ex() completes the
     // whole buffer or is retried with the same arguments, which ssl_call
     // does.
-    IoStatus s = m.ssl_call([&] { return SSL_write_ex(m.ssl, data.data(), data.size(), &written); }, deadline,
-                            ssl_error);
+    IoStatus s =
+        m.ssl_call([&] { return SSL_write_ex(m.ssl, data.data(), data.size(), &written); }, deadline, ssl_error);
     if (s == IoStatus::error && (ssl_error == SSL_ERROR_ZERO_RETURN)) return IoStatus::eof;
     return s;
   }

@@ -55,9 +55,12 @@ struct Stream::Impl {
       if (rc > 0) return IoStatus::ok;
       ssl_error = SSL_get_error(ssl, rc);
       short events = 0;
-      if (ssl_error == SSL_ERROR_WANT_READ) events = POLLIN;
-      else if (ssl_error == SSL_ERROR_WANT_WRITE) events = POLLOUT;
-      else return IoStatus::error;
+      if (ssl_error == SSL_ERROR_WANT_READ)
+        events = POLLIN;
+      else if (ssl_error == SSL_ERROR_WANT_WRITE)
+        events = POLLOUT;
+      else
+        return IoStatus::error;
       IoStatus w = wait_for(events, deadline);
       if (w != IoStatus::ok) return w;
     }

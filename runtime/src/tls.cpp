@@ -63,35 +63,49 @@ using StorePtr = std::unique_ptr<X509_STORE, StoreFree>;
 
 int proto_of(TlsVersion v) {
   switch (v) {
-    case TlsVersion::tls1_0: return TLS1_VERSION;
-    case TlsVersion::tls1_1: return TLS1_1_VERSION;
-    case TlsVersion::tls1_2: return TLS1_2_VERSION;
-    case TlsVersion::tls1_3: return TLS1_3_VERSION;
-    case TlsVersion::none: break;
+    case TlsVersion::tls1_0:
+      return TLS1_VERSION;
+    case TlsVersion::tls1_1:
+      return TLS1_1_VERSION;
+    case TlsVersion::tls1_2:
+      return TLS1_2_VERSION;
+    case TlsVersion::tls1_3:
+      return TLS1_3_VERSION;
+    case TlsVersion::none:
+      break;
   }
   return 0;
 }
 
 TlsVersion version_of_proto(int proto) {
   switch (proto) {
-    case TLS1_VERSION: return TlsVersion::tls1_0;
-    case TLS1_1_VERSION: return TlsVersion::tls1_1;
-    case TLS1_2_VERSION: return TlsVersion::tls1_2;
-    case TLS1_3_VERSION: return TlsVersion::tls1_3;
-    default: return TlsVersion::none;
+    case TLS1_VERSION:
+      return TlsVersion::tls1_0;
+    case TLS1_1_VERSION:
+      return TlsVersion::tls1_1;
+    case TLS1_2_VERSION:
+      return TlsVersion::tls1_2;
+    case TLS1_3_VERSION:
+      return TlsVersion::tls1_3;
+    default:
+      return TlsVersion::none;
   }
 }
 
-constexpr TlsVersion kVersions[] = {TlsVersion::tls1_0, TlsVersion::tls1_1, TlsVersion::tls1_2,
-                                    TlsVersion::tls1_3};
+constexpr TlsVersion kVersions[] = {TlsVersion::tls1_0, TlsVersion::tls1_1, TlsVersion::tls1_2, TlsVersion::tls1_3};
 
 uint64_t no_version_option(TlsVersion v) {
   switch (v) {
-    case TlsVersion::tls1_0: return SSL_OP_NO_TLSv1;
-    case TlsVersion::tls1_1: return SSL_OP_NO_TLSv1_1;
-    case TlsVersion::tls1_2: return SSL_OP_NO_TLSv1_2;
-    case TlsVersion::tls1_3: return SSL_OP_NO_TLSv1_3;
-    case TlsVersion::none: break;
+    case TlsVersion::tls1_0:
+      return SSL_OP_NO_TLSv1;
+    case TlsVersion::tls1_1:
+      return SSL_OP_NO_TLSv1_1;
+    case TlsVersion::tls1_2:
+      return SSL_OP_NO_TLSv1_2;
+    case TlsVersion::tls1_3:
+      return SSL_OP_NO_TLSv1_3;
+    case TlsVersion::none:
+      break;
   }
   return 0;
 }
@@ -124,12 +138,24 @@ bool restrict_versions(Handle* h, TlsVersionSet set, int (*set_min)(Handle*, int
   return true;
 }
 
-int ssl_set_min(SSL* s, int v) { return static_cast<int>(SSL_set_min_proto_version(s, v)); }
-int ssl_set_max(SSL* s, int v) { return static_cast<int>(SSL_set_max_proto_version(s, v)); }
-uint64_t ssl_set_options(SSL* s, uint64_t o) { return SSL_set_options(s, o); }
-int ctx_set_min(SSL_CTX* c, int v) { return static_cast<int>(SSL_CTX_set_min_proto_version(c, v)); }
-int ctx_set_max(SSL_CTX* c, int v) { return static_cast<int>(SSL_CTX_set_max_proto_version(c, v)); }
-uint64_t ctx_set_options(SSL_CTX* c, uint64_t o) { return SSL_CTX_set_options(c, o); }
+int ssl_set_min(SSL* s, int v) {
+  return static_cast<int>(SSL_set_min_proto_version(s, v));
+}
+int ssl_set_max(SSL* s, int v) {
+  return static_cast<int>(SSL_set_max_proto_version(s, v));
+}
+uint64_t ssl_set_options(SSL* s, uint64_t o) {
+  return SSL_set_options(s, o);
+}
+int ctx_set_min(SSL_CTX* c, int v) {
+  return static_cast<int>(SSL_CTX_set_min_proto_version(c, v));
+}
+int ctx_set_max(SSL_CTX* c, int v) {
+  return static_cast<int>(SSL_CTX_set_max_proto_version(c, v));
+}
+uint64_t ctx_set_options(SSL_CTX* c, uint64_t o) {
+  return SSL_CTX_set_options(c, o);
+}
 
 std::string error_text(unsigned long e) {
   char buf[256];
@@ -428,8 +454,10 @@ void summarise_dane(SSL* ssl, const TlsClientParams& p, DaneSetup& d, TlsClientR
       for (size_t i = 0; i < p.tlsa.size(); ++i)
         if (d.to_openssl[i] && p.tlsa[i] == matched && d.kinds[i] != TlsaKind::bad_length)
           d.kinds[i] = usage == 3 ? TlsaKind::dane_ee_match : TlsaKind::dane_ta_match;
-    head = (usage == 3 ? "dane-ee" : usage == 2 ? "dane-ta" : "pkix") + std::string(" match at depth ") +
-           std::to_string(depth) + ": " + head;
+    head = (usage == 3   ? "dane-ee"
+            : usage == 2 ? "dane-ta"
+                         : "pkix") +
+           std::string(" match at depth ") + std::to_string(depth) + ": " + head;
   } else if (d.usable == 0) {
     head = "no usable TLSA record: " + head;
   } else {
@@ -544,9 +572,8 @@ TlsClientResult Stream::start_tls_client(const TlsClientParams& params) {
   SSL_set_connect_state(ssl);
 
   const TlsVersionSet offer =
-      params.offer_versions != 0
-          ? params.offer_versions & kAllTlsVersions
-          : static_cast<TlsVersionSet>(kAllTlsVersions & ~(version_bit(params.min_version) - 1));
+      params.offer_versions != 0 ? params.offer_versions & kAllTlsVersions
+                                 : static_cast<TlsVersionSet>(kAllTlsVersions & ~(version_bit(params.min_version) - 1));
   if (offer == 0 || !restrict_versions(ssl, offer, ssl_set_min, ssl_set_max, ssl_set_options))
     return abandon("no TLS version to offer");
   if (params.legacy_security_level) SSL_set_security_level(ssl, 0);

@@ -104,7 +104,7 @@ TlsVersion lowest_version(TlsVersionSet set) {
 
 struct SmtpPeer::Connection {
   std::thread thread;
-  int fd = -1;       // -1 once the session is closing its socket (guarded by mutex_)
+  int fd = -1;  // -1 once the session is closing its socket (guarded by mutex_)
   bool done = false;
 };
 
@@ -119,7 +119,13 @@ class ServerSession {
 
   void run() {
     rec_.client_address = s_.peer_address();
-    if (!reply("220 " + config_.hostname + " ESMTP tlsp test peer")) return;
+    if (!config_.greeting.empty()) {
+      // RFC 5321 §3.1: a 554 (or 421) greeting, then only QUIT makes sense;
+      // the peer simply hangs up after it.
+      if (!reply(config_.greeting) || !positive(code_of(config_.greeting))) return;
+    } else if (!reply("220 " + config_.hostname + " ESMTP tlsp test peer")) {
+      return;
+    }
     std::string line;
     while (true) {
       IoStatus st = s_.read_line(line, config_.max_line_length);
@@ -432,14 +438,22 @@ void SmtpPeer::stop() {
 
 std::string_view to_string(SubmitStage s) {
   switch (s) {
-    case SubmitStage::none: return "none";
-    case SubmitStage::connect: return "connect";
-    case SubmitStage::greeting: return "greeting";
-    case SubmitStage::ehlo: return "ehlo";
-    case SubmitStage::starttls: return "starttls";
-    case SubmitStage::mail: return "mail";
-    case SubmitStage::rcpt: return "rcpt";
-    case SubmitStage::data: return "data";
+    case SubmitStage::none:
+      return "none";
+    case SubmitStage::connect:
+      return "connect";
+    case SubmitStage::greeting:
+      return "greeting";
+    case SubmitStage::ehlo:
+      return "ehlo";
+    case SubmitStage::starttls:
+      return "starttls";
+    case SubmitStage::mail:
+      return "mail";
+    case SubmitStage::rcpt:
+      return "rcpt";
+    case SubmitStage::data:
+      return "data";
   }
   return "none";
 }

@@ -30,12 +30,12 @@ namespace tlsp::sim {
 namespace {
 
 // Validity windows, in days relative to now.
-constexpr long kBackdateDays = 1;          // notBefore of every usable certificate
-constexpr long kRootLifetimeDays = 3650;   // roots outlive any test run
+constexpr long kBackdateDays = 1;         // notBefore of every usable certificate
+constexpr long kRootLifetimeDays = 3650;  // roots outlive any test run
 constexpr long kLeafLifetimeDays = 365;
-constexpr long kExpiredNotBeforeDays = 30; // CertKind::expired: 30 days back ...
-constexpr long kExpiredNotAfterDays = 1;   // ... to 1 day back
-constexpr int kSerialBits = 127;           // positive, fits 16 octets
+constexpr long kExpiredNotBeforeDays = 30;  // CertKind::expired: 30 days back ...
+constexpr long kExpiredNotAfterDays = 1;    // ... to 1 day back
+constexpr int kSerialBits = 127;            // positive, fits 16 octets
 constexpr long kSecondsPerDay = 86400;
 // The name a CertKind::wrong_name leaf is issued for instead of the asked ones.
 constexpr const char* kWrongName = "wrong-name.invalid";
@@ -133,10 +133,10 @@ CertPtr make_cert(EVP_PKEY* key, const std::string& cn, const std::vector<std::s
     fail("cannot set the validity");
 
   X509_NAME* name = X509_get_subject_name(cert.get());
-  if (X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>("tlsp test pki"),
-                                 -1, -1, 0) != 1 ||
-      X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1,
-                                 -1, 0) != 1)
+  if (X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>("tlsp test pki"), -1,
+                                 -1, 0) != 1 ||
+      X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
+                                 0) != 1)
     fail("cannot set the subject `" + cn + "`");
   X509* issuer = issuer_cert != nullptr ? issuer_cert : cert.get();
   if (X509_set_issuer_name(cert.get(), X509_get_subject_name(issuer)) != 1) fail("cannot set the issuer");
@@ -206,7 +206,7 @@ struct TestPki::Roots {
   CertPtr trusted_cert;
   KeyPtr untrusted_key;
   CertPtr untrusted_cert;
-  std::mutex mutex;   // guards `issued` (file names) and OpenSSL's per-thread error queue use
+  std::mutex mutex;  // guards `issued` (file names) and OpenSSL's per-thread error queue use
   unsigned issued = 0;
 };
 
@@ -216,11 +216,11 @@ TestPki::TestPki(std::string directory) : dir_(std::move(directory)), roots_(std
   if (ec) throw std::runtime_error("test pki: cannot create `" + dir_ + "`: " + ec.message());
   const Validity root_validity{-kBackdateDays, kRootLifetimeDays};
   roots_->trusted_key = new_key();
-  roots_->trusted_cert = make_cert(roots_->trusted_key.get(), "tlsp test root", {}, true, root_validity, nullptr,
-                                   nullptr);
+  roots_->trusted_cert =
+      make_cert(roots_->trusted_key.get(), "tlsp test root", {}, true, root_validity, nullptr, nullptr);
   roots_->untrusted_key = new_key();
-  roots_->untrusted_cert = make_cert(roots_->untrusted_key.get(), "tlsp untrusted root", {}, true, root_validity,
-                                     nullptr, nullptr);
+  roots_->untrusted_cert =
+      make_cert(roots_->untrusted_key.get(), "tlsp untrusted root", {}, true, root_validity, nullptr, nullptr);
   ca_file_ = (std::filesystem::path(dir_) / "ca.pem").string();
   write_file(ca_file_, cert_pem(roots_->trusted_cert.get()));
 }

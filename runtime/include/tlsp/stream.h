@@ -64,7 +64,7 @@ class Stream {
   TlsClientResult start_tls_client(const TlsClientParams& params);
   TlsServerResult start_tls_server(SSL_CTX* ctx);
 
-  std::string peer_address() const;   // "127.0.0.1", "::1"
+  std::string peer_address() const;  // "127.0.0.1", "::1"
   uint16_t peer_port() const;
   std::string local_address() const;
 
@@ -76,8 +76,8 @@ class Stream {
 
 // Connects with a timeout. Returns the socket, or -1 with `error` set.
 // source_address: bind to it first (tests act as a given 127.0.0.x peer).
-int connect_tcp(const std::string& address, uint16_t port, std::chrono::milliseconds timeout,
-                std::string& error, const std::string& source_address = "");
+int connect_tcp(const std::string& address, uint16_t port, std::chrono::milliseconds timeout, std::string& error,
+                const std::string& source_address = "");
 // A listening socket (SO_REUSEADDR, close-on-exec). port 0: any free port;
 // bound_port() tells which. Returns -1 with `error` set.
 int listen_tcp(const std::string& address, uint16_t port, int backlog, std::string& error);

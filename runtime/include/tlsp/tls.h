@@ -39,7 +39,7 @@
 namespace tlsp {
 
 struct TlsClientParams {
-  std::string sni;                           // the MX host name
+  std::string sni;  // the MX host name
   TlsVersion min_version = TlsVersion::tls1_2;
   bool legacy_security_level = false;
   // Non-empty: DANE, with every record given (the caller passes the TLSA
@@ -61,11 +61,11 @@ struct TlsClientParams {
 };
 
 struct TlsClientResult {
-  bool ok = false;                 // the handshake completed
+  bool ok = false;  // the handshake completed
   // Failed: no protocol version in common, including a server that chose
   // TLS 1.0/1.1 when legacy_security_level was off.
   bool version_refused = false;
-  std::string error;               // why it failed (OpenSSL's words)
+  std::string error;  // why it failed (OpenSSL's words)
   TlsVersion version = TlsVersion::none;
   std::string cipher;
   // WebPKI (when ca_file was given).
@@ -77,7 +77,7 @@ struct TlsClientResult {
   TlsaKindSet tlsa_kinds = 0;
   CertStatus dane_cert = CertStatus::valid;
   std::string dane_detail;
-  std::string peer_subject;        // the leaf's subject, for logs
+  std::string peer_subject;  // the leaf's subject, for logs
 };
 
 struct TlsServerResult {

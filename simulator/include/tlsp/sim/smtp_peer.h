@@ -53,24 +53,25 @@ inline constexpr std::chrono::milliseconds kPeerTimeout{10000};
 
 struct SmtpPeerConfig {
   std::string address = "127.0.0.1";
-  uint16_t port = 0;                         // 0: any free port
-  std::string hostname = "mx.peer.test";     // greeting and EHLO name
+  uint16_t port = 0;                      // 0: any free port
+  std::string hostname = "mx.peer.test";  // greeting and EHLO name
   bool offer_starttls = true;
   TlsVersionSet tls_versions = kAllTlsVersions;
   // STARTTLS is answered 220, then the connection is closed as soon as the
   // ClientHello arrives: a handshake that fails whatever the version.
   bool broken_tls = false;
-  std::string cert_file;                     // PEM chain (needed to offer STARTTLS)
+  std::string cert_file;  // PEM chain (needed to offer STARTTLS)
   std::string key_file;
-  bool require_tls = false;                  // 530 to MAIL/RCPT/DATA before STARTTLS
+  bool require_tls = false;  // 530 to MAIL/RCPT/DATA before STARTTLS
 
   // Scripted replies, full reply lines such as "451 4.3.0 try again later"
   // (several lines may be joined with "\r\n"). Empty: the normal answer.
-  std::string mail_reply;                    // to MAIL instead of 250
-  std::string rcpt_reply;                    // to every RCPT not in rcpt_replies
+  std::string greeting;                             // instead of 220; a non-2xx greeting ends the session
+  std::string mail_reply;                           // to MAIL instead of 250
+  std::string rcpt_reply;                           // to every RCPT not in rcpt_replies
   std::map<std::string, std::string> rcpt_replies;  // by address, lower case, no <>
-  std::string data_reply;                    // to DATA instead of 354
-  std::string data_end_reply;                // after the dot instead of 250
+  std::string data_reply;                           // to DATA instead of 354
+  std::string data_end_reply;                       // after the dot instead of 250
 
   size_t max_line_length = kPeerMaxLineLength;
   size_t max_message_bytes = kPeerMaxMessageBytes;
@@ -80,21 +81,21 @@ struct SmtpPeerConfig {
 
 struct PeerSession {
   std::string client_address;
-  std::string ehlo;                 // the last EHLO/HELO name
-  bool starttls = false;            // STARTTLS was accepted (the handshake may still have failed)
+  std::string ehlo;       // the last EHLO/HELO name
+  bool starttls = false;  // STARTTLS was accepted (the handshake may still have failed)
   TlsVersion tls = TlsVersion::none;
   std::string cipher;
   std::string sni;
-  std::string tls_error;            // why the handshake failed
+  std::string tls_error;              // why the handshake failed
   std::vector<std::string> commands;  // the verbs, in order (at most kPeerMaxRecordedCommands)
-  size_t messages = 0;              // messages accepted in this session
+  size_t messages = 0;                // messages accepted in this session
 };
 inline constexpr size_t kPeerMaxRecordedCommands = 1000;
 
 struct PeerMessage {
   std::string mail_from;
-  std::vector<std::string> rcpts;   // accepted recipients
-  std::string data;                 // dot-unstuffed, lines ending CR LF, without the final dot
+  std::vector<std::string> rcpts;  // accepted recipients
+  std::string data;                // dot-unstuffed, lines ending CR LF, without the final dot
   TlsVersion tls = TlsVersion::none;
   std::string sni;
   std::string client_address;
@@ -131,7 +132,7 @@ class SmtpPeer {
   SmtpPeerConfig config_;
   SslCtxPtr tls_ctx_;
   int listen_fd_ = -1;
-  int wake_pipe_[2] = {-1, -1};   // stop() writes to end accept_loop's poll
+  int wake_pipe_[2] = {-1, -1};  // stop() writes to end accept_loop's poll
   uint16_t port_ = 0;
   std::thread acceptor_;
 
@@ -149,32 +150,32 @@ enum class SubmitStage : uint8_t { none, connect, greeting, ehlo, starttls, mail
 std::string_view to_string(SubmitStage s);
 
 struct SubmitMessage {
-  std::string mail_from;            // without <>
+  std::string mail_from;  // without <>
   std::vector<std::string> rcpts;
-  std::string data;                 // the message; lines end LF or CR LF; dot-stuffed on the wire
+  std::string data;  // the message; lines end LF or CR LF; dot-stuffed on the wire
 };
 
 struct SubmitOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 25;
-  std::string source_address;       // bind to it first: the server sees this client address
+  std::string source_address;  // bind to it first: the server sees this client address
   std::string ehlo_name = "client.peer.test";
   bool starttls = false;
   TlsVersionSet tls_versions = kAllTlsVersions;  // offered; below 1.2 at security level 0
-  std::string sni;                  // empty: none
-  SubmitMessage message;            // for submit_message()
+  std::string sni;                               // empty: none
+  SubmitMessage message;                         // for submit_message()
   std::chrono::milliseconds timeout = kPeerTimeout;
 };
 
 struct SubmitResult {
-  bool accepted = false;            // 2xx after the dot
+  bool accepted = false;  // 2xx after the dot
   SubmitStage failed_stage = SubmitStage::none;
-  int code = 0;                     // the last reply's code (0: none, e.g. connect failed)
-  std::string reply;                // that reply's text, lines joined by "\n"
-  std::string error;                // a local failure (connect, timeout, handshake)
+  int code = 0;       // the last reply's code (0: none, e.g. connect failed)
+  std::string reply;  // that reply's text, lines joined by "\n"
+  std::string error;  // a local failure (connect, timeout, handshake)
   TlsVersion tls = TlsVersion::none;
-  bool version_refused = false;     // the handshake failed for want of a common version
-  std::vector<int> rcpt_codes;      // one per recipient
+  bool version_refused = false;  // the handshake failed for want of a common version
+  std::vector<int> rcpt_codes;   // one per recipient
 };
 
 SubmitResult submit_message(const SubmitOptions& options);

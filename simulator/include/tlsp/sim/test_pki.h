@@ -18,19 +18,19 @@
 namespace tlsp::sim {
 
 enum class CertKind : uint8_t {
-  valid,         // issued by the trusted root, in date, names as given
-  expired,       // issued by the trusted root, notAfter in the past
-  wrong_name,    // issued by the trusted root for "wrong-name.invalid"
-  self_signed,   // its own issuer
-  untrusted,     // issued by a root not in ca_file()
+  valid,        // issued by the trusted root, in date, names as given
+  expired,      // issued by the trusted root, notAfter in the past
+  wrong_name,   // issued by the trusted root for "wrong-name.invalid"
+  self_signed,  // its own issuer
+  untrusted,    // issued by a root not in ca_file()
 };
 
 struct TestCert {
   std::string cert_file;  // leaf + issuer, PEM
   std::string key_file;
-  std::string cert_pem;   // the leaf alone
-  std::string chain_pem;  // leaf + issuer (what cert_file holds)
-  std::string issuer_pem; // the issuer (the leaf itself when self-signed)
+  std::string cert_pem;    // the leaf alone
+  std::string chain_pem;   // leaf + issuer (what cert_file holds)
+  std::string issuer_pem;  // the issuer (the leaf itself when self-signed)
 };
 
 class TestPki {
@@ -47,8 +47,7 @@ class TestPki {
   // A TLSA record for a certificate: usage 3 matches the leaf, usage 2 the
   // issuer; selector 0 full cert / 1 SPKI; mtype 0 full / 1 SHA-256 /
   // 2 SHA-512.
-  static TlsaRecord tlsa_for(const TestCert& cert, uint8_t usage, uint8_t selector = 1,
-                             uint8_t mtype = 1);
+  static TlsaRecord tlsa_for(const TestCert& cert, uint8_t usage, uint8_t selector = 1, uint8_t mtype = 1);
 
  private:
   std::string dir_;
