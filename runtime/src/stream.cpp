@@ -270,7 +270,7 @@ IoStatus Stream::read_line(std::string& line, size_t max_len) {
     }
     // No LF yet. More than max_len bytes (and a CR) cannot become a line
     // that fits: drop them now so the buffer stays bounded.
-    if (m.unread() > max_len + 1) {
+    if (m.unread() > max_len && m.unread() - max_len > 1) {  // (no max_len + 1: it may overflow)
       overflow = true;
       m.drop_unread();
     }
