@@ -18,5 +18,6 @@ int cmd_decide(const Args& args);
 int cmd_diff(const Args& args);
 int cmd_matrix(const Args& args);
 int cmd_simulate(const Args& args);
+int cmd_relay(const Args& args);
 
 }  // namespace tlsp::cli

@@ -204,6 +204,7 @@ static const char* kTopHelp =
     "  diff      show what changing from one policy to another does to delivery\n"
     "  matrix    the decision matrix: every domain x peer x direction against the behaviour catalogue\n"
     "  simulate  replay scenario files against a policy and check the expected outcomes\n"
+    "  relay     run the SMTP relay that enforces a decision table\n"
     "\n"
     "`tlsp <command> --help` describes each command.\n"
     "exit codes: 0 success, 1 errors in the input, 2 bad usage or unreadable input\n";
@@ -238,6 +239,7 @@ int main(int argc, char** argv) {
     if (cmd == "diff") return cmd_diff(args);
     if (cmd == "matrix") return cmd_matrix(args);
     if (cmd == "simulate") return cmd_simulate(args);
+    if (cmd == "relay") return cmd_relay(args);
     std::cerr << "tlsp: error: unknown command `" << cmd << "`\n" << kTopHelp;
     return kExitUsage;
   } catch (const UsageError& e) {

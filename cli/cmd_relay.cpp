@@ -1,0 +1,165 @@
+// cmd_relay.cpp — `tlsp relay`: run the SMTP relay (tlsp/relay.h). Every
+// setting is a flag and may also be given in a config file
+// (`--config FILE`, `name = value` lines, the flag names without `--`);
+// flags win over the file. README "Running the relay" has an example.
+#include <fstream>
+#include <iostream>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "tlsp/relay.h"
+#include "tlsp/retry.h"
+
+namespace tlsp::cli {
+namespace {
+
+std::chrono::seconds duration_option(const po::variables_map& vm, const char* name, std::chrono::seconds dflt) {
+  if (!vm.count(name)) return dflt;
+  const std::string& text = vm[name].as<std::string>();
+  auto d = parse_duration(text);
+  if (!d) throw UsageError(std::string("--") + name + ": `" + text + "` is not a duration (e.g. 30s, 5m, 2h, 5d)");
+  return *d;
+}
+
+NextHop parse_next_hop(const std::string& text) {
+  size_t eq = text.find('=');
+  if (eq == std::string::npos) throw UsageError("--next-hop: `" + text + "` is not domain=host:port");
+  NextHop h;
+  h.domain = text.substr(0, eq);
+  for (char& c : h.domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string hp = text.substr(eq + 1);
+  size_t colon = hp.rfind(':');
+  if (colon == std::string::npos || colon + 1 == hp.size())
+    throw UsageError("--next-hop: `" + text + "` is not domain=host:port");
+  h.host = hp.substr(0, colon);
+  if (h.host.size() > 2 && h.host.front() == '[') h.host = h.host.substr(1, h.host.size() - 2);
+  try {
+    int p = std::stoi(hp.substr(colon + 1));
+    if (p <= 0 || p > 65535) throw std::out_of_range("port");
+    h.port = static_cast<uint16_t>(p);
+  } catch (const std::exception&) {
+    throw UsageError("--next-hop: `" + text + "` has no valid port");
+  }
+  return h;
+}
+
+}  // namespace
+
+int cmd_relay(const Args& args) {
+  RelayConfig c;
+  const RelayLimits d;
+  po::options_description opts("options (also `name = value` in --config)");
+  // clang-format off
+  opts.add_options()
+    ("config", po::value<std::string>(), "configuration file")
+    ("listen", po::value<std::vector<std::string>>()->composing(), "address:port to accept SMTP on (repeatable; default 127.0.0.1:2525)")
+    ("hostname", po::value<std::string>(), "name in the greeting, EHLO, Received: and bounces (default: the system's)")
+    ("tls-cert", po::value<std::string>(), "PEM certificate chain for inbound STARTTLS")
+    ("tls-key", po::value<std::string>(), "PEM private key for inbound STARTTLS")
+    ("table", po::value<std::string>(), "decision table (tlsp compile); reloaded on SIGHUP and when the file changes")
+    ("spool", po::value<std::string>(), "spool directory")
+    ("resolver", po::value<std::string>(), "DNS resolver address:port; must validate DNSSEC (default: /etc/resolv.conf)")
+    ("smtp-port", po::value<unsigned>(), "outbound SMTP port (default 25)")
+    ("ca-file", po::value<std::string>(), "CA bundle for MTA-STS / WebPKI checks (default /etc/ssl/certs/ca-certificates.crt)")
+    ("mta-sts-port", po::value<unsigned>(), "HTTPS port of MTA-STS policy hosts (default 443)")
+    ("mta-sts-cache", po::value<std::string>(), "MTA-STS policy cache directory (default <spool>/mta-sts)")
+    ("submit-network", po::value<std::vector<std::string>>()->composing(), "client network allowed to send outbound (repeatable; default 127.0.0.0/8 and ::1)")
+    ("next-hop", po::value<std::vector<std::string>>()->composing(), "managed domain's inbound next hop: domain=host:port (repeatable)")
+    ("queue-lifetime", po::value<std::string>(), "bounce after this long in the queue (default 5d)")
+    ("retry-schedule", po::value<std::string>(), "delays between attempts, the last repeats (default 1m,5m,15m,30m,1h,2h,4h)")
+    ("delivery-workers", po::value<unsigned>(), "concurrent deliveries (default 8)")
+    ("log-file", po::value<std::string>(), "log file (default: standard error)")
+    ("max-connections", po::value<size_t>(), "concurrent SMTP sessions (default 100)")
+    ("max-connections-per-client", po::value<size_t>(), "concurrent sessions from one address (default 20)")
+    ("max-line-length", po::value<size_t>(), "command line length in octets (default 1000)")
+    ("max-data-line-length", po::value<size_t>(), "message line length in octets (default 65536)")
+    ("max-commands", po::value<size_t>(), "commands per session (default 1000)")
+    ("max-errors", po::value<size_t>(), "bad commands per session (default 20)")
+    ("max-recipients", po::value<size_t>(), "recipients per message (default 100)")
+    ("max-message-size", po::value<size_t>(), "message size in octets (default 10485760)")
+    ("idle-timeout", po::value<std::string>(), "wait for a client command (default 5m)")
+    ("session-timeout", po::value<std::string>(), "one whole SMTP session (default 30m)")
+    ("connect-timeout", po::value<std::string>(), "outbound TCP connect (default 30s)")
+    ("command-timeout", po::value<std::string>(), "outbound: each SMTP reply (default 5m)")
+    ("data-timeout", po::value<std::string>(), "outbound: the reply to the final dot (default 10m)")
+    ("dns-timeout", po::value<std::string>(), "one DNS lookup (default 10s)")
+    ("sts-fetch-timeout", po::value<std::string>(), "one MTA-STS policy fetch (default 20s)")
+    ("shutdown-grace", po::value<std::string>(), "SIGTERM: time for sessions and deliveries to finish (default 10s)")
+    ("table-check-interval", po::value<std::string>(), "how often the table file is checked for changes (default 2s)");
+  // clang-format on
+  po::variables_map vm;
+  if (!parse_options("relay", "[--config FILE] [options]",
+                     "Runs the SMTP relay: accepts mail, spools it (fsync'd before 250), and delivers it under the\n"
+                     "decision table's rules. SIGHUP reloads the table; SIGTERM shuts down cleanly.",
+                     opts, nullptr, args, vm))
+    return kExitOk;
+  if (vm.count("config")) {
+    const std::string path = vm["config"].as<std::string>();
+    std::ifstream in(path);
+    if (!in) throw UsageError("cannot read config file `" + path + "`");
+    try {
+      po::store(po::parse_config_file(in, opts), vm);
+      po::notify(vm);
+    } catch (const po::error& e) {
+      throw UsageError(path + ": " + e.what());
+    }
+  }
+  auto str = [&](const char* n, std::string& out) {
+    if (vm.count(n)) out = vm[n].as<std::string>();
+  };
+  auto size = [&](const char* n, size_t& out) {
+    if (vm.count(n)) out = vm[n].as<size_t>();
+  };
+  if (vm.count("listen")) c.listen = vm["listen"].as<std::vector<std::string>>();
+  str("hostname", c.hostname);
+  str("tls-cert", c.tls_cert);
+  str("tls-key", c.tls_key);
+  str("table", c.table);
+  str("spool", c.spool_dir);
+  str("resolver", c.resolver);
+  str("ca-file", c.ca_file);
+  str("mta-sts-cache", c.mta_sts_cache);
+  str("log-file", c.log_file);
+  str("retry-schedule", c.retry_schedule);
+  if (vm.count("smtp-port")) c.smtp_port = static_cast<uint16_t>(vm["smtp-port"].as<unsigned>());
+  if (vm.count("mta-sts-port")) c.mta_sts_port = static_cast<uint16_t>(vm["mta-sts-port"].as<unsigned>());
+  if (vm.count("delivery-workers")) c.delivery_workers = vm["delivery-workers"].as<unsigned>();
+  if (vm.count("submit-network")) c.submit_networks = vm["submit-network"].as<std::vector<std::string>>();
+  if (vm.count("next-hop"))
+    for (const std::string& h : vm["next-hop"].as<std::vector<std::string>>()) c.next_hops.push_back(parse_next_hop(h));
+  c.queue_lifetime = duration_option(vm, "queue-lifetime", c.queue_lifetime);
+  RelayLimits& l = c.limits;
+  size("max-connections", l.max_connections);
+  size("max-connections-per-client", l.max_connections_per_client);
+  size("max-line-length", l.max_line_length);
+  size("max-data-line-length", l.max_data_line_length);
+  size("max-commands", l.max_commands);
+  size("max-errors", l.max_errors);
+  size("max-recipients", l.max_recipients);
+  size("max-message-size", l.max_message_size);
+  l.idle_timeout = duration_option(vm, "idle-timeout", d.idle_timeout);
+  l.session_timeout = duration_option(vm, "session-timeout", d.session_timeout);
+  l.connect_timeout = duration_option(vm, "connect-timeout", d.connect_timeout);
+  l.command_timeout = duration_option(vm, "command-timeout", d.command_timeout);
+  l.data_timeout = duration_option(vm, "data-timeout", d.data_timeout);
+  l.dns_timeout = duration_option(vm, "dns-timeout", d.dns_timeout);
+  l.sts_fetch_timeout = duration_option(vm, "sts-fetch-timeout", d.sts_fetch_timeout);
+  l.shutdown_grace = duration_option(vm, "shutdown-grace", d.shutdown_grace);
+  c.table_check_interval = duration_option(vm, "table-check-interval", std::chrono::seconds(2));
+  try {
+    validate_relay_config(c);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  block_relay_signals();
+  std::unique_ptr<Relay> relay;
+  try {
+    relay = std::make_unique<Relay>(c);
+  } catch (const std::exception& e) {
+    std::cerr << "tlsp relay: error: " << e.what() << "\n";
+    return kExitUsage;
+  }
+  return run_relay_with_signals(*relay) == 0 ? kExitOk : kExitErrors;
+}
+
+}  // namespace tlsp::cli

@@ -1,0 +1,115 @@
+// tlsp/relay.h — `tlsp relay`: a real SMTP relay that enforces a decision
+// table (SPEC §4–6). It accepts mail over SMTP, keeps it in a crash-safe
+// spool, and delivers it host by host, asking the enforcement engine
+// (tlsp/engine.h) at every step; it never decides on its own.
+//
+// Contract:
+//  * Direction (never an open relay): a client in `submit_networks` whose
+//    envelope sender is in a managed domain sends outbound; a recipient in a
+//    managed domain with a next hop receives inbound; every other recipient
+//    gets 554 5.7.1.
+//  * A 250 after DATA means the message is on disk, fsync'd (tlsp/spool.h);
+//    it is then delivered, bounced (RFC 3464) or, for a null sender, kept in
+//    the spool's failed area, also across a crash or restart.
+//  * Every limit is a field of RelayLimits with a documented default; a
+//    limit hit gives its RFC reply code and a log line, never a crash.
+//  * reload() swaps in a new decision table between transactions; a table
+//    that fails validation is refused with a log line and the old one stays.
+//  * One log line per delivery attempt (RelayLog below, README "Relay log").
+//
+// Threads: one per listening socket (accept), one per SMTP session (at most
+// max_connections), a scheduler and `delivery_workers` delivery threads.
+// Blocking I/O with a deadline on every operation keeps each session a
+// straight-line program, as Postfix's smtpd/smtp processes are.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tlsp {
+
+struct RelayLimits {
+  size_t max_connections = 100;           // concurrent SMTP sessions (421 4.3.2 beyond)
+  size_t max_connections_per_client = 20; // from one client address (421 4.7.0)
+  size_t max_line_length = 1000;          // command line, octets with CRLF (RFC 5321 §4.5.3.1.4): 500 5.5.2
+  size_t max_data_line_length = 65536;    // one message line: 554 5.6.0 at the end of DATA
+  size_t max_commands = 1000;             // per session: 421 4.7.0 and close
+  size_t max_errors = 20;                 // bad commands per session: 421 4.7.0 and close
+  size_t max_recipients = 100;            // per message: 452 4.5.3
+  size_t max_message_size = 10 * 1024 * 1024;  // octets: 552 5.3.4 (SIZE announces it)
+  std::chrono::seconds idle_timeout{300};       // between commands (RFC 5321 §4.5.3.2.7): 421 4.4.2
+  std::chrono::seconds session_timeout{1800};   // a whole session: 421 4.4.2
+  std::chrono::seconds connect_timeout{30};     // outbound TCP connect
+  std::chrono::seconds command_timeout{300};    // outbound: each reply (RFC 5321 §4.5.3.2)
+  std::chrono::seconds data_timeout{600};       // outbound: the reply to the final dot
+  std::chrono::seconds dns_timeout{10};         // one lookup
+  std::chrono::seconds sts_fetch_timeout{20};   // one MTA-STS policy fetch
+  std::chrono::seconds shutdown_grace{10};      // SIGTERM: sessions and deliveries may finish
+};
+
+struct NextHop {
+  std::string domain;  // a managed domain
+  std::string host;    // address or name
+  uint16_t port = 25;
+};
+
+struct RelayConfig {
+  std::vector<std::string> listen{"127.0.0.1:2525"};  // "addr:port", "[v6]:port"
+  std::string hostname;      // greeting, EHLO, Received:, bounces; default: the system's
+  std::string tls_cert;      // inbound STARTTLS (PEM chain); empty: STARTTLS not offered
+  std::string tls_key;
+  std::string table;         // the decision table (tlsp compile)
+  std::string spool_dir;
+  std::string resolver;      // "addr:port"; empty: /etc/resolv.conf
+  uint16_t smtp_port = 25;   // outbound SMTP port (tests use another)
+  std::string ca_file = "/etc/ssl/certs/ca-certificates.crt";  // WebPKI (MTA-STS)
+  uint16_t mta_sts_port = 443;
+  std::string mta_sts_cache; // default: <spool_dir>/mta-sts
+  std::vector<std::string> submit_networks{"127.0.0.0/8", "::1/128"};
+  std::vector<NextHop> next_hops;
+  std::chrono::seconds queue_lifetime{5 * 24 * 3600};
+  std::string retry_schedule = "1m,5m,15m,30m,1h,2h,4h";
+  size_t delivery_workers = 8;
+  std::chrono::milliseconds table_check_interval{2000};  // table file changed?
+  std::string log_file;      // empty: standard error
+  RelayLimits limits;
+};
+
+// Throws std::invalid_argument with a one-line message naming the setting.
+void validate_relay_config(const RelayConfig& config);
+
+class Relay {
+ public:
+  // Opens the table, the spool and the listening sockets; recovers the
+  // queue. Throws std::runtime_error naming what failed.
+  explicit Relay(RelayConfig config);
+  ~Relay();  // stop() and join
+
+  // Serves until stop(); returns after the clean shutdown.
+  void run();
+  // Thread-safe and async-signal-safe: ask for a clean shutdown / a table
+  // reload (processed by the scheduler thread).
+  void stop();
+  void reload();
+
+  std::vector<uint16_t> listening_ports() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every
+// thread it starts later). Call before constructing the Relay, so a signal
+// that arrives while it starts is not lost or fatal.
+void block_relay_signals();
+// Runs `relay` and turns those signals into stop() / reload(). For the CLI.
+int run_relay_with_signals(Relay& relay);
+
+}  // namespace tlsp

@@ -1,0 +1,734 @@
+// relay.cpp — `tlsp relay` put together: configuration checks, the shared
+// context, the listeners (with the connection limits), the queue (a
+// schedule over the spool, delivery workers, retries, bounces), table
+// reloads and the clean shutdown. The SMTP dialogue lives in
+// smtp_server.cpp, one delivery run in delivery.cpp.
+//
+// Queue rules (relay.h, SPEC §6):
+//  * An entry leaves the spool only when every recipient is delivered or
+//    bounced. A bounce is stored before the entry it reports on is
+//    removed: a crash in between gives a duplicate bounce, never a loss.
+//  * A temporary refusal sets next_attempt from the retry schedule; once
+//    the queue lifetime is over the remaining recipients are bounced.
+//  * A null-sender entry that fails is moved to the spool's failed area
+//    with the reason, and logged (there is nobody to bounce to).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include "relay_internal.h"
+#include "tlsp/dsn.h"
+
+namespace tlsp {
+
+using namespace relay;
+
+// ------------------------------------------------------------ addresses
+
+namespace relay {
+
+std::string lower(std::string_view s) {
+  std::string r(s);
+  for (char& c : r) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return r;
+}
+
+std::string domain_of(std::string_view address) {
+  size_t at = address.rfind('@');
+  if (at == std::string_view::npos) return {};
+  std::string d = lower(address.substr(at + 1));
+  if (!d.empty() && d.back() == '.') d.pop_back();
+  return d;
+}
+
+std::optional<Cidr> parse_cidr(std::string_view text) {
+  Cidr c;
+  std::string addr(text);
+  int prefix = -1;
+  size_t slash = addr.find('/');
+  if (slash != std::string::npos) {
+    std::string p = addr.substr(slash + 1);
+    if (p.empty() || p.size() > 3 || !std::all_of(p.begin(), p.end(), ::isdigit)) return std::nullopt;
+    prefix = std::stoi(p);
+    addr.resize(slash);
+  }
+  if (inet_pton(AF_INET, addr.c_str(), c.bytes.data()) == 1) {
+    c.v6 = false;
+    c.prefix = prefix < 0 ? 32 : prefix;
+    if (c.prefix > 32) return std::nullopt;
+  } else if (inet_pton(AF_INET6, addr.c_str(), c.bytes.data()) == 1) {
+    c.v6 = true;
+    c.prefix = prefix < 0 ? 128 : prefix;
+    if (c.prefix > 128) return std::nullopt;
+  } else {
+    return std::nullopt;
+  }
+  return c;
+}
+
+bool cidr_contains(const Cidr& net, std::string_view address) {
+  std::array<uint8_t, 16> a{};
+  std::string s(address);
+  bool v6;
+  if (inet_pton(AF_INET, s.c_str(), a.data()) == 1) {
+    v6 = false;
+  } else if (inet_pton(AF_INET6, s.c_str(), a.data()) == 1) {
+    v6 = true;
+    // An IPv4-mapped IPv6 client (::ffff:a.b.c.d) is the IPv4 address.
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (!net.v6 && std::memcmp(a.data(), mapped, 12) == 0) {
+      std::memmove(a.data(), a.data() + 12, 4);
+      v6 = false;
+    }
+  } else {
+    return false;
+  }
+  if (v6 != net.v6) return false;
+  int bits = net.prefix;
+  for (int i = 0; bits > 0; ++i, bits -= 8) {
+    uint8_t mask = bits >= 8 ? 0xff : static_cast<uint8_t>(0xff << (8 - bits));
+    if ((a[i] & mask) != (net.bytes[i] & mask)) return false;
+  }
+  return true;
+}
+
+// --------------------------------------------------------------- the log
+
+RelayLog::RelayLog(const std::string& path) {
+  if (path.empty()) {
+    out_ = stderr;
+    return;
+  }
+  out_ = std::fopen(path.c_str(), "a");
+  if (!out_) throw std::runtime_error("cannot open log file `" + path + "`: " + std::strerror(errno));
+  own_ = true;
+}
+
+RelayLog::~RelayLog() {
+  if (own_) std::fclose(out_);
+}
+
+namespace {
+void append_value(std::string& line, std::string_view v) {
+  bool quote = v.empty() || v.find_first_of(" \t\"=\\") != std::string_view::npos;
+  if (quote) line.push_back('"');
+  for (char c : v) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      line.push_back('\\');
+      line.push_back(c);
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      line += buf;  // a hostile peer cannot forge log lines
+    } else {
+      line.push_back(c);
+    }
+  }
+  if (quote) line.push_back('"');
+}
+}  // namespace
+
+void RelayLog::write(std::string_view event, const std::vector<std::pair<std::string, std::string>>& fields) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  std::tm tm{};
+  gmtime_r(&ts.tv_sec, &tm);
+  char stamp[40];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string line = stamp;
+  char ms[24];
+  std::snprintf(ms, sizeof ms, ".%03ldZ", ts.tv_nsec / 1000000);
+  line += ms;
+  line += " tlsp-relay ";
+  line += event;
+  for (const auto& [k, v] : fields) {
+    line.push_back(' ');
+    line += k;
+    line.push_back('=');
+    append_value(line, v);
+  }
+  line.push_back('\n');
+  std::lock_guard lock(mu_);
+  std::fwrite(line.data(), 1, line.size(), out_);
+  std::fflush(out_);
+}
+
+// ------------------------------------------------------------ context
+
+bool RelayContext::in_submit_networks(std::string_view address) const {
+  for (const Cidr& n : submit_networks)
+    if (cidr_contains(n, address)) return true;
+  return false;
+}
+
+const NextHop* RelayContext::next_hop(std::string_view domain) const {
+  for (const NextHop& h : config.next_hops)
+    if (h.domain == domain) return &h;
+  return nullptr;
+}
+
+bool RelayContext::is_managed(std::string_view domain) const {
+  if (next_hop(domain)) return true;
+  auto t = table.get();
+  return t && t->lookup(Direction::outbound, domain, "").domain_listed;
+}
+
+}  // namespace relay
+
+// ------------------------------------------------------- configuration
+
+namespace {
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+
+std::optional<HostPort> parse_host_port(std::string_view s) {
+  HostPort hp;
+  std::string_view port;
+  if (!s.empty() && s.front() == '[') {
+    size_t close = s.find(']');
+    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') return std::nullopt;
+    hp.host = std::string(s.substr(1, close - 1));
+    port = s.substr(close + 2);
+  } else {
+    size_t colon = s.rfind(':');
+    if (colon == std::string_view::npos || s.find(':') != colon) return std::nullopt;
+    hp.host = std::string(s.substr(0, colon));
+    port = s.substr(colon + 1);
+  }
+  if (hp.host.empty() || port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  int p = std::stoi(std::string(port));
+  if (p < 0 || p > 65535) return std::nullopt;
+  hp.port = static_cast<uint16_t>(p);
+  return hp;
+}
+
+}  // namespace
+
+void validate_relay_config(const RelayConfig& c) {
+  auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
+  if (c.listen.empty()) bad("listen: at least one address:port is needed");
+  for (const std::string& l : c.listen)
+    if (!parse_host_port(l)) bad("listen: `" + l + "` is not address:port");
+  if (c.table.empty()) bad("table: a decision table is required (tlsp compile)");
+  if (c.spool_dir.empty()) bad("spool: a spool directory is required");
+  if (c.tls_cert.empty() != c.tls_key.empty()) bad("tls-cert and tls-key go together");
+  for (const std::string& n : c.submit_networks)
+    if (!parse_cidr(n)) bad("submit-network: `" + n + "` is not an address or CIDR");
+  for (const NextHop& h : c.next_hops) {
+    if (h.domain.empty() || h.host.empty()) bad("next-hop: needs domain=host:port");
+    if (h.domain != lower(h.domain)) bad("next-hop: domain `" + h.domain + "` must be lower case");
+  }
+  if (!RetrySchedule::parse(c.retry_schedule)) bad("retry-schedule: `" + c.retry_schedule + "` is not a list of durations");
+  if (c.queue_lifetime.count() <= 0) bad("queue-lifetime must be positive");
+  if (c.delivery_workers == 0 || c.delivery_workers > 256) bad("delivery-workers must be 1..256");
+  const RelayLimits& l = c.limits;
+  if (l.max_connections == 0) bad("max-connections must be positive");
+  if (l.max_line_length < 512) bad("max-line-length must be at least 512 (RFC 5321 §4.5.3.1.4)");
+  if (l.max_recipients < 1) bad("max-recipients must be at least 1");
+  if (l.max_message_size < 1024) bad("max-message-size must be at least 1024");
+}
+
+// ---------------------------------------------------------------- Relay
+
+struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
+  RelayContext ctx;
+  std::vector<int> listeners;
+  std::vector<uint16_t> ports;
+  int wake[2] = {-1, -1};
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> reload_requested{false};
+
+  // Sessions.
+  std::mutex sessions_mu;
+  std::condition_variable sessions_cv;
+  std::set<int> session_fds;
+  std::map<std::string, size_t> per_client;
+
+  // The queue: entries by id, and the schedule by next attempt.
+  std::mutex queue_mu;
+  std::condition_variable queue_cv;
+  std::map<std::string, QueueEntry> queue;
+  std::set<std::pair<int64_t, std::string>> schedule;
+  size_t in_flight = 0;
+
+  struct stat table_stat {};
+
+  ~Impl() {
+    for (int fd : listeners) ::close(fd);
+    for (int fd : wake)
+      if (fd >= 0) ::close(fd);
+  }
+
+  void log(std::string_view event, std::vector<std::pair<std::string, std::string>> fields) {
+    ctx.log->write(event, fields);
+  }
+
+  // ------------------------------------------------------------ table
+
+  static bool same_file(const struct stat& a, const struct stat& b) {
+    return a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_size == b.st_size &&
+           a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+  }
+
+  void load_table(std::string_view why) {
+    struct stat st {};
+    ::stat(ctx.config.table.c_str(), &st);
+    table_stat = st;  // a refused file is not retried until it changes
+    try {
+      auto t = std::make_shared<const DecisionTable>(DecisionTable::open(ctx.config.table));
+      log("table", {{"result", "loaded"},
+                    {"why", std::string(why)},
+                    {"path", ctx.config.table},
+                    {"policy", std::string(t->policy_name())},
+                    {"version", std::string(t->policy_version())},
+                    {"domains", std::to_string(t->domain_count())},
+                    {"peers", std::to_string(t->peer_count())}});
+      ctx.table.set(std::move(t));
+    } catch (const std::exception& e) {
+      if (!ctx.table.get()) throw;
+      log("table", {{"result", "refused"},
+                    {"why", std::string(why)},
+                    {"path", ctx.config.table},
+                    {"error", e.what()},
+                    {"kept", "previous table stays in force"}});
+    }
+  }
+
+  void check_table_file() {
+    struct stat st {};
+    if (::stat(ctx.config.table.c_str(), &st) != 0) return;
+    if (!same_file(st, table_stat)) load_table("file changed");
+  }
+
+  // ------------------------------------------------------------ queue
+
+  void enqueue(std::vector<QueueEntry> entries) {
+    {
+      std::lock_guard lock(queue_mu);
+      for (QueueEntry& e : entries) {
+        schedule.insert({e.next_attempt, e.id});
+        queue[e.id] = std::move(e);
+      }
+    }
+    queue_cv.notify_all();
+  }
+
+  void worker() {
+    while (true) {
+      QueueEntry entry;
+      {
+        std::unique_lock lock(queue_mu);
+        while (true) {
+          if (stopping) return;
+          if (!schedule.empty()) {
+            int64_t now = std::time(nullptr);
+            auto first = schedule.begin();
+            if (first->first <= now) {
+              entry = queue[first->second];
+              schedule.erase(first);
+              ++in_flight;
+              break;
+            }
+            queue_cv.wait_for(lock, std::chrono::seconds(std::min<int64_t>(first->first - now, 1)));
+          } else {
+            queue_cv.wait(lock);
+          }
+        }
+      }
+      process(entry);
+      {
+        std::lock_guard lock(queue_mu);
+        --in_flight;
+      }
+      queue_cv.notify_all();
+    }
+  }
+
+  void process(QueueEntry& entry) {
+    std::string data;
+    try {
+      data = ctx.spool->read_data(entry.id);
+    } catch (const std::exception& e) {
+      log("queue", {{"queue_id", entry.id}, {"result", "unreadable"}, {"error", e.what()}});
+      try {
+        ctx.spool->move_to_failed(entry.id, e.what());
+      } catch (...) {
+      }
+      forget(entry.id);
+      return;
+    }
+    DeliveryReport report = deliver_entry(ctx, entry, data);
+    const int64_t now = std::time(nullptr);
+    entry.recipients.clear();
+    for (auto& [addr, why] : report.deferred) entry.recipients.push_back(addr);
+    if (!report.summary.empty()) entry.last_error = report.summary;
+    std::vector<BounceRecipient> bounce;
+    for (auto& [addr, reply] : report.failed) bounce.push_back(bounce_recipient(entry, addr, reply, true, now));
+    bool give_up = false;
+    if (!entry.recipients.empty()) {
+      entry.attempts++;
+      if (expired(entry.arrival, now, ctx.config.queue_lifetime)) {
+        give_up = true;
+        for (auto& [addr, why] : report.deferred)
+          bounce.push_back(bounce_recipient(entry, addr, why.empty() ? "delivery time expired" : why, false, now));
+        entry.recipients.clear();
+        log("queue", {{"queue_id", entry.id}, {"result", "expired"}, {"attempts", std::to_string(entry.attempts)}});
+      }
+    }
+    if (!bounce.empty()) {
+      if (entry.mail_from.empty()) {
+        // Nobody to tell: keep the failures with the entry; it goes to the
+        // failed area once nothing is pending.
+        for (const BounceRecipient& b : bounce) entry.failed_recipients.push_back({b.address, b.reply});
+      } else if (!send_bounce(entry, data, bounce, now)) {
+        // The bounce could not be stored: keep the recipients queued so the
+        // failure is reported later rather than lost.
+        for (const BounceRecipient& b : bounce) entry.recipients.push_back(b.address);
+        give_up = false;
+      }
+    }
+    try {
+      if (entry.recipients.empty()) {
+        if (!entry.failed_recipients.empty()) {
+          std::string reason = "undeliverable, no sender to notify:";
+          for (auto& [a, r] : entry.failed_recipients) reason += " <" + a + "> " + r + ";";
+          ctx.spool->move_to_failed(entry.id, reason);
+          log("queue", {{"queue_id", entry.id}, {"result", "failed"}, {"reason", reason}});
+        } else {
+          ctx.spool->remove(entry.id);
+          log("queue", {{"queue_id", entry.id}, {"result", "removed"},
+                        {"delivered", std::to_string(report.delivered.size())},
+                        {"bounced", std::to_string(bounce.size())}});
+        }
+        forget(entry.id);
+        return;
+      }
+      entry.next_attempt = ctx.retry.next_attempt(entry.attempts, now, entry.id);
+      ctx.spool->update(entry);
+      log("queue", {{"queue_id", entry.id},
+                    {"result", "deferred"},
+                    {"attempts", std::to_string(entry.attempts)},
+                    {"next_attempt_in", std::to_string(entry.next_attempt - now) + "s"},
+                    {"pending", std::to_string(entry.recipients.size())},
+                    {"reason", entry.last_error}});
+    } catch (const std::exception& e) {
+      log("spool", {{"queue_id", entry.id}, {"result", "error"}, {"error", e.what()}});
+      entry.next_attempt = now + 60;
+    }
+    (void)give_up;
+    std::lock_guard lock(queue_mu);
+    schedule.insert({entry.next_attempt, entry.id});
+    queue[entry.id] = std::move(entry);
+  }
+
+  void forget(const std::string& id) {
+    std::lock_guard lock(queue_mu);
+    queue.erase(id);
+  }
+
+  BounceRecipient bounce_recipient(const QueueEntry& e, const std::string& addr, const std::string& reply,
+                                   bool permanent, int64_t now) {
+    BounceRecipient b;
+    b.address = addr;
+    b.orcpt = e.orcpt_of(addr);
+    b.reply = reply;
+    b.permanent = permanent;
+    size_t from = reply.rfind("(from ");
+    if (from != std::string::npos && reply.back() == ')') b.remote_mta = reply.substr(from + 6, reply.size() - from - 7);
+    b.last_attempt = now;
+    return b;
+  }
+
+  bool send_bounce(const QueueEntry& entry, const std::string& data, const std::vector<BounceRecipient>& rcpts,
+                   int64_t now) {
+    BounceInput in;
+    in.reporting_host = ctx.hostname;
+    in.original_sender = entry.mail_from;
+    in.arrival = entry.arrival;
+    in.now = now;
+    in.recipients = rcpts;
+    in.original_message = data;
+    QueueEntry b;
+    b.mail_from = "";
+    b.recipients = {entry.mail_from};
+    std::string domain = domain_of(entry.mail_from);
+    if (const NextHop* hop = ctx.next_hop(domain)) {
+      b.direction = Direction::inbound;
+      b.managed_domain = domain;
+      b.destination = hop->host + ":" + std::to_string(hop->port);
+    } else {
+      b.direction = Direction::outbound;
+      b.managed_domain = entry.managed_domain;
+      b.destination = domain;
+    }
+    b.client_address = "127.0.0.1";
+    b.client_helo = ctx.hostname;
+    b.arrival = now;
+    b.next_attempt = now;
+    try {
+      auto stored = ctx.spool->store({b}, make_bounce(in));
+      std::string list;
+      for (const BounceRecipient& r : rcpts) list += (list.empty() ? "" : ",") + r.address;
+      log("bounce", {{"queue_id", entry.id}, {"bounce_id", stored.front().id}, {"to", entry.mail_from},
+                     {"recipients", list}});
+      enqueue(std::move(stored));
+      return true;
+    } catch (const std::exception& e) {
+      log("bounce", {{"queue_id", entry.id}, {"result", "error"}, {"error", e.what()}});
+      return false;
+    }
+  }
+
+  // -------------------------------------------------------- listeners
+
+  void accept_loop(int lfd) {
+    while (!stopping) {
+      pollfd fds[2] = {{lfd, POLLIN, 0}, {wake[0], POLLIN, 0}};
+      int n = ::poll(fds, 2, 1000);
+      if (n <= 0 || stopping) continue;
+      if (!(fds[0].revents & POLLIN)) continue;
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      Stream stream(fd);
+      std::string client = stream.peer_address();
+      const RelayLimits& lim = ctx.config.limits;
+      std::string refusal;
+      {
+        std::lock_guard lock(sessions_mu);
+        if (session_fds.size() >= lim.max_connections)
+          refusal = "421 4.3.2 " + ctx.hostname + " Too many connections, try again later";
+        else if (per_client[client] >= lim.max_connections_per_client)
+          refusal = "421 4.7.0 " + ctx.hostname + " Too many connections from your address";
+        if (refusal.empty()) {
+          session_fds.insert(fd);
+          per_client[client]++;
+        }
+      }
+      if (!refusal.empty()) {
+        log("limit", {{"client", client},
+                      {"limit", refusal.find("your address") != std::string::npos ? "max_connections_per_client"
+                                                                                  : "max_connections"},
+                      {"reply", refusal}});
+        stream.set_timeout(std::chrono::milliseconds(1000));
+        stream.write_all(refusal + "\r\n");
+        continue;
+      }
+      auto self = shared_from_this();
+      std::thread([self, s = std::move(stream), fd, client]() mutable {
+        serve_smtp_session(self->ctx, std::move(s), self->stopping);
+        {
+          std::lock_guard lock(self->sessions_mu);
+          self->session_fds.erase(fd);
+          if (--self->per_client[client] == 0) self->per_client.erase(client);
+        }
+        self->sessions_cv.notify_all();
+      }).detach();
+    }
+  }
+};
+
+Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
+  validate_relay_config(config);
+  Impl& I = *impl_;
+  RelayContext& c = I.ctx;
+  c.config = std::move(config);
+  c.log = std::make_unique<RelayLog>(c.config.log_file);
+  if (c.config.hostname.empty()) {
+    char buf[256] = {};
+    ::gethostname(buf, sizeof buf - 1);
+    c.hostname = buf[0] ? buf : "localhost";
+  } else {
+    c.hostname = c.config.hostname;
+  }
+  for (const std::string& n : c.config.submit_networks) c.submit_networks.push_back(*parse_cidr(n));
+  I.load_table("start");
+  c.spool = std::make_unique<Spool>(c.config.spool_dir);
+  dns::ResolverConfig rc;
+  rc.server = c.config.resolver;
+  rc.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.config.limits.dns_timeout);
+  c.resolver = std::make_unique<dns::Resolver>(rc);
+  std::string cache_dir = c.config.mta_sts_cache.empty() ? c.config.spool_dir + "/mta-sts" : c.config.mta_sts_cache;
+  c.sts_cache = std::make_unique<MtaStsCache>(cache_dir);
+  c.sts_fetch.ca_file = c.config.ca_file;
+  c.sts_fetch.https_port = c.config.mta_sts_port;
+  c.sts_fetch.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.config.limits.sts_fetch_timeout);
+  if (!c.config.tls_cert.empty()) c.server_tls = make_server_context(c.config.tls_cert, c.config.tls_key);
+  c.retry = *RetrySchedule::parse(c.config.retry_schedule);
+  std::weak_ptr<Impl> weak = impl_;
+  c.enqueue = [weak](std::vector<QueueEntry> e) {
+    if (auto s = weak.lock()) s->enqueue(std::move(e));
+  };
+  if (::pipe2(I.wake, O_CLOEXEC | O_NONBLOCK) != 0) throw std::runtime_error("pipe: " + std::string(std::strerror(errno)));
+  for (const std::string& l : c.config.listen) {
+    HostPort hp = *parse_host_port(l);
+    std::string error;
+    int fd = listen_tcp(hp.host, hp.port, 128, error);
+    if (fd < 0) throw std::runtime_error("cannot listen on `" + l + "`: " + error);
+    I.listeners.push_back(fd);
+    I.ports.push_back(bound_port(fd));
+  }
+  std::vector<std::string> problems;
+  std::vector<QueueEntry> recovered = c.spool->recover(&problems);
+  for (const std::string& p : problems) I.log("spool", {{"result", "recovery-problem"}, {"detail", p}});
+  I.log("start", {{"listen", [&] {
+                     std::string s;
+                     for (size_t i = 0; i < c.config.listen.size(); ++i)
+                       s += (i ? "," : "") + c.config.listen[i].substr(0, c.config.listen[i].rfind(':')) + ":" +
+                            std::to_string(I.ports[i]);
+                     return s;
+                   }()},
+                  {"hostname", c.hostname},
+                  {"starttls", c.server_tls ? "yes" : "no"},
+                  {"resolver", c.resolver->server_text()},
+                  {"recovered", std::to_string(recovered.size())}});
+  for (QueueEntry& e : recovered) e.next_attempt = std::min<int64_t>(e.next_attempt, std::time(nullptr));
+  I.enqueue(std::move(recovered));
+}
+
+Relay::~Relay() { stop(); }
+
+std::vector<uint16_t> Relay::listening_ports() const { return impl_->ports; }
+
+void Relay::stop() {
+  impl_->stopping = true;
+  if (impl_->wake[1] >= 0) {
+    char b = 's';
+    [[maybe_unused]] ssize_t n = ::write(impl_->wake[1], &b, 1);
+  }
+  impl_->queue_cv.notify_all();
+}
+
+void Relay::reload() {
+  impl_->reload_requested = true;
+  if (impl_->wake[1] >= 0) {
+    char b = 'r';
+    [[maybe_unused]] ssize_t n = ::write(impl_->wake[1], &b, 1);
+  }
+}
+
+void Relay::run() {
+  std::shared_ptr<Impl> I = impl_;
+  std::vector<std::thread> acceptors, workers;
+  for (int fd : I->listeners) acceptors.emplace_back([I, fd] { I->accept_loop(fd); });
+  for (size_t i = 0; i < I->ctx.config.delivery_workers; ++i) workers.emplace_back([I] { I->worker(); });
+
+  // The scheduler's own duties: reloads and the table file watch.
+  auto next_check = std::chrono::steady_clock::now();
+  while (!I->stopping) {
+    pollfd p{I->wake[0], POLLIN, 0};
+    int timeout = static_cast<int>(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(next_check - std::chrono::steady_clock::now()).count()));
+    ::poll(&p, 1, std::min(timeout, 1000));
+    char buf[64];
+    while (::read(I->wake[0], buf, sizeof buf) > 0) {
+    }
+    if (I->stopping) break;
+    if (I->reload_requested.exchange(false)) I->load_table("SIGHUP");
+    if (std::chrono::steady_clock::now() >= next_check) {
+      I->check_table_file();
+      next_check = std::chrono::steady_clock::now() + I->ctx.config.table_check_interval;
+    }
+  }
+
+  // Clean shutdown: stop accepting, let sessions and deliveries finish
+  // within the grace period, then close what is left (queued mail stays in
+  // the spool and is resumed at the next start).
+  I->log("stop", {{"result", "stopping"}});
+  for (std::thread& t : acceptors) t.join();
+  for (int fd : I->listeners) ::close(fd);
+  I->listeners.clear();
+  const auto deadline = std::chrono::steady_clock::now() + I->ctx.config.limits.shutdown_grace;
+  {
+    std::unique_lock lock(I->sessions_mu);
+    I->sessions_cv.wait_until(lock, deadline, [&] { return I->session_fds.empty(); });
+    for (int fd : I->session_fds) ::shutdown(fd, SHUT_RDWR);
+    I->sessions_cv.wait_for(lock, std::chrono::seconds(2), [&] { return I->session_fds.empty(); });
+  }
+  size_t unfinished = 0;
+  {
+    std::unique_lock lock(I->queue_mu);
+    I->queue_cv.wait_until(lock, deadline, [&] { return I->in_flight == 0; });
+    unfinished = I->in_flight;
+  }
+  for (std::thread& t : workers) {
+    if (unfinished == 0)
+      t.join();
+    else
+      t.detach();  // holds a reference to Impl; its entry stays queued on disk
+  }
+  I->log("stop", {{"result", "stopped"},
+                  {"in_flight_requeued", std::to_string(unfinished)},
+                  {"queued", std::to_string(I->ctx.spool->queued_count())}});
+}
+
+namespace {
+sigset_t relay_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+}  // namespace
+
+void block_relay_signals() {
+  sigset_t set = relay_signals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // A peer that closes early must not kill the relay.
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+int run_relay_with_signals(Relay& relay) {
+  block_relay_signals();
+  sigset_t set = relay_signals();
+  std::atomic<bool> done{false};
+  std::thread signals([&] {
+    while (true) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (done) return;
+      if (sig == SIGHUP) {
+        relay.reload();
+      } else {
+        relay.stop();
+        return;
+      }
+    }
+  });
+  int rc = 0;
+  try {
+    relay.run();
+  } catch (...) {
+    rc = 1;
+  }
+  done = true;
+  ::kill(::getpid(), SIGTERM);  // wakes the signal thread if still waiting
+  signals.join();
+  return rc;
+}
+
+}  // namespace tlsp

@@ -1,0 +1,122 @@
+// relay_internal.h — the pieces of `tlsp relay` shared by its translation
+// units: the state every thread reads (RelayContext), the log, the SMTP
+// server session, and one delivery attempt. Not a public header.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tlsp/decision_table.h"
+#include "tlsp/dns.h"
+#include "tlsp/engine.h"
+#include "tlsp/mta_sts_fetch.h"
+#include "tlsp/relay.h"
+#include "tlsp/retry.h"
+#include "tlsp/spool.h"
+#include "tlsp/stream.h"
+#include "tlsp/tls.h"
+
+namespace tlsp::relay {
+
+// ------------------------------------------------------------ addresses
+
+struct Cidr {
+  bool v6 = false;
+  std::array<uint8_t, 16> bytes{};
+  int prefix = 0;
+};
+std::optional<Cidr> parse_cidr(std::string_view text);
+bool cidr_contains(const Cidr& net, std::string_view address);
+
+// "local@Domain" -> "domain" (lower case, no trailing dot); "" for the null
+// path or an address without a domain.
+std::string domain_of(std::string_view address);
+std::string lower(std::string_view s);
+
+// --------------------------------------------------------------- the log
+
+// One line per event, `key=value` pairs (values with spaces quoted), to a
+// file or standard error; thread-safe, flushed per line.
+class RelayLog {
+ public:
+  explicit RelayLog(const std::string& path);  // "" -> stderr; throws
+  ~RelayLog();
+  // `event` first (attempt, accept, reject, limit, table, queue, ...).
+  void write(std::string_view event, const std::vector<std::pair<std::string, std::string>>& fields);
+
+ private:
+  std::mutex mu_;
+  FILE* out_ = nullptr;
+  bool own_ = false;
+};
+
+// ---------------------------------------------------------- the context
+
+class TableHolder {
+ public:
+  explicit TableHolder(std::shared_ptr<const DecisionTable> t) : table_(std::move(t)) {}
+  std::shared_ptr<const DecisionTable> get() const {
+    std::lock_guard lock(mu_);
+    return table_;
+  }
+  void set(std::shared_ptr<const DecisionTable> t) {
+    std::lock_guard lock(mu_);
+    table_ = std::move(t);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const DecisionTable> table_;
+};
+
+// Everything sessions and deliveries share. Immutable after start except
+// through its own synchronisation (table, log, spool).
+struct RelayContext {
+  RelayConfig config;
+  std::string hostname;
+  std::vector<Cidr> submit_networks;
+  TableHolder table{nullptr};
+  std::unique_ptr<RelayLog> log;
+  std::unique_ptr<Spool> spool;
+  std::unique_ptr<dns::Resolver> resolver;
+  std::unique_ptr<MtaStsCache> sts_cache;
+  StsFetchConfig sts_fetch;
+  SslCtxPtr server_tls;  // null: STARTTLS not offered
+  RetrySchedule retry;
+  // Called with freshly stored entries (the queue takes them).
+  std::function<void(std::vector<QueueEntry>)> enqueue;
+
+  bool in_submit_networks(std::string_view address) const;
+  const NextHop* next_hop(std::string_view domain) const;
+  // A managed domain: listed in the table, or given a next hop.
+  bool is_managed(std::string_view domain) const;
+};
+
+// ------------------------------------------------------- SMTP server side
+
+// Serves one accepted connection to the end (QUIT, a limit, a timeout or
+// the shutdown flag). Never throws.
+void serve_smtp_session(RelayContext& ctx, Stream stream, const std::atomic<bool>& stopping);
+
+// ----------------------------------------------------------- delivery
+
+// The result of one delivery run for a queue entry (all its recipients).
+struct DeliveryReport {
+  std::vector<std::string> delivered;
+  std::vector<std::pair<std::string, std::string>> failed;     // permanent: address, reply
+  std::vector<std::pair<std::string, std::string>> deferred;   // temporary: address, reason
+  std::string summary;  // the last refusal, for the queue and the bounce
+};
+
+// Tries every MX host (or the next hop) once, as SPEC §4 orders, logging one
+// line per attempt. Never throws.
+DeliveryReport deliver_entry(RelayContext& ctx, const QueueEntry& entry, const std::string& data);
+
+}  // namespace tlsp::relay

@@ -1,0 +1,581 @@
+// smtp_server.cpp — the relay's SMTP server side: one session from greeting
+// to QUIT (RFC 5321, with STARTTLS RFC 3207, PIPELINING RFC 2920, SIZE
+// RFC 1870, 8BITMIME RFC 6152, ENHANCEDSTATUSCODES RFC 2034), the direction
+// rule (never an open relay), inbound TLS enforcement (SPEC §5) and the
+// hand-over to the spool.
+//
+// Session states, and how each is entered:
+//   greeted     after the 220 greeting, and after STARTTLS (RFC 3207 §4.2:
+//               everything learnt before TLS is forgotten)
+//   ready       after EHLO/HELO, RSET, or a finished transaction
+//   have_mail   after an accepted MAIL
+//   have_rcpt   after at least one accepted RCPT
+// Every read has a deadline (idle timeout, capped by the session's total
+// time), every buffer a named bound (RelayLimits); a limit hit replies with
+// its RFC code and is logged.
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "relay_internal.h"
+#include "tlsp/engine.h"
+
+namespace tlsp::relay {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+enum class State { greeted, ready, have_mail, have_rcpt };
+
+struct Recipient {
+  std::string address;
+  std::string domain;
+};
+
+bool iequals_prefix(std::string_view line, std::string_view prefix) {
+  if (line.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(line[i])) != std::tolower(static_cast<unsigned char>(prefix[i])))
+      return false;
+  return true;
+}
+
+std::string upper(std::string_view s) {
+  std::string r(s);
+  for (char& c : r) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return r;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// RFC 5321 §4.5.3.1: local part 64, domain 255, path 256 octets.
+constexpr size_t kMaxLocalPart = 64;
+constexpr size_t kMaxDomain = 255;
+constexpr size_t kMaxPath = 256;
+
+bool valid_domain(std::string_view d) {
+  if (d.empty() || d.size() > kMaxDomain) return false;
+  if (d.front() == '[') return d.back() == ']' && d.size() > 2;  // address literal
+  size_t label = 0;
+  for (char c : d) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return false;
+    if (++label > 63) return false;
+  }
+  return label > 0 || d.size() > 1;
+}
+
+struct PathParse {
+  bool ok = false;
+  std::string address;  // "" = null path
+  std::string_view rest;
+  std::string problem;
+};
+
+// "<local@domain> params" (after the colon). Source routes are accepted and
+// ignored (RFC 5321 §4.1.2, Appendix C).
+PathParse parse_path(std::string_view s, bool allow_null) {
+  PathParse p;
+  s = trim(s);
+  if (s.empty() || s.front() != '<') {
+    p.problem = "501 5.5.4 Syntax: expected <address>";
+    return p;
+  }
+  size_t close = s.find('>');
+  if (close == std::string_view::npos) {
+    p.problem = "501 5.5.4 Syntax: missing >";
+    return p;
+  }
+  std::string_view path = s.substr(1, close - 1);
+  p.rest = trim(s.substr(close + 1));
+  if (path.size() > kMaxPath) {
+    p.problem = "501 5.1.3 Path too long";
+    return p;
+  }
+  if (!path.empty() && path.front() == '@') {
+    size_t colon = path.find(':');
+    if (colon == std::string_view::npos) {
+      p.problem = "501 5.1.3 Bad source route";
+      return p;
+    }
+    path = path.substr(colon + 1);
+  }
+  if (path.empty()) {
+    if (!allow_null) {
+      p.problem = "501 5.1.3 Null address not allowed here";
+      return p;
+    }
+    p.ok = true;
+    return p;
+  }
+  for (char c : path)
+    if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f || c == '<' || c == '>') {
+      p.problem = "501 5.1.3 Bad character in address";
+      return p;
+    }
+  size_t at = path.rfind('@');
+  if (at == std::string_view::npos || at == 0 || at > kMaxLocalPart || !valid_domain(path.substr(at + 1))) {
+    p.problem = "501 5.1.3 Bad address syntax";
+    return p;
+  }
+  p.address = std::string(path);
+  p.ok = true;
+  return p;
+}
+
+std::string rfc5322_date(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return buf;
+}
+
+std::string version_text(TlsVersion v) {
+  switch (v) {
+    case TlsVersion::tls1_0: return "TLS 1.0";
+    case TlsVersion::tls1_1: return "TLS 1.1";
+    case TlsVersion::tls1_2: return "TLS 1.2";
+    case TlsVersion::tls1_3: return "TLS 1.3";
+    case TlsVersion::none: break;
+  }
+  return "no TLS";
+}
+
+std::string min_text(MinTls m) {
+  return m == MinTls::tls1_3 ? "TLS 1.3" : m == MinTls::tls1_2 ? "TLS 1.2 or later" : "TLS";
+}
+
+// The inbound rule for one (managed domain, client): the client-address
+// rule always counts; the sender-domain rule only when one of its selectors
+// matched, and only to tighten (SPEC §5; docs/engine.md).
+struct InboundRule {
+  Decision decision;
+  std::string selector;  // for the log
+};
+
+InboundRule stricter_inbound_rule(const DecisionTable& table, std::string_view domain, std::string_view client,
+                                  std::string_view sender_domain) {
+  InboundRule r{table.lookup(Direction::inbound, domain, client), {}};
+  if (!sender_domain.empty()) {
+    Decision s = table.lookup(Direction::inbound, domain, sender_domain);
+    if (s.match == MatchKind::exact || s.match == MatchKind::wildcard) {
+      if (s.level > r.decision.level) {
+        r.decision.level = s.level;
+        r.decision.level_from = s.level_from;
+        r.decision.origin = s.origin;
+        r.decision.selector = s.selector;
+      }
+      if (s.min_tls > r.decision.min_tls) {
+        r.decision.min_tls = s.min_tls;
+        r.decision.min_tls_from = s.min_tls_from;
+        if (r.decision.selector.empty()) r.decision.selector = s.selector;
+      }
+    }
+  }
+  return r;
+}
+
+class Session {
+ public:
+  Session(RelayContext& ctx, Stream stream, const std::atomic<bool>& stopping)
+      : ctx_(ctx), limits_(ctx.config.limits), stream_(std::move(stream)), stopping_(stopping) {
+    client_ = stream_.peer_address();
+    started_ = Clock::now();
+    submit_client_ = ctx_.in_submit_networks(client_);
+  }
+
+  void run() {
+    if (!reply("220 " + ctx_.hostname + " ESMTP tlsp")) return;
+    std::string line;
+    while (true) {
+      if (stopping_) {
+        reply("421 4.3.2 " + ctx_.hostname + " Service shutting down");
+        return;
+      }
+      auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
+          limits_.session_timeout - (Clock::now() - started_));
+      if (remaining.count() <= 0) {
+        limit("session_timeout", "421 4.4.2 " + ctx_.hostname + " Error: session time limit exceeded");
+        return;
+      }
+      stream_.set_timeout(std::min<std::chrono::milliseconds>(remaining, limits_.idle_timeout));
+      IoStatus st = stream_.read_line(line, limits_.max_line_length);
+      if (st == IoStatus::eof || st == IoStatus::error) return;
+      if (st == IoStatus::timeout) {
+        limit("idle_timeout", "421 4.4.2 " + ctx_.hostname + " Error: timeout exceeded");
+        return;
+      }
+      if (++commands_ > limits_.max_commands) {
+        limit("max_commands", "421 4.7.0 " + ctx_.hostname + " Error: too many commands");
+        return;
+      }
+      if (st == IoStatus::too_long) {
+        if (!error_reply("500 5.5.2 Line too long")) return;
+        continue;
+      }
+      if (!dispatch(line)) return;
+    }
+  }
+
+ private:
+  bool reply(const std::string& text) { return stream_.write_all(text + "\r\n") == IoStatus::ok; }
+
+  void log(std::string_view event, std::vector<std::pair<std::string, std::string>> fields) {
+    fields.insert(fields.begin(), {"client", client_});
+    ctx_.log->write(event, fields);
+  }
+
+  void limit(std::string_view name, const std::string& text) {
+    log("limit", {{"limit", std::string(name)}, {"reply", text}});
+    reply(text);
+  }
+
+  // A syntax or sequence error: counted; too many ends the session.
+  bool error_reply(const std::string& text) {
+    if (++errors_ > limits_.max_errors) {
+      limit("max_errors", "421 4.7.0 " + ctx_.hostname + " Error: too many errors");
+      return false;
+    }
+    return reply(text);
+  }
+
+  void reset_transaction() {
+    mail_from_.reset();
+    recipients_.clear();
+    body_8bit_ = false;
+    outbound_ = false;
+    if (state_ == State::have_mail || state_ == State::have_rcpt) state_ = State::ready;
+  }
+
+  bool dispatch(const std::string& line) {
+    std::string_view l(line);
+    size_t sp = l.find(' ');
+    std::string verb = upper(l.substr(0, sp));
+    std::string_view arg = sp == std::string_view::npos ? std::string_view{} : l.substr(sp + 1);
+    if (verb == "EHLO" || verb == "HELO") return on_helo(verb == "EHLO", trim(arg));
+    if (verb == "MAIL") return on_mail(arg);
+    if (verb == "RCPT") return on_rcpt(arg);
+    if (verb == "DATA") return arg.empty() ? on_data() : error_reply("501 5.5.4 Syntax: DATA");
+    if (verb == "RSET") {
+      reset_transaction();
+      return reply("250 2.0.0 Ok");
+    }
+    if (verb == "NOOP") return reply("250 2.0.0 Ok");
+    if (verb == "QUIT") {
+      reply("221 2.0.0 Bye");
+      return false;
+    }
+    if (verb == "STARTTLS") return arg.empty() ? on_starttls() : error_reply("501 5.5.4 Syntax: STARTTLS");
+    if (verb == "VRFY") return reply("252 2.5.2 Cannot VRFY user");
+    if (verb == "HELP") return reply("214 2.0.0 See RFC 5321");
+    return error_reply("500 5.5.2 Error: command not recognized");
+  }
+
+  bool on_helo(bool ehlo, std::string_view name) {
+    if (name.empty()) return error_reply(std::string("501 5.5.4 Syntax: ") + (ehlo ? "EHLO" : "HELO") + " hostname");
+    helo_ = std::string(name.substr(0, 255));
+    reset_transaction();
+    state_ = State::ready;
+    esmtp_ = ehlo;
+    if (!ehlo) return reply("250 " + ctx_.hostname);
+    std::string r = "250-" + ctx_.hostname + "\r\n250-PIPELINING\r\n250-SIZE " +
+                    std::to_string(limits_.max_message_size) + "\r\n250-8BITMIME\r\n";
+    if (ctx_.server_tls && !stream_.is_tls()) r += "250-STARTTLS\r\n";
+    r += "250 ENHANCEDSTATUSCODES";
+    return reply(r);
+  }
+
+  bool on_starttls() {
+    if (!ctx_.server_tls) return error_reply("454 4.7.0 TLS not available");
+    if (stream_.is_tls()) return error_reply("503 5.5.1 Error: TLS already active");
+    if (state_ == State::greeted) return error_reply("503 5.5.1 Error: send EHLO first");
+    if (!reply("220 2.0.0 Ready to start TLS")) return false;
+    // RFC 3207 §4.1 / CVE-2011-0411: plaintext pipelined after STARTTLS
+    // must not be executed inside the TLS session.
+    if (stream_.buffered() > 0) {
+      log("limit", {{"limit", "starttls_injection"}, {"discarded", std::to_string(stream_.buffered())}});
+      stream_.discard_buffer();
+    }
+    TlsServerResult r = stream_.start_tls_server(ctx_.server_tls.get());
+    if (!r.ok) {
+      log("tls", {{"result", "handshake-failed"}, {"error", r.error}});
+      return false;
+    }
+    tls_version_ = r.version;
+    tls_cipher_ = r.cipher;
+    log("tls", {{"result", "ok"}, {"tls", std::string(to_string(r.version))}, {"cipher", r.cipher}});
+    // RFC 3207 §4.2: forget everything learnt before TLS.
+    helo_.clear();
+    reset_transaction();
+    state_ = State::greeted;
+    return true;
+  }
+
+  // The inbound verdict for one managed domain; empty when accepted.
+  std::string inbound_refusal(std::string_view domain, std::string_view sender_domain) {
+    auto table = ctx_.table.get();
+    InboundRule rule = stricter_inbound_rule(*table, domain, client_, sender_domain);
+    PeerFacts facts;
+    facts.starttls = stream_.is_tls();
+    facts.peer_tls = stream_.is_tls() ? version_bit(tls_version_) : 0;
+    Outcome out = decide(Direction::inbound, {rule.decision.level, rule.decision.min_tls}, facts);
+    if (out.kind != OutcomeKind::refuse) return {};
+    std::string text;
+    if (out.reason == Reason::starttls_required)
+      text = "530 5.7.0 Must issue a STARTTLS command first";
+    else if (out.reason == Reason::tls_version_too_low)
+      text = "530 5.7.0 " + min_text(rule.decision.min_tls) + " required for " + std::string(domain) +
+             "; this session uses " + version_text(tls_version_);
+    else
+      text = "530 5.7.0 TLS policy refuses this session (" + std::string(to_string(out.reason)) + ")";
+    log("reject", {{"direction", "inbound"},
+                   {"domain", std::string(domain)},
+                   {"sender", mail_from_ ? *mail_from_ : ""},
+                   {"rule", std::string(to_string(rule.decision.level))},
+                   {"min_tls", std::string(to_string(rule.decision.min_tls))},
+                   {"source", table->describe(rule.decision.level_from)},
+                   {"tls", std::string(to_string(facts.starttls ? tls_version_ : TlsVersion::none))},
+                   {"reason", std::string(to_string(out.reason))},
+                   {"reply", text}});
+    return text;
+  }
+
+  bool on_mail(std::string_view arg) {
+    if (state_ == State::greeted) return error_reply("503 5.5.1 Error: send HELO/EHLO first");
+    if (state_ != State::ready) return error_reply("503 5.5.1 Error: nested MAIL command");
+    if (!iequals_prefix(arg, "FROM:")) return error_reply("501 5.5.4 Syntax: MAIL FROM:<address>");
+    PathParse p = parse_path(arg.substr(5), /*allow_null=*/true);
+    if (!p.ok) return error_reply(p.problem);
+    bool eight = false;
+    std::string_view params = p.rest;
+    while (!params.empty()) {
+      size_t sp = params.find(' ');
+      std::string_view param = params.substr(0, sp);
+      params = sp == std::string_view::npos ? std::string_view{} : trim(params.substr(sp + 1));
+      if (param.empty()) continue;
+      std::string up = upper(param);
+      if (!esmtp_) return error_reply("555 5.5.4 MAIL parameters need EHLO");
+      if (up.rfind("SIZE=", 0) == 0) {
+        std::string_view n = param.substr(5);
+        if (n.empty() || n.size() > 20 || !std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; }))
+          return error_reply("501 5.5.4 Bad SIZE parameter");
+        if (n.size() > 12 || std::stoull(std::string(n)) > limits_.max_message_size) {
+          log("limit", {{"limit", "max_message_size"}, {"declared", std::string(n)}});
+          return reply("552 5.3.4 Message size exceeds fixed limit");
+        }
+      } else if (up == "BODY=8BITMIME") {
+        eight = true;
+      } else if (up == "BODY=7BIT") {
+      } else {
+        return error_reply("555 5.5.4 Unsupported MAIL parameter " + std::string(param));
+      }
+    }
+    std::string sender_domain = domain_of(p.address);
+    outbound_ = submit_client_ && !sender_domain.empty() && ctx_.is_managed(sender_domain);
+    if (!outbound_) {
+      // SPEC §5: a peer whose rule refuses this session hears it at MAIL,
+      // when every domain it could send to refuses it alike.
+      std::string first;
+      bool all_refuse = !ctx_.config.next_hops.empty();
+      for (const NextHop& h : ctx_.config.next_hops) {
+        std::string r = inbound_refusal(h.domain, sender_domain);
+        if (r.empty()) {
+          all_refuse = false;
+          break;
+        }
+        if (first.empty()) first = r;
+      }
+      if (all_refuse) return reply(first);
+    }
+    mail_from_ = p.address;
+    body_8bit_ = eight;
+    state_ = State::have_mail;
+    return reply("250 2.1.0 Ok");
+  }
+
+  bool on_rcpt(std::string_view arg) {
+    if (state_ != State::have_mail && state_ != State::have_rcpt) return error_reply("503 5.5.1 Error: need MAIL command");
+    if (!iequals_prefix(arg, "TO:")) return error_reply("501 5.5.4 Syntax: RCPT TO:<address>");
+    PathParse p = parse_path(arg.substr(3), /*allow_null=*/false);
+    if (!p.ok) return error_reply(p.problem);
+    if (!p.rest.empty()) return error_reply("555 5.5.4 Unsupported RCPT parameter");
+    if (recipients_.size() >= limits_.max_recipients) {
+      log("limit", {{"limit", "max_recipients"}});
+      return reply("452 4.5.3 Error: too many recipients");
+    }
+    std::string domain = domain_of(p.address);
+    if (!outbound_) {
+      if (domain.empty() || !ctx_.next_hop(domain)) {
+        log("reject", {{"direction", "none"}, {"sender", *mail_from_}, {"recipient", p.address},
+                       {"reply", "554 5.7.1 relay access denied"}});
+        return reply("554 5.7.1 <" + p.address + ">: Relay access denied");
+      }
+      std::string refusal = inbound_refusal(domain, domain_of(*mail_from_));
+      if (!refusal.empty()) return reply(refusal);
+    }
+    recipients_.push_back({p.address, domain});
+    state_ = State::have_rcpt;
+    return reply("250 2.1.5 Ok");
+  }
+
+  bool on_data() {
+    if (state_ == State::have_mail) return error_reply("554 5.5.1 Error: no valid recipients");
+    if (state_ != State::have_rcpt) return error_reply("503 5.5.1 Error: need RCPT command");
+    if (!reply("354 End data with <CR><LF>.<CR><LF>")) return false;
+    std::string data = received_header();
+    bool too_big = false, line_too_long = false, eight = false;
+    std::string line;
+    while (true) {
+      auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
+          limits_.session_timeout - (Clock::now() - started_));
+      if (remaining.count() <= 0) {
+        limit("session_timeout", "421 4.4.2 " + ctx_.hostname + " Error: session time limit exceeded");
+        return false;
+      }
+      stream_.set_timeout(std::min<std::chrono::milliseconds>(remaining, limits_.idle_timeout));
+      IoStatus st = stream_.read_line(line, limits_.max_data_line_length);
+      if (st == IoStatus::timeout) {
+        limit("idle_timeout", "421 4.4.2 " + ctx_.hostname + " Error: timeout exceeded");
+        return false;
+      }
+      if (st == IoStatus::eof || st == IoStatus::error) return false;  // nothing acknowledged: nothing lost
+      if (st == IoStatus::too_long) {
+        line_too_long = true;
+        continue;
+      }
+      if (line == ".") break;
+      std::string_view body(line);
+      if (!body.empty() && body.front() == '.') body.remove_prefix(1);  // RFC 5321 §4.5.2
+      if (too_big || line_too_long) continue;
+      if (data.size() + body.size() + 2 > limits_.max_message_size) {
+        too_big = true;
+        continue;
+      }
+      for (char c : body)
+        if (static_cast<unsigned char>(c) >= 0x80) eight = true;
+      data.append(body);
+      data.append("\r\n");
+    }
+    if (too_big) {
+      log("limit", {{"limit", "max_message_size"}});
+      reset_transaction();
+      return reply("552 5.3.4 Message size exceeds fixed limit");
+    }
+    if (line_too_long) {
+      log("limit", {{"limit", "max_data_line_length"}});
+      reset_transaction();
+      return reply("554 5.6.0 Message line too long");
+    }
+    return store(std::move(data), eight || body_8bit_);
+  }
+
+  std::string received_header() {
+    std::string tls;
+    if (stream_.is_tls())
+      tls = "\r\n\t(using " + std::string(to_string(tls_version_)) + " with cipher " + tls_cipher_ + ")";
+    return "Received: from " + helo_ + " ([" + client_ + "])\r\n\tby " + ctx_.hostname + " (tlsp) with " +
+           (stream_.is_tls() ? "ESMTPS" : esmtp_ ? "ESMTP" : "SMTP") + tls + ";\r\n\t" +
+           rfc5322_date(std::time(nullptr)) + "\r\n";
+  }
+
+  bool store(std::string data, bool eight) {
+    // One queue entry per destination: a recipient domain outbound, a next
+    // hop inbound.
+    std::map<std::string, QueueEntry> groups;
+    std::string sender_domain = domain_of(*mail_from_);
+    const int64_t now = std::time(nullptr);
+    for (const Recipient& r : recipients_) {
+      QueueEntry& e = groups[(outbound_ ? "o:" : "i:") + r.domain];
+      if (e.recipients.empty()) {
+        e.mail_from = *mail_from_;
+        e.direction = outbound_ ? Direction::outbound : Direction::inbound;
+        e.managed_domain = outbound_ ? sender_domain : r.domain;
+        if (outbound_) {
+          e.destination = r.domain;
+        } else {
+          const NextHop* hop = ctx_.next_hop(r.domain);
+          e.destination = hop->host + ":" + std::to_string(hop->port);
+        }
+        e.client_address = client_;
+        e.client_helo = helo_;
+        e.sender_peer = sender_domain;
+        e.body_8bit = eight;
+        e.arrival = now;
+        e.next_attempt = now;
+      }
+      e.recipients.push_back(r.address);
+    }
+    std::vector<QueueEntry> entries;
+    for (auto& [key, e] : groups) entries.push_back(std::move(e));
+    std::vector<QueueEntry> stored;
+    try {
+      stored = ctx_.spool->store(std::move(entries), data);
+    } catch (const std::exception& e) {
+      log("spool", {{"result", "error"}, {"error", e.what()}});
+      reset_transaction();
+      return reply("451 4.3.0 Error: queue file write error");
+    }
+    std::string ids;
+    for (const QueueEntry& e : stored) {
+      ids += (ids.empty() ? "" : ",") + e.id;
+      std::string rcpts;
+      for (const std::string& r : e.recipients) rcpts += (rcpts.empty() ? "" : ",") + r;
+      log("accept", {{"queue_id", e.id},
+                     {"from", e.mail_from},
+                     {"to", rcpts},
+                     {"direction", std::string(to_string(e.direction))},
+                     {"size", std::to_string(data.size())},
+                     {"tls", std::string(to_string(stream_.is_tls() ? tls_version_ : TlsVersion::none))}});
+    }
+    reset_transaction();
+    if (!reply("250 2.0.0 Ok: queued as " + ids)) {
+      // The client may not have heard the 250; the message is queued all
+      // the same (RFC 5321 §4.1.4 allows the duplicate, never the loss).
+    }
+    if (ctx_.enqueue) ctx_.enqueue(std::move(stored));
+    return true;
+  }
+
+  RelayContext& ctx_;
+  const RelayLimits& limits_;
+  Stream stream_;
+  const std::atomic<bool>& stopping_;
+  std::string client_;
+  bool submit_client_ = false;
+  Clock::time_point started_;
+  State state_ = State::greeted;
+  bool esmtp_ = false;
+  std::string helo_;
+  size_t commands_ = 0, errors_ = 0;
+  TlsVersion tls_version_ = TlsVersion::none;
+  std::string tls_cipher_;
+  std::optional<std::string> mail_from_;
+  std::vector<Recipient> recipients_;
+  bool body_8bit_ = false;
+  bool outbound_ = false;
+};
+
+}  // namespace
+
+void serve_smtp_session(RelayContext& ctx, Stream stream, const std::atomic<bool>& stopping) {
+  try {
+    Session(ctx, std::move(stream), stopping).run();
+  } catch (const std::exception& e) {
+    ctx.log->write("error", {{"where", "smtp session"}, {"error", e.what()}});
+  }
+}
+
+}  // namespace tlsp::relay

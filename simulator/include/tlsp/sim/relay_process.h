@@ -1,0 +1,66 @@
+// tlsp/sim/relay_process.h — a real `tlsp relay` child process for tests and
+// live simulation: started with given arguments, its log (standard error)
+// collected line by line, waited on by condition (never by sleeping),
+// signalled, killed and reaped.
+//
+// Contract: the constructor forks and execs the binary with the log going
+// to a pipe; every line the relay writes is kept in order. wait_for()
+// returns as soon as a line (at or after `from`) satisfies the predicate,
+// or false at the deadline. The destructor kills the process (SIGKILL) if
+// it still runs and reaps it: nothing is left running.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace tlsp::sim {
+
+// The `key=value` fields of one relay log line (relay.h), plus "event".
+std::map<std::string, std::string> parse_relay_log_line(const std::string& line);
+
+class RelayProcess {
+ public:
+  // Throws std::runtime_error when the process cannot be started.
+  RelayProcess(const std::string& binary, const std::vector<std::string>& args);
+  RelayProcess(const RelayProcess&) = delete;
+  ~RelayProcess();
+
+  // Waits for the `start` line; returns the first listening port (0 when
+  // the relay exited or the deadline passed).
+  uint16_t wait_ready(std::chrono::milliseconds timeout);
+
+  using Predicate = std::function<bool(const std::map<std::string, std::string>& fields, const std::string& line)>;
+  // The first line at index >= from satisfying pred; its index in *index.
+  bool wait_for(const Predicate& pred, std::chrono::milliseconds timeout, size_t from = 0,
+                std::string* line = nullptr, size_t* index = nullptr);
+  std::vector<std::string> lines() const;
+  size_t line_count() const;
+
+  void signal(int sig);
+  // The exit status (as from waitpid) once the process ended, or nullopt
+  // at the deadline.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  pid_t pid() const { return pid_; }
+  bool running() const;
+
+ private:
+  void read_loop(int fd);
+  pid_t pid_ = -1;
+  std::thread reader_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> lines_;
+  bool eof_ = false;
+  std::optional<int> status_;
+};
+
+}  // namespace tlsp::sim

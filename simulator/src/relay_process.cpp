@@ -1,0 +1,171 @@
+// relay_process.cpp — see tlsp/sim/relay_process.h.
+#include "tlsp/sim/relay_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+
+namespace tlsp::sim {
+
+std::map<std::string, std::string> parse_relay_log_line(const std::string& line) {
+  std::map<std::string, std::string> f;
+  // "<timestamp> tlsp-relay <event> key=value key="quoted \"value\"" ...
+  size_t pos = line.find(" tlsp-relay ");
+  if (pos == std::string::npos) return f;
+  pos += 12;
+  size_t sp = line.find(' ', pos);
+  f["event"] = line.substr(pos, sp == std::string::npos ? std::string::npos : sp - pos);
+  while (sp != std::string::npos && sp < line.size()) {
+    pos = sp + 1;
+    size_t eq = line.find('=', pos);
+    if (eq == std::string::npos) break;
+    std::string key = line.substr(pos, eq - pos);
+    std::string value;
+    size_t i = eq + 1;
+    if (i < line.size() && line[i] == '"') {
+      for (++i; i < line.size() && line[i] != '"'; ++i) {
+        if (line[i] == '\\' && i + 1 < line.size()) ++i;
+        value.push_back(line[i]);
+      }
+      ++i;
+    } else {
+      while (i < line.size() && line[i] != ' ') value.push_back(line[i++]);
+    }
+    f[key] = value;
+    sp = i < line.size() ? i : std::string::npos;
+  }
+  return f;
+}
+
+RelayProcess::RelayProcess(const std::string& binary, const std::vector<std::string>& args) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  std::vector<std::string> argv_s{binary};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& s : argv_s) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (pid_ == 0) {
+    ::dup2(p[1], 2);
+    int devnull = ::open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      ::dup2(devnull, 0);
+      ::dup2(devnull, 1);
+    }
+    ::execv(binary.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(p[1]);
+  reader_ = std::thread([this, fd = p[0]] { read_loop(fd); });
+}
+
+RelayProcess::~RelayProcess() {
+  if (running()) {
+    ::kill(pid_, SIGKILL);
+    wait_exit(std::chrono::seconds(10));
+  }
+  if (reader_.joinable()) reader_.join();
+}
+
+void RelayProcess::read_loop(int fd) {
+  std::string buf;
+  char chunk[4096];
+  while (true) {
+    ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    buf.append(chunk, static_cast<size_t>(n));
+    size_t nl;
+    bool any = false;
+    std::lock_guard lock(mu_);
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      lines_.push_back(buf.substr(0, nl));
+      buf.erase(0, nl + 1);
+      any = true;
+    }
+    if (any) cv_.notify_all();
+  }
+  ::close(fd);
+  std::lock_guard lock(mu_);
+  if (!buf.empty()) lines_.push_back(buf);
+  eof_ = true;
+  cv_.notify_all();
+}
+
+bool RelayProcess::wait_for(const Predicate& pred, std::chrono::milliseconds timeout, size_t from, std::string* line,
+                            size_t* index) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock lock(mu_);
+  size_t next = from;
+  while (true) {
+    for (; next < lines_.size(); ++next) {
+      if (pred(parse_relay_log_line(lines_[next]), lines_[next])) {
+        if (line) *line = lines_[next];
+        if (index) *index = next;
+        return true;
+      }
+    }
+    if (eof_) return false;
+    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && next >= lines_.size()) return false;
+  }
+}
+
+uint16_t RelayProcess::wait_ready(std::chrono::milliseconds timeout) {
+  std::string line;
+  if (!wait_for([](const auto& f, const std::string&) { return f.count("event") && f.at("event") == "start"; },
+                timeout, 0, &line))
+    return 0;
+  auto f = parse_relay_log_line(line);
+  std::string listen = f["listen"];
+  listen = listen.substr(0, listen.find(','));
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return 0;
+  return static_cast<uint16_t>(std::stoi(listen.substr(colon + 1)));
+}
+
+std::vector<std::string> RelayProcess::lines() const {
+  std::lock_guard lock(mu_);
+  return lines_;
+}
+
+size_t RelayProcess::line_count() const {
+  std::lock_guard lock(mu_);
+  return lines_.size();
+}
+
+void RelayProcess::signal(int sig) {
+  if (running()) ::kill(pid_, sig);
+}
+
+bool RelayProcess::running() const {
+  std::lock_guard lock(mu_);
+  return pid_ > 0 && !status_;
+}
+
+std::optional<int> RelayProcess::wait_exit(std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard lock(mu_);
+    if (status_) return status_;
+  }
+  // The child's exit closes the log pipe: wait for that, then reap.
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return eof_; });
+  }
+  int st = 0;
+  pid_t r = ::waitpid(pid_, &st, eof_ ? 0 : WNOHANG);
+  if (r == pid_) {
+    std::lock_guard lock(mu_);
+    status_ = st;
+    return status_;
+  }
+  return std::nullopt;
+}
+
+}  // namespace tlsp::sim

@@ -1,0 +1,748 @@
+// relay_test.cpp — end-to-end tests of `tlsp relay` (issue 4): the real
+// relay binary as a child process, real SMTP peers with real TLS on
+// 127.0.0.x, a real DNS responder (ldns) answering with or without the AD
+// bit, a real HTTPS server for MTA-STS, certificates made at test time.
+// Each test builds its own world in a fresh directory and tears it down.
+//
+// Waiting is always on an event (a log line of the relay, a message at a
+// peer), with a deadline; nothing sleeps.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tlsp/compiler.h"
+#include "tlsp/dane.h"
+#include "tlsp/decision_table.h"
+#include "tlsp/sim/dns_responder.h"
+#include "tlsp/sim/https_server.h"
+#include "tlsp/sim/relay_process.h"
+#include "tlsp/sim/smtp_peer.h"
+#include "tlsp/sim/test_pki.h"
+#include "tlsp/stream.h"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using namespace tlsp;
+using namespace tlsp::sim;
+
+namespace {
+
+constexpr auto kWait = 20s;  // generous: CI machines are slow; a pass is usually < 1 s
+
+using Fields = std::map<std::string, std::string>;
+
+// A raw SMTP dialogue: the greeting, then one reply per command (a
+// multi-line reply as one string). An empty command sends nothing and
+// just waits for what the server says next (a timeout reply).
+std::vector<std::string> smtp_dialogue(const std::string& address, uint16_t port,
+                                       const std::vector<std::string>& commands, std::chrono::milliseconds timeout) {
+  std::vector<std::string> replies;
+  std::string error;
+  int fd = connect_tcp(address, port, timeout, error);
+  if (fd < 0) return replies;
+  Stream s(fd);
+  s.set_timeout(timeout);
+  auto read_reply = [&]() -> bool {
+    std::string all, line;
+    while (true) {
+      if (s.read_line(line, 100000) != IoStatus::ok) return false;
+      all += (all.empty() ? "" : "\n") + line;
+      if (line.size() < 4 || line[3] != '-') break;
+    }
+    replies.push_back(all);
+    return true;
+  };
+  if (!read_reply()) return replies;
+  for (const std::string& c : commands) {
+    if (!c.empty() && s.write_all(c + "\r\n") != IoStatus::ok) break;
+    if (!read_reply()) break;
+  }
+  return replies;
+}
+
+class RelayWorld : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/tlsp-relay-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    pki_ = std::make_unique<TestPki>(dir_ + "/pki");
+    relay_cert_ = pki_->issue({"relay.test"});
+    dns_.start("127.0.0.1");
+    // Every MX peer listens on the same port (the relay's --smtp-port) on
+    // its own 127.0.0.x address; the first free port of 127.0.0.2 decides.
+    smtp_port_ = 0;
+  }
+
+  void TearDown() override {
+    relay_.reset();
+    peers_.clear();
+    dns_.stop();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // ----------------------------------------------------------- the world
+
+  SmtpPeer& peer(const std::string& address, SmtpPeerConfig cfg) {
+    cfg.address = address;
+    cfg.port = smtp_port_;
+    if (cfg.cert_file.empty() && cfg.offer_starttls) {
+      TestCert c = pki_->issue({cfg.hostname});
+      cfg.cert_file = c.cert_file;
+      cfg.key_file = c.key_file;
+    }
+    auto p = std::make_unique<SmtpPeer>(cfg);
+    if (smtp_port_ == 0) smtp_port_ = p->port();
+    peers_.push_back(std::move(p));
+    return *peers_.back();
+  }
+
+  SmtpPeerConfig mx_config(const std::string& host) {
+    SmtpPeerConfig c;
+    c.hostname = host;
+    return c;
+  }
+
+  // MX + A records for a domain with one MX host at `address`.
+  void dns_mx(const std::string& domain, const std::string& host, const std::string& address, bool secure = true) {
+    dns_.set({domain, dns_type::MX, {"10 " + host + "."}, secure});
+    dns_.set({host, dns_type::A, {address}, secure});
+  }
+
+  void dns_tlsa(const std::string& host, const std::vector<TlsaRecord>& records, bool secure = true) {
+    std::vector<std::string> rdata;
+    for (const TlsaRecord& r : records) rdata.push_back(format_tlsa_record(r));
+    dns_.set({"_25._tcp." + host, dns_type::TLSA, rdata, secure});
+  }
+
+  std::string write_policy(const std::string& outbound_peers, const std::string& inbound_peers = "",
+                           const std::string& name = "policy.tlsp") {
+    std::string text = "policy \"relay-test\" version \"1\";\n"
+                       "default domain {\n"
+                       "  outbound { default peer { level opportunistic; min_tls any; } }\n"
+                       "  inbound  { default peer { level opportunistic; min_tls any; } }\n"
+                       "}\n"
+                       "domain \"acme.example\" {\n"
+                       "  outbound {\n    default peer { level opportunistic; min_tls any; }\n" +
+                       outbound_peers +
+                       "  }\n"
+                       "  inbound {\n    default peer { level opportunistic; min_tls any; }\n" +
+                       inbound_peers + "  }\n}\n";
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  std::string compile_table(const std::string& policy, const std::string& out = "table.tlspdt") {
+    CompileOptions o;
+    o.inputs = {policy};
+    o.threads = 1;
+    CompileResult r = compile(o);
+    EXPECT_TRUE(r.table) << render_diagnostics(r);
+    std::string path = dir_ + "/" + out;
+    write_table_file(path, *r.table);
+    return path;
+  }
+
+  void start_relay(const std::string& table, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"relay",
+                                     "--listen", "127.0.0.1:0",
+                                     "--hostname", "relay.test",
+                                     "--table", table,
+                                     "--spool", dir_ + "/spool",
+                                     "--resolver", dns_.server(),
+                                     "--smtp-port", std::to_string(smtp_port_),
+                                     "--ca-file", pki_->ca_file(),
+                                     "--tls-cert", relay_cert_.cert_file,
+                                     "--tls-key", relay_cert_.key_file,
+                                     "--retry-schedule", "1s",
+                                     "--connect-timeout", "3s",
+                                     "--command-timeout", "5s",
+                                     "--dns-timeout", "3s",
+                                     "--delivery-workers", "2",
+                                     "--table-check-interval", "1s"};
+    if (next_hop_port_) args.insert(args.end(), {"--next-hop", "acme.example=127.0.0.30:" + std::to_string(next_hop_port_)});
+    // A setting in `extra` replaces the default above.
+    for (size_t i = 0; i + 1 < extra.size(); i += 2) {
+      auto it = std::find(args.begin() + 1, args.end(), extra[i]);
+      if (it != args.end() && extra[i] != "--next-hop" && extra[i] != "--submit-network")
+        *(it + 1) = extra[i + 1];
+      else
+        args.insert(args.end(), {extra[i], extra[i + 1]});
+    }
+    relay_ = std::make_unique<RelayProcess>(TLSP_BINARY, args);
+    relay_port_ = relay_->wait_ready(kWait);
+    ASSERT_NE(relay_port_, 0) << log();
+  }
+
+  SubmitResult submit(const std::string& from, const std::vector<std::string>& to, SubmitOptions o = {}) {
+    o.address = "127.0.0.1";
+    o.port = relay_port_;
+    o.ehlo_name = "client.test";
+    o.message.mail_from = from;
+    o.message.rcpts = to;
+    if (o.message.data.empty()) o.message.data = "Subject: test\r\nMessage-ID: <t@test>\r\n\r\nhello\r\n";
+    o.timeout = 10s;
+    return submit_message(o);
+  }
+
+  // The first relay log line of `event` matching all `want` fields.
+  bool wait_log(const std::string& event, const Fields& want, std::string* line = nullptr, size_t from = 0,
+                std::chrono::milliseconds timeout = kWait) {
+    return relay_->wait_for(
+        [&](const Fields& f, const std::string&) {
+          auto e = f.find("event");
+          if (e == f.end() || e->second != event) return false;
+          for (const auto& [k, v] : want) {
+            auto it = f.find(k);
+            if (it == f.end() || it->second != v) return false;
+          }
+          return true;
+        },
+        timeout, from, line);
+  }
+
+  std::string log() const {
+    std::string s;
+    if (relay_)
+      for (const std::string& l : relay_->lines()) s += l + "\n";
+    return s;
+  }
+
+  std::string dir_;
+  std::unique_ptr<TestPki> pki_;
+  TestCert relay_cert_;
+  DnsResponder dns_;
+  std::vector<std::unique_ptr<SmtpPeer>> peers_;
+  uint16_t smtp_port_ = 0;
+  uint16_t next_hop_port_ = 0;
+  std::unique_ptr<RelayProcess> relay_;
+  uint16_t relay_port_ = 0;
+};
+
+// ------------------------------------------------------------ outbound
+
+TEST_F(RelayWorld, OpportunisticDeliversEncryptedWhenStarttlsIsOffered) {
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("")));
+  SubmitResult r = submit("alice@acme.example", {"bob@partner.example"});
+  ASSERT_TRUE(r.accepted) << r.reply << log();
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  auto m = mx.messages();
+  EXPECT_EQ(m[0].tls, TlsVersion::tls1_3);
+  EXPECT_EQ(m[0].sni, "mx1.partner.example");
+  EXPECT_NE(m[0].data.find("hello"), std::string::npos);
+  std::string line;
+  ASSERT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "encrypted"}, {"mx", "mx1.partner.example"}},
+                       &line))
+      << log();
+  auto f = parse_relay_log_line(line);
+  EXPECT_EQ(f["rule"], "opportunistic");
+  EXPECT_EQ(f["tls"], "tls1.3");
+  EXPECT_EQ(f["addr"], "127.0.0.2");
+  EXPECT_EQ(f["reason"], "ok");
+  EXPECT_EQ(f["auth"], "none");
+  EXPECT_NE(f["source"].find("policy.tlsp:"), std::string::npos);
+  EXPECT_FALSE(f["queue_id"].empty());
+  EXPECT_FALSE(f["cipher"].empty());
+}
+
+TEST_F(RelayWorld, OpportunisticDeliversPlaintextWithoutStarttls) {
+  SmtpPeerConfig c = mx_config("mx1.partner.example");
+  c.offer_starttls = false;
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_EQ(mx.messages()[0].tls, TlsVersion::none);
+  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "plaintext"},
+                                   {"reason", "starttls-not-supported"}}))
+      << log();
+}
+
+TEST_F(RelayWorld, MandatoryRefusesAPeerWithoutStarttlsAndKeepsTheMessage) {
+  SmtpPeerConfig c = mx_config("mx1.partner.example");
+  c.offer_starttls = false;
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("    peer \"partner.example\" { level mandatory; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "starttls-not-supported"}})) << log();
+  ASSERT_TRUE(wait_log("queue", {{"result", "deferred"}})) << log();
+  EXPECT_EQ(mx.messages().size(), 0u);
+}
+
+TEST_F(RelayWorld, MandatoryDeliversEncryptedAtTheMinimumOnly) {
+  SmtpPeerConfig c = mx_config("mx1.partner.example");
+  c.tls_versions = version_bit(TlsVersion::tls1_2);
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("    peer \"partner.example\" { level mandatory; min_tls tls1.2; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_EQ(mx.messages()[0].tls, TlsVersion::tls1_2);
+  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "encrypted"}, {"tls", "tls1.2"}})) << log();
+}
+
+TEST_F(RelayWorld, APeerBelowTheMinimumIsRefusedNeverSentInPlaintext) {
+  SmtpPeerConfig c = mx_config("mx1.partner.example");
+  c.tls_versions = version_bit(TlsVersion::tls1_0);
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("    peer \"partner.example\" { level opportunistic; min_tls tls1.2; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "tls-version-too-low"}})) << log();
+  ASSERT_TRUE(wait_log("queue", {{"result", "deferred"}})) << log();
+  EXPECT_EQ(mx.messages().size(), 0u);
+}
+
+TEST_F(RelayWorld, Tls10ReallyWorksForALegacyPeerWhenTheRuleAllowsIt) {
+  SmtpPeerConfig c = mx_config("mx1.legacy.example");
+  c.tls_versions = version_bit(TlsVersion::tls1_0);
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("legacy.example", "mx1.legacy.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("    peer \"legacy.example\" { level mandatory; min_tls any; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@legacy.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_EQ(mx.messages()[0].tls, TlsVersion::tls1_0);
+  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"tls", "tls1.0"}})) << log();
+}
+
+TEST_F(RelayWorld, OpportunisticTriesAWorkingHostBeforePlaintextToABrokenOne) {
+  SmtpPeerConfig broken = mx_config("mx1.partner.example");
+  broken.broken_tls = true;
+  SmtpPeer& mx1 = peer("127.0.0.2", broken);
+  SmtpPeer& mx2 = peer("127.0.0.3", mx_config("mx2.partner.example"));
+  dns_.set({"partner.example", dns_type::MX, {"10 mx1.partner.example.", "20 mx2.partner.example."}});
+  dns_.set({"mx1.partner.example", dns_type::A, {"127.0.0.2"}});
+  dns_.set({"mx2.partner.example", dns_type::A, {"127.0.0.3"}});
+  start_relay(compile_table(write_policy("")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(mx2.wait_for_messages(1, kWait)) << log();
+  EXPECT_EQ(mx2.messages()[0].tls, TlsVersion::tls1_3);
+  EXPECT_EQ(mx1.messages().size(), 0u);
+  EXPECT_TRUE(wait_log("attempt", {{"mx", "mx1.partner.example"}, {"action", "set-aside"},
+                                   {"reason", "tls-handshake-failure"}}))
+      << log();
+}
+
+TEST_F(RelayWorld, OpportunisticFallsBackToPlaintextOnlyWhenNoHostHasWorkingTls) {
+  SmtpPeerConfig broken = mx_config("mx1.partner.example");
+  broken.broken_tls = true;
+  SmtpPeer& mx1 = peer("127.0.0.2", broken);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(mx1.wait_for_messages(1, kWait)) << log();
+  EXPECT_EQ(mx1.messages()[0].tls, TlsVersion::none);
+  EXPECT_TRUE(wait_log("attempt", {{"action", "sent-last-resort"}, {"channel", "plaintext"}})) << log();
+}
+
+TEST_F(RelayWorld, DaneOnlyDeliversAuthenticatedWithAMatchingDaneEeRecord) {
+  SmtpPeerConfig c = mx_config("mx1.partner.example");
+  TestCert cert = pki_->issue({"mx1.partner.example"}, CertKind::self_signed);  // DANE-EE ignores the WebPKI
+  c.cert_file = cert.cert_file;
+  c.key_file = cert.key_file;
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  dns_tlsa("mx1.partner.example", {TestPki::tlsa_for(cert, 3, 1, 1)});
+  start_relay(compile_table(write_policy("    peer \"partner.example\" { level dane-only; min_tls tls1.2; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_EQ(mx.messages()[0].tls, TlsVersion::tls1_3);
+  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "dane-ee"}}))
+      << log();
+}
+
+TEST_F(RelayWorld, DaneTaRecordAuthenticatesTheChain) {
+  SmtpPeerConfig c = mx_config("mx1.partner.example");
+  TestCert cert = pki_->issue({"mx1.partner.example"}, CertKind::untrusted);  // DANE-TA: its own CA
+  c.cert_file = cert.cert_file;
+  c.key_file = cert.key_file;
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  dns_tlsa("mx1.partner.example", {TestPki::tlsa_for(cert, 2, 1, 1)});
+  start_relay(compile_table(write_policy("    peer \"partner.example\" { level dane; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "dane-ta"}}))
+      << log();
+}
+
+TEST_F(RelayWorld, DaneOnlyRefusesAMismatchingRecordAndNothingArrives) {
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
+  TestCert other = pki_->issue({"other.example"});
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  dns_tlsa("mx1.partner.example", {TestPki::tlsa_for(other, 3, 1, 1)});
+  start_relay(compile_table(write_policy("    peer \"partner.example\" { level dane-only; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "validation-failure"}})) << log();
+  ASSERT_TRUE(wait_log("queue", {{"result", "deferred"}})) << log();
+  EXPECT_EQ(mx.messages().size(), 0u);
+}
+
+TEST_F(RelayWorld, DaneOnlyRefusesWithoutConnectingWhenTheTlsaAnswerIsInsecure) {
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
+  TestCert cert = pki_->issue({"mx1.partner.example"});
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  dns_tlsa("mx1.partner.example", {TestPki::tlsa_for(cert, 3, 1, 1)}, /*secure=*/false);
+  start_relay(compile_table(write_policy("    peer \"partner.example\" { level dane-only; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "dane-required"}})) << log();
+  EXPECT_EQ(mx.sessions().size(), 0u);
+}
+
+TEST_F(RelayWorld, DaneDowngradesToOpportunisticWithoutSecureTlsa) {
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2", /*secure=*/false);
+  start_relay(compile_table(write_policy("    peer \"partner.example\" { level dane; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_TRUE(wait_log("attempt", {{"outcome", "downgrade"}, {"applied", "opportunistic"}, {"reason", "tlsa-insecure"}}))
+      << log();
+}
+
+TEST_F(RelayWorld, DaneRefusesWhenTheTlsaLookupFails) {
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  dns_.set({"_25._tcp.mx1.partner.example", dns_type::TLSA, {}, true, DnsBehaviour::servfail});
+  start_relay(compile_table(write_policy("    peer \"partner.example\" { level dane; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "tlsa-lookup-failed"}})) << log();
+  EXPECT_EQ(mx.messages().size(), 0u);
+}
+
+TEST_F(RelayWorld, MxLookupFailureRefusesAtEveryLevel) {
+  dns_.set_name("partner.example", DnsBehaviour::servfail);
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
+  start_relay(compile_table(write_policy("")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "mx-lookup-failed"}})) << log();
+  EXPECT_EQ(mx.messages().size(), 0u);
+}
+
+class MtaStsWorld : public RelayWorld {
+ protected:
+  void serve_policy(const std::string& domain, const std::string& body, CertKind kind = CertKind::valid) {
+    TestCert c = pki_->issue({"mta-sts." + domain}, kind);
+    if (!https_) {
+      https_ = std::make_unique<HttpsServer>();
+      https_->start(c.cert_file, c.key_file, "127.0.0.40");
+    }
+    https_->add_certificate("mta-sts." + domain, c.cert_file, c.key_file);
+    HttpsResponse r;
+    r.body = body;
+    https_->set_response("mta-sts." + domain, "/.well-known/mta-sts.txt", r);
+    dns_.set({"_mta-sts." + domain, dns_type::TXT, {"\"v=STSv1; id=20261128\""}, false});
+    dns_.set({"mta-sts." + domain, dns_type::A, {"127.0.0.40"}, false});
+  }
+  void start(const std::string& table) { start_relay(table, {"--mta-sts-port", std::to_string(https_->port())}); }
+  void TearDown() override {
+    RelayWorld::TearDown();
+    https_.reset();
+  }
+  std::unique_ptr<HttpsServer> https_;
+};
+
+TEST_F(MtaStsWorld, EnforceDeliversAuthenticatedToAListedHostWithAValidCertificate) {
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.bank.example"));
+  dns_mx("bank.example", "mx1.bank.example", "127.0.0.2", /*secure=*/false);
+  serve_policy("bank.example", "version: STSv1\nmode: enforce\nmx: *.bank.example\nmax_age: 86400\n");
+  start(compile_table(write_policy("    peer \"bank.example\" { level mta-sts; min_tls tls1.2; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@bank.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "mta-sts"}}))
+      << log();
+  EXPECT_GE(https_->request_count(), 1u);
+}
+
+TEST_F(MtaStsWorld, EnforceRefusesACertificateForTheWrongName) {
+  SmtpPeerConfig c = mx_config("mx1.bank.example");
+  TestCert wrong = pki_->issue({"mx1.bank.example"}, CertKind::wrong_name);
+  c.cert_file = wrong.cert_file;
+  c.key_file = wrong.key_file;
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("bank.example", "mx1.bank.example", "127.0.0.2", false);
+  serve_policy("bank.example", "version: STSv1\nmode: enforce\nmx: mx1.bank.example\nmax_age: 86400\n");
+  start(compile_table(write_policy("    peer \"bank.example\" { level mta-sts; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@bank.example"}).accepted);
+  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "certificate-host-mismatch"}})) << log();
+  EXPECT_EQ(mx.messages().size(), 0u);
+}
+
+TEST_F(MtaStsWorld, TestingModeDeliversAnywayAndReportsTheFailure) {
+  SmtpPeerConfig c = mx_config("mx1.bank.example");
+  TestCert untrusted = pki_->issue({"mx1.bank.example"}, CertKind::untrusted);
+  c.cert_file = untrusted.cert_file;
+  c.key_file = untrusted.key_file;
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("bank.example", "mx1.bank.example", "127.0.0.2", false);
+  serve_policy("bank.example", "version: STSv1\nmode: testing\nmx: mx1.bank.example\nmax_age: 86400\n");
+  start(compile_table(write_policy("    peer \"bank.example\" { level mta-sts; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@bank.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_TRUE(wait_log("attempt", {{"outcome", "downgrade"}, {"channel", "encrypted"},
+                                   {"reason", "certificate-not-trusted"}}))
+      << log();
+}
+
+// ------------------------------------------------------------- inbound
+
+class InboundWorld : public RelayWorld {
+ protected:
+  void SetUp() override {
+    RelayWorld::SetUp();
+    SmtpPeerConfig hop;
+    hop.hostname = "mailstore.acme.example";
+    hop.offer_starttls = false;
+    hop.address = "127.0.0.30";
+    hop.port = 0;
+    auto p = std::make_unique<SmtpPeer>(hop);
+    next_hop_port_ = p->port();
+    hop_ = p.get();
+    peers_.push_back(std::move(p));
+  }
+  SmtpPeer* hop_ = nullptr;
+};
+
+TEST_F(InboundWorld, MandatoryPeerWithoutStarttlsGets530AtMail) {
+  start_relay(compile_table(write_policy("", "    peer \"127.0.0.5/32\" { level mandatory; }\n")));
+  SubmitOptions o;
+  o.source_address = "127.0.0.5";
+  o.starttls = false;
+  SubmitResult r = submit("carol@sender.example", {"alice@acme.example"}, o);
+  EXPECT_FALSE(r.accepted);
+  EXPECT_EQ(r.code, 530) << r.reply;
+  EXPECT_NE(r.reply.find("5.7.0"), std::string::npos) << r.reply;
+  EXPECT_NE(r.reply.find("STARTTLS"), std::string::npos) << r.reply;
+}
+
+TEST_F(InboundWorld, MandatoryPeerWithStarttlsIsAcceptedAndDeliveredToTheNextHop) {
+  start_relay(compile_table(write_policy("", "    peer \"127.0.0.5/32\" { level mandatory; min_tls tls1.2; }\n")));
+  SubmitOptions o;
+  o.source_address = "127.0.0.5";
+  o.starttls = true;
+  SubmitResult r = submit("carol@sender.example", {"alice@acme.example"}, o);
+  ASSERT_TRUE(r.accepted) << r.reply << log();
+  EXPECT_EQ(r.tls, TlsVersion::tls1_3);
+  ASSERT_TRUE(hop_->wait_for_messages(1, kWait)) << log();
+  auto m = hop_->messages()[0];
+  EXPECT_EQ(m.rcpts, std::vector<std::string>{"alice@acme.example"});
+  EXPECT_NE(m.data.find("using tls1.3"), std::string::npos) << m.data;  // our Received: line
+}
+
+TEST_F(InboundWorld, BelowTheMinimumVersionIsRefusedNamingTheVersion) {
+  start_relay(compile_table(write_policy("", "    peer \"127.0.0.5/32\" { level opportunistic; min_tls tls1.3; }\n")));
+  SubmitOptions o;
+  o.source_address = "127.0.0.5";
+  o.starttls = true;
+  o.tls_versions = version_bit(TlsVersion::tls1_2);
+  SubmitResult r = submit("carol@sender.example", {"alice@acme.example"}, o);
+  EXPECT_FALSE(r.accepted);
+  EXPECT_EQ(r.tls, TlsVersion::tls1_2);  // the handshake completed
+  EXPECT_EQ(r.code, 530) << r.reply;
+  EXPECT_NE(r.reply.find("TLS 1.3"), std::string::npos) << r.reply;
+}
+
+TEST_F(InboundWorld, LegacyTls10ClientWorksWhenItsRuleAllowsIt) {
+  start_relay(compile_table(write_policy("", "")));
+  SubmitOptions o;
+  o.source_address = "127.0.0.6";
+  o.starttls = true;
+  o.tls_versions = version_bit(TlsVersion::tls1_0);
+  SubmitResult r = submit("carol@sender.example", {"alice@acme.example"}, o);
+  ASSERT_TRUE(r.accepted) << r.reply << log();
+  EXPECT_EQ(r.tls, TlsVersion::tls1_0);
+  ASSERT_TRUE(hop_->wait_for_messages(1, kWait)) << log();
+}
+
+TEST_F(InboundWorld, SenderDomainRuleTightensTheClientRule) {
+  start_relay(compile_table(write_policy("", "    peer \"partner.example\" { level mandatory; }\n")));
+  SubmitOptions o;
+  o.source_address = "127.0.0.7";
+  SubmitResult r = submit("carol@partner.example", {"alice@acme.example"}, o);
+  EXPECT_EQ(r.code, 530) << r.reply;
+  SubmitResult ok = submit("carol@elsewhere.example", {"alice@acme.example"}, o);
+  EXPECT_TRUE(ok.accepted) << ok.reply;
+}
+
+TEST_F(InboundWorld, NeverAnOpenRelay) {
+  start_relay(compile_table(write_policy("", "")), {"--submit-network", "127.0.0.1/32"});
+  SubmitOptions o;
+  o.source_address = "127.0.0.8";  // not in the submit networks
+  SubmitResult r = submit("alice@acme.example", {"someone@elsewhere.example"}, o);
+  EXPECT_FALSE(r.accepted);
+  EXPECT_EQ(r.code, 554) << r.reply;
+  EXPECT_NE(r.reply.find("5.7.1"), std::string::npos);
+  // A submit client with a sender outside the managed domains: the same.
+  SubmitResult r2 = submit("mallory@elsewhere.example", {"someone@elsewhere.example"});
+  EXPECT_EQ(r2.code, 554) << r2.reply;
+}
+
+// ------------------------------------------------------ robustness
+
+TEST_F(RelayWorld, CrashAfterTheAcknowledgementLosesNothingAndDeliversOnce) {
+  // The MX is not listening yet: the first attempt fails, the message
+  // waits in the spool; the relay is killed -9; the MX comes up; a new
+  // relay on the same spool delivers it exactly once.
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  // Reserve the port for the MX peer, then stop it so nothing listens.
+  {
+    SmtpPeer& p = peer("127.0.0.2", mx_config("mx1.partner.example"));
+    p.stop();
+    peers_.clear();
+  }
+  std::string table = compile_table(write_policy(""));
+  start_relay(table, {"--retry-schedule", "1h"});
+  SubmitResult r = submit("alice@acme.example", {"bob@partner.example"});
+  ASSERT_TRUE(r.accepted) << r.reply;
+  ASSERT_TRUE(wait_log("queue", {{"result", "deferred"}})) << log();
+  relay_->signal(SIGKILL);
+  ASSERT_TRUE(relay_->wait_exit(kWait));
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
+  start_relay(table, {"--retry-schedule", "1h"});
+  ASSERT_TRUE(wait_log("start", {{"recovered", "1"}})) << log();
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  ASSERT_TRUE(wait_log("queue", {{"result", "removed"}})) << log();
+  relay_->signal(SIGTERM);
+  ASSERT_TRUE(relay_->wait_exit(kWait));
+  EXPECT_EQ(mx.messages().size(), 1u);
+  // And a third start finds nothing left to do.
+  start_relay(table);
+  EXPECT_TRUE(wait_log("start", {{"recovered", "0"}})) << log();
+}
+
+TEST_F(RelayWorld, ReloadRefusesACorruptTableAndKeepsTheOldOne) {
+  SmtpPeerConfig c = mx_config("mx1.partner.example");
+  c.offer_starttls = false;
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  std::string table = compile_table(write_policy("    peer \"partner.example\" { level mandatory; }\n"));
+  start_relay(table, {"--table-check-interval", "1h"});
+  // Corrupt the table in place, then SIGHUP.
+  {
+    std::fstream f(table, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x5a');
+  }
+  size_t mark = relay_->line_count();
+  relay_->signal(SIGHUP);
+  ASSERT_TRUE(wait_log("table", {{"result", "refused"}}, nullptr, mark)) << log();
+  // The old rule (mandatory) is still in force: no plaintext delivery.
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"rule", "mandatory"}}, nullptr, mark)) << log();
+  // A good new table (opportunistic) is taken on the next SIGHUP.
+  compile_table(write_policy("", "", "policy2.tlsp"), "table.tlspdt");
+  mark = relay_->line_count();
+  relay_->signal(SIGHUP);
+  ASSERT_TRUE(wait_log("table", {{"result", "loaded"}}, nullptr, mark)) << log();
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+}
+
+TEST_F(RelayWorld, HostileInputIsBoundedWithTheRightReplies) {
+  start_relay(compile_table(write_policy("")),
+              {"--max-recipients", "3", "--max-message-size", "2048", "--idle-timeout", "1s"});
+  // Line too long.
+  {
+    std::vector<std::string> replies = smtp_dialogue("127.0.0.1", relay_port_,
+                                                     {"EHLO x", std::string(5000, 'A'), "QUIT"}, 10s);
+    ASSERT_GE(replies.size(), 3u);
+    EXPECT_EQ(replies[2].substr(0, 3), "500") << replies[2];
+  }
+  // Too many recipients.
+  {
+    std::vector<std::string> cmds = {"EHLO x", "MAIL FROM:<a@acme.example>"};
+    for (int i = 0; i < 4; ++i) cmds.push_back("RCPT TO:<r" + std::to_string(i) + "@partner.example>");
+    cmds.push_back("QUIT");
+    std::vector<std::string> replies = smtp_dialogue("127.0.0.1", relay_port_, cmds, 10s);
+    ASSERT_GE(replies.size(), 7u);
+    EXPECT_EQ(replies[6].substr(0, 3), "452") << replies[6];
+  }
+  // Too big: announced with SIZE, then sent anyway.
+  {
+    std::vector<std::string> replies =
+        smtp_dialogue("127.0.0.1", relay_port_, {"EHLO x", "MAIL FROM:<a@acme.example> SIZE=999999", "QUIT"}, 10s);
+    ASSERT_GE(replies.size(), 3u);
+    EXPECT_EQ(replies[2].substr(0, 3), "552") << replies[2];
+    SubmitOptions o;
+    o.message.data = "Subject: big\r\n\r\n" + std::string(4000, 'x') + "\r\n";
+    SubmitResult r = submit("alice@acme.example", {"bob@partner.example"}, o);
+    EXPECT_EQ(r.code, 552) << r.reply;
+  }
+  // Idle timeout.
+  {
+    std::vector<std::string> replies = smtp_dialogue("127.0.0.1", relay_port_, {"EHLO x", ""}, 10s);
+    ASSERT_GE(replies.size(), 3u);
+    EXPECT_EQ(replies.back().substr(0, 3), "421") << replies.back();
+  }
+  EXPECT_TRUE(wait_log("limit", {{"limit", "idle_timeout"}})) << log();
+  EXPECT_TRUE(wait_log("limit", {{"limit", "max_recipients"}})) << log();
+}
+
+TEST_F(InboundWorld, ExpiredMessagesBounceToTheSenderWithADsn) {
+  // An outbound message from acme.example that mandatory TLS refuses;
+  // the queue lifetime is 1 s, so the first retry bounces it. The bounce
+  // goes back to acme.example's next hop.
+  SmtpPeerConfig c = mx_config("mx1.partner.example");
+  c.offer_starttls = false;
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("    peer \"partner.example\" { level mandatory; }\n")),
+              {"--queue-lifetime", "1s", "--retry-schedule", "1s"});
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(wait_log("bounce", {{"to", "alice@acme.example"}})) << log();
+  ASSERT_TRUE(hop_->wait_for_messages(1, kWait)) << log();
+  auto m = hop_->messages()[0];
+  EXPECT_EQ(m.mail_from, "");
+  EXPECT_EQ(m.rcpts, std::vector<std::string>{"alice@acme.example"});
+  EXPECT_NE(m.data.find("multipart/report"), std::string::npos);
+  EXPECT_NE(m.data.find("report-type=delivery-status"), std::string::npos);
+  EXPECT_NE(m.data.find("Final-Recipient: rfc822; bob@partner.example"), std::string::npos) << m.data;
+  EXPECT_NE(m.data.find("Action: failed"), std::string::npos);
+  EXPECT_EQ(mx.messages().size(), 0u);
+}
+
+TEST_F(RelayWorld, SigtermShutsDownCleanly) {
+  start_relay(compile_table(write_policy("")));
+  relay_->signal(SIGTERM);
+  auto st = relay_->wait_exit(kWait);
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(WIFEXITED(*st));
+  EXPECT_EQ(WEXITSTATUS(*st), 0);
+  EXPECT_TRUE(wait_log("stop", {{"result", "stopped"}})) << log();
+}
+
+TEST_F(RelayWorld, ConfigFileGivesTheSameSettings) {
+  std::string table = compile_table(write_policy(""));
+  std::string conf = dir_ + "/relay.conf";
+  std::ofstream(conf) << "# tlsp relay configuration\nlisten = 127.0.0.1:0\nhostname = conf.test\n"
+                      << "table = " << table << "\nspool = " << dir_ << "/spool2\nresolver = " << dns_.server()
+                      << "\nmax-recipients = 7\n";
+  relay_ = std::make_unique<RelayProcess>(TLSP_BINARY, std::vector<std::string>{"relay", "--config", conf});
+  relay_port_ = relay_->wait_ready(kWait);
+  ASSERT_NE(relay_port_, 0) << log();
+  EXPECT_TRUE(wait_log("start", {{"hostname", "conf.test"}})) << log();
+  auto replies = smtp_dialogue("127.0.0.1", relay_port_, {"EHLO x", "QUIT"}, 10s);
+  ASSERT_GE(replies.size(), 2u);
+  EXPECT_NE(replies[0].find("conf.test"), std::string::npos);
+}
+
+TEST(RelayCli, BadConfigurationIsAClearUsageError) {
+  int rc = std::system((std::string(TLSP_BINARY) + " relay --listen nonsense --table x --spool y 2>/dev/null").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 2);
+  rc = std::system((std::string(TLSP_BINARY) + " relay --listen 127.0.0.1:0 --table /nonexistent.tlspdt --spool /tmp/x 2>/dev/null").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 2);
+}
+
+}  // namespace
