@@ -27,6 +27,7 @@
 #include "tlsp/sim/smtp_peer.h"
 #include "tlsp/sim/test_pki.h"
 #include "tlsp/stream.h"
+#include "tlsp/tls.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -711,6 +712,144 @@ TEST_F(InboundWorld, ExpiredMessagesBounceToTheSenderWithADsn) {
   EXPECT_NE(m.data.find("Final-Recipient: rfc822; bob@partner.example"), std::string::npos) << m.data;
   EXPECT_NE(m.data.find("Action: failed"), std::string::npos);
   EXPECT_EQ(mx.messages().size(), 0u);
+}
+
+TEST_F(RelayWorld, AChangedTableFileIsLoadedWithoutASignal) {
+  SmtpPeerConfig c = mx_config("mx1.partner.example");
+  c.offer_starttls = false;
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  std::string table = compile_table(write_policy("    peer \"partner.example\" { level mandatory; }\n"));
+  start_relay(table, {"--table-check-interval", "1s"});
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"rule", "mandatory"}})) << log();
+  size_t mark = relay_->line_count();
+  compile_table(write_policy("", "", "policy2.tlsp"), "table.tlspdt");  // atomic replace
+  ASSERT_TRUE(wait_log("table", {{"result", "loaded"}, {"why", "file changed"}}, nullptr, mark)) << log();
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+}
+
+TEST_F(RelayWorld, PipelinedCommandsGetTheirRepliesInOrder) {
+  start_relay(compile_table(write_policy("")));
+  std::string error;
+  int fd = connect_tcp("127.0.0.1", relay_port_, 5s, error);
+  ASSERT_GE(fd, 0) << error;
+  Stream s(fd);
+  s.set_timeout(10s);
+  std::string line;
+  ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+  ASSERT_EQ(s.write_all("EHLO x\r\n"), IoStatus::ok);
+  bool pipelining = false;
+  do {
+    ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+    if (line.find("PIPELINING") != std::string::npos) pipelining = true;
+  } while (line.size() > 3 && line[3] == '-');
+  EXPECT_TRUE(pipelining);
+  // RFC 2920: MAIL, RCPTs and DATA in one write.
+  ASSERT_EQ(s.write_all("MAIL FROM:<alice@acme.example>\r\nRCPT TO:<bob@partner.example>\r\n"
+                        "RCPT TO:<x@elsewhere.example>\r\nDATA\r\n"),
+            IoStatus::ok);
+  std::vector<std::string> codes;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+    codes.push_back(line.substr(0, 3));
+  }
+  EXPECT_EQ(codes, (std::vector<std::string>{"250", "250", "250", "354"}));
+  ASSERT_EQ(s.write_all("Subject: p\r\n\r\nbody\r\n.\r\nQUIT\r\n"), IoStatus::ok);
+  ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+  EXPECT_EQ(line.substr(0, 3), "250") << line;
+  ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+  EXPECT_EQ(line.substr(0, 3), "221") << line;
+}
+
+TEST_F(RelayWorld, PlaintextPipelinedBehindStarttlsIsDiscarded) {
+  start_relay(compile_table(write_policy("")));
+  std::string error;
+  int fd = connect_tcp("127.0.0.1", relay_port_, 5s, error);
+  ASSERT_GE(fd, 0) << error;
+  Stream s(fd);
+  s.set_timeout(10s);
+  std::string line;
+  ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+  ASSERT_EQ(s.write_all("EHLO x\r\n"), IoStatus::ok);
+  do ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+  while (line.size() > 3 && line[3] == '-');
+  // The injection: a command behind STARTTLS in the same packet.
+  ASSERT_EQ(s.write_all("STARTTLS\r\nMAIL FROM:<injected@acme.example>\r\n"), IoStatus::ok);
+  ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+  ASSERT_EQ(line.substr(0, 3), "220");
+  TlsClientParams p;
+  p.sni = "relay.test";
+  p.min_version = TlsVersion::tls1_2;
+  TlsClientResult r = s.start_tls_client(p);
+  ASSERT_TRUE(r.ok) << r.error;
+  // Inside TLS the session starts afresh: the injected MAIL was never
+  // executed, so MAIL now needs an EHLO first.
+  ASSERT_EQ(s.write_all("MAIL FROM:<alice@acme.example>\r\n"), IoStatus::ok);
+  ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+  EXPECT_EQ(line.substr(0, 3), "503") << line;
+  EXPECT_TRUE(wait_log("limit", {{"limit", "starttls_injection"}})) << log();
+}
+
+TEST_F(RelayWorld, ConnectionLimitsAnswer421) {
+  start_relay(compile_table(write_policy("")), {"--max-connections", "2", "--max-connections-per-client", "2"});
+  std::string error;
+  std::vector<std::unique_ptr<Stream>> held;
+  std::string line;
+  for (int i = 0; i < 2; ++i) {
+    int fd = connect_tcp("127.0.0.1", relay_port_, 5s, error);
+    ASSERT_GE(fd, 0) << error;
+    held.push_back(std::make_unique<Stream>(fd));
+    held.back()->set_timeout(10s);
+    ASSERT_EQ(held.back()->read_line(line, 1000), IoStatus::ok);
+    EXPECT_EQ(line.substr(0, 3), "220");
+  }
+  int fd = connect_tcp("127.0.0.1", relay_port_, 5s, error);
+  ASSERT_GE(fd, 0) << error;
+  Stream third(fd);
+  third.set_timeout(10s);
+  ASSERT_EQ(third.read_line(line, 1000), IoStatus::ok);
+  EXPECT_EQ(line.substr(0, 3), "421") << line;
+  EXPECT_TRUE(wait_log("limit", {{"limit", "max_connections"}})) << log();
+}
+
+TEST_F(InboundWorld, APermanentRecipientFailureBouncesThatRecipientOnly) {
+  SmtpPeerConfig c = mx_config("mx1.partner.example");
+  c.rcpt_replies["nobody@partner.example"] = "550 5.1.1 no such user";
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example", "nobody@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_EQ(mx.messages()[0].rcpts, std::vector<std::string>{"bob@partner.example"});
+  ASSERT_TRUE(hop_->wait_for_messages(1, kWait)) << log();
+  auto bounce = hop_->messages()[0];
+  EXPECT_EQ(bounce.rcpts, std::vector<std::string>{"alice@acme.example"});
+  EXPECT_NE(bounce.data.find("Final-Recipient: rfc822; nobody@partner.example"), std::string::npos) << bounce.data;
+  EXPECT_NE(bounce.data.find("Status: 5.1.1"), std::string::npos) << bounce.data;
+  EXPECT_EQ(bounce.data.find("Final-Recipient: rfc822; bob@partner.example"), std::string::npos);
+}
+
+TEST_F(InboundWorld, AFailedBounceIsKeptInTheFailedArea) {
+  // A bounce (null sender) refused permanently by the next hop: nobody to
+  // tell, so the message is kept in failed/ and logged.
+  hop_->stop();
+  peers_.clear();
+  SmtpPeerConfig hop;
+  hop.hostname = "mailstore.acme.example";
+  hop.offer_starttls = false;
+  hop.address = "127.0.0.31";
+  hop.rcpt_reply = "550 5.1.1 mailbox unavailable";
+  auto p = std::make_unique<SmtpPeer>(hop);
+  uint16_t port = p->port();
+  peers_.push_back(std::move(p));
+  next_hop_port_ = 0;
+  start_relay(compile_table(write_policy("", "")), {"--next-hop", "acme.example=127.0.0.31:" + std::to_string(port)});
+  ASSERT_TRUE(submit("", {"alice@acme.example"}).accepted) << log();
+  ASSERT_TRUE(wait_log("queue", {{"result", "failed"}})) << log();
+  size_t kept = 0;
+  for (const auto& e : fs::directory_iterator(dir_ + "/spool/failed")) kept += e.path().extension() == ".reason";
+  EXPECT_EQ(kept, 1u);
 }
 
 TEST_F(RelayWorld, SigtermShutsDownCleanly) {
