@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "tlsp/relay.h"
 #include "tlsp/retry.h"
+#include "tlsp/tls.h"
 
 namespace tlsp::cli {
 namespace {
@@ -52,6 +53,7 @@ int cmd_relay(const Args& args) {
   // clang-format off
   opts.add_options()
     ("config", po::value<std::string>(), "configuration file")
+    ("check-config", "check the settings, the table and the TLS key pair, then exit (0: fine)")
     ("listen", po::value<std::vector<std::string>>()->composing(), "address:port to accept SMTP on (repeatable; default 127.0.0.1:2525)")
     ("hostname", po::value<std::string>(), "name in the greeting, EHLO, Received: and bounces (default: the system's)")
     ("tls-cert", po::value<std::string>(), "PEM certificate chain for inbound STARTTLS")
@@ -150,6 +152,19 @@ int cmd_relay(const Args& args) {
     validate_relay_config(c);
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
+  }
+  if (vm.count("check-config")) {
+    try {
+      DecisionTable t = DecisionTable::open(c.table);
+      if (!c.tls_cert.empty()) make_server_context(c.tls_cert, c.tls_key);
+      std::cout << "relay configuration ok: table `" << c.table << "` (" << t.policy_name() << " "
+                << t.policy_version() << ", " << t.domain_count() << " domains), " << c.listen.size()
+                << " listen address(es), " << c.next_hops.size() << " next hop(s)\n";
+    } catch (const std::exception& e) {
+      std::cerr << "tlsp relay: error: " << e.what() << "\n";
+      return kExitErrors;
+    }
+    return kExitOk;
   }
   block_relay_signals();
   std::unique_ptr<Relay> relay;
