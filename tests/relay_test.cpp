@@ -498,6 +498,51 @@ TEST_F(MtaStsWorld, TestingModeDeliversAnywayAndReportsTheFailure) {
       << log();
 }
 
+TEST_F(MtaStsWorld, TheCachedPolicyIsUsedWhenARefetchFails) {
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.bank.example"));
+  dns_mx("bank.example", "mx1.bank.example", "127.0.0.2", false);
+  serve_policy("bank.example", "version: STSv1\nmode: enforce\nmx: mx1.bank.example\nmax_age: 86400\n");
+  start(compile_table(write_policy("    peer \"bank.example\" { level mta-sts; }\n")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@bank.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  // A new id forces a refetch, and the policy host now fails: the cached
+  // enforce policy stays in force (RFC 8461 §5.1).
+  dns_.set({"_mta-sts.bank.example", dns_type::TXT, {"\"v=STSv1; id=20261129\""}, false});
+  HttpsResponse broken;
+  broken.status = 500;
+  https_->set_response("mta-sts.bank.example", "/.well-known/mta-sts.txt", broken);
+  size_t requests = https_->request_count();
+  size_t mark = relay_->line_count();
+  ASSERT_TRUE(submit("alice@acme.example", {"carol@bank.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(2, kWait)) << log();
+  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "mta-sts"}},
+                       nullptr, mark))
+      << log();
+  EXPECT_GT(https_->request_count(), requests);  // it did try
+}
+
+TEST_F(RelayWorld, ImplicitMxDeliversToTheDomainsAddress) {
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("partner.example"));
+  dns_.set({"partner.example", dns_type::A, {"127.0.0.2"}});
+  start_relay(compile_table(write_policy("")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_TRUE(wait_log("attempt", {{"mx", "partner.example"}, {"outcome", "deliver"}})) << log();
+}
+
+TEST_F(RelayWorld, TooManyCommandsOrErrorsEndTheSession) {
+  start_relay(compile_table(write_policy("")), {"--max-commands", "5", "--max-errors", "2"});
+  auto replies = smtp_dialogue("127.0.0.1", relay_port_, {"NOOP", "NOOP", "NOOP", "NOOP", "NOOP", "NOOP"}, 10s);
+  ASSERT_EQ(replies.size(), 7u);
+  EXPECT_EQ(replies[6].substr(0, 3), "421") << replies[6];
+  replies = smtp_dialogue("127.0.0.1", relay_port_, {"BOGUS", "BOGUS", "BOGUS", "NOOP"}, 10s);
+  ASSERT_EQ(replies.size(), 4u);
+  EXPECT_EQ(replies[1].substr(0, 3), "500");
+  EXPECT_EQ(replies[3].substr(0, 3), "421") << replies[3];
+  EXPECT_TRUE(wait_log("limit", {{"limit", "max_commands"}})) << log();
+  EXPECT_TRUE(wait_log("limit", {{"limit", "max_errors"}})) << log();
+}
+
 // ------------------------------------------------------------- inbound
 
 class InboundWorld : public RelayWorld {
@@ -828,6 +873,14 @@ TEST_F(InboundWorld, APermanentRecipientFailureBouncesThatRecipientOnly) {
   EXPECT_NE(bounce.data.find("Final-Recipient: rfc822; nobody@partner.example"), std::string::npos) << bounce.data;
   EXPECT_NE(bounce.data.find("Status: 5.1.1"), std::string::npos) << bounce.data;
   EXPECT_EQ(bounce.data.find("Final-Recipient: rfc822; bob@partner.example"), std::string::npos);
+}
+
+TEST_F(InboundWorld, ANullMxBouncesAtOnce) {
+  dns_.set({"nomail.example", dns_type::MX, {"0 ."}});
+  start_relay(compile_table(write_policy("")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@nomail.example"}).accepted);
+  ASSERT_TRUE(hop_->wait_for_messages(1, kWait)) << log();
+  EXPECT_NE(hop_->messages()[0].data.find("Status: 5.1.10"), std::string::npos) << hop_->messages()[0].data;
 }
 
 TEST_F(InboundWorld, AFailedBounceIsKeptInTheFailedArea) {
