@@ -22,3 +22,7 @@ run explain --table "$table" --direction inbound  --domain acme.example --peer 2
 run explain --table "$table" --direction inbound  --domain acme.example --peer 2001:db8:42::25 --json
 run explain --table "$table" --direction outbound --domain globex.example --peer mx.secure.example.org
 run explain --table "$table" --direction outbound --domain old.example --peer partner.example
+run simulate --policy policies/scenarios/policy.tlsp policies/scenarios/
+# The relay's example configuration, checked against the table just built
+# (its certificate paths are a production machine's, so STARTTLS is left out).
+run relay --config docs/relay.conf.example --table "$table" --tls-cert "" --tls-key "" --check-config
