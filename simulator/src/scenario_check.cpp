@@ -24,7 +24,7 @@ namespace {
 
 // ------------------------------------------------------------ vocabulary
 
-const std::vector<std::string_view> kScenarioSettings = {"direction", "from", "to", "mx", "client", "mta-sts", "expect"};
+const std::vector<std::string_view> kScenarioSettings = {"direction", "from", "to", "mx", "client", "mta-sts", "expect", "live"};
 const std::vector<std::string_view> kHostFacts = {"starttls", "tls", "handshake", "cert", "tlsa"};
 const std::vector<std::string_view> kClientFacts = {"starttls", "tls", "handshake"};
 const std::vector<std::string_view> kTlsaRecords = {"dane-ee", "dane-ta", "pkix-ee",   "pkix-ta",
@@ -210,12 +210,28 @@ class Checker {
     std::map<std::string, SourceLocation> seen;
     for (const auto& st : s.settings) {
       const std::string& key = st.key.text;
-      if (key != "direction" && key != "from" && key != "to") {
+      if (key != "direction" && key != "from" && key != "to" && key != "live") {
         unknown_key(st.key, "setting", kScenarioSettings);
         continue;
       }
       if (!first_time(seen, key, st.key.where) || !not_negated(st)) continue;
-      if (key == "direction") {
+      if (key == "live") {
+        // `live skip "reason";`: `tlsp simulate --live` does not replay this
+        // scenario on the wire, and says why (docs/scenarios.md).
+        const char* form = "live skip \"why it cannot run live\";";
+        if (!arity(st, 2, 2, form)) continue;
+        if (st.args[0].kind != ast::Word::ident || st.args[0].text != "skip") {
+          error("S0201", st.args[0].where, "unknown value " + ticked(st.args[0].text) + " for `live`").help =
+              std::string("write `") + form + "`";
+          continue;
+        }
+        if (st.args[1].kind != ast::Word::string || st.args[1].text.empty()) {
+          error("S0208", st.args[1].where, "`live skip` takes the reason as a non-empty quoted string").help =
+              std::string("write `") + form + "`";
+          continue;
+        }
+        out.live_skip = st.args[1].text;
+      } else if (key == "direction") {
         if (!arity(st, 1, 1, "direction outbound;")) continue;
         if (auto d = value<Direction>(st.args[0], parse_direction, "direction", {"outbound", "inbound"}))
           out.direction = *d;

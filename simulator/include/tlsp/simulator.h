@@ -97,6 +97,9 @@ struct Scenario {
   // inbound
   HostScript client;
   Expectation expect;
+  // `live skip "reason";`: not replayed by `tlsp simulate --live` (the
+  // reason is reported); empty: replayed.
+  std::string live_skip;
 };
 
 struct BrokenScenario {
