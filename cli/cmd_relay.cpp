@@ -87,7 +87,9 @@ int cmd_relay(const Args& args) {
     ("dns-timeout", po::value<std::string>(), "one DNS lookup (default 10s)")
     ("sts-fetch-timeout", po::value<std::string>(), "one MTA-STS policy fetch (default 20s)")
     ("shutdown-grace", po::value<std::string>(), "SIGTERM: time for sessions and deliveries to finish (default 10s)")
-    ("table-check-interval", po::value<std::string>(), "how often the table file is checked for changes (default 2s)");
+    ("table-check-interval", po::value<std::string>(), "how often the table file is checked for changes (default 2s)")
+    ("connection-cache-time", po::value<std::string>(), "keep a delivering outbound session open this long for the next message to the same destination (default 2s; 0 disables)")
+    ("connection-reuse-limit", po::value<size_t>(), "messages per cached outbound session (default 100)");
   // clang-format on
   po::variables_map vm;
   if (!parse_options("relay", "[--config FILE] [options]",
@@ -147,6 +149,14 @@ int cmd_relay(const Args& args) {
   l.dns_timeout = duration_option(vm, "dns-timeout", d.dns_timeout);
   l.sts_fetch_timeout = duration_option(vm, "sts-fetch-timeout", d.sts_fetch_timeout);
   l.shutdown_grace = duration_option(vm, "shutdown-grace", d.shutdown_grace);
+  if (vm.count("connection-cache-time")) {
+    const std::string& t = vm["connection-cache-time"].as<std::string>();
+    if (t == "0")
+      l.connection_cache_time = std::chrono::seconds(0);
+    else
+      l.connection_cache_time = duration_option(vm, "connection-cache-time", d.connection_cache_time);
+  }
+  size("connection-reuse-limit", l.connection_reuse_limit);
   c.table_check_interval = duration_option(vm, "table-check-interval", std::chrono::seconds(2));
   try {
     validate_relay_config(c);

@@ -448,7 +448,10 @@ class MtaStsWorld : public RelayWorld {
     dns_.set({"_mta-sts." + domain, dns_type::TXT, {"\"v=STSv1; id=20261128\""}, false});
     dns_.set({"mta-sts." + domain, dns_type::A, {"127.0.0.40"}, false});
   }
-  void start(const std::string& table) { start_relay(table, {"--mta-sts-port", std::to_string(https_->port())}); }
+  void start(const std::string& table, std::vector<std::string> extra = {}) {
+    extra.insert(extra.end(), {"--mta-sts-port", std::to_string(https_->port())});
+    start_relay(table, extra);
+  }
   void TearDown() override {
     RelayWorld::TearDown();
     https_.reset();
@@ -502,7 +505,9 @@ TEST_F(MtaStsWorld, TheCachedPolicyIsUsedWhenARefetchFails) {
   SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.bank.example"));
   dns_mx("bank.example", "mx1.bank.example", "127.0.0.2", false);
   serve_policy("bank.example", "version: STSv1\nmode: enforce\nmx: mx1.bank.example\nmax_age: 86400\n");
-  start(compile_table(write_policy("    peer \"bank.example\" { level mta-sts; }\n")));
+  // No connection reuse: the second message must go through discovery.
+  start(compile_table(write_policy("    peer \"bank.example\" { level mta-sts; }\n")),
+        {"--connection-cache-time", "0"});
   ASSERT_TRUE(submit("alice@acme.example", {"bob@bank.example"}).accepted);
   ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
   // A new id forces a refetch, and the policy host now fails: the cached
@@ -519,6 +524,29 @@ TEST_F(MtaStsWorld, TheCachedPolicyIsUsedWhenARefetchFails) {
                        nullptr, mark))
       << log();
   EXPECT_GT(https_->request_count(), requests);  // it did try
+}
+
+TEST_F(RelayWorld, ADeliveringSessionIsReusedForTheNextMessageToTheSameDestination) {
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("    peer \"partner.example\" { level mandatory; min_tls tls1.2; }\n")),
+              {"--connection-cache-time", "30s"});
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  ASSERT_TRUE(wait_log("queue", {{"result", "removed"}})) << log();
+  ASSERT_TRUE(submit("alice@acme.example", {"carol@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(2, kWait)) << log();
+  EXPECT_TRUE(wait_log("attempt", {{"detail", "reused connection"}, {"outcome", "deliver"}, {"channel", "encrypted"},
+                                   {"rule", "mandatory"}}))
+      << log();
+  EXPECT_EQ(mx.messages()[1].tls, TlsVersion::tls1_3);
+  // The shutdown closes the cached session: one TLS session carried both.
+  relay_->signal(SIGTERM);
+  ASSERT_TRUE(relay_->wait_exit(kWait));
+  ASSERT_TRUE(mx.wait_for_sessions(1, kWait));
+  auto sessions = mx.sessions();
+  ASSERT_EQ(sessions.size(), 1u);
+  EXPECT_EQ(sessions[0].messages, 2u);
 }
 
 TEST_F(RelayWorld, ImplicitMxDeliversToTheDomainsAddress) {

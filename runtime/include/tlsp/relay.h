@@ -50,6 +50,11 @@ struct RelayLimits {
   std::chrono::seconds dns_timeout{10};         // one lookup
   std::chrono::seconds sts_fetch_timeout{20};   // one MTA-STS policy fetch
   std::chrono::seconds shutdown_grace{10};      // SIGTERM: sessions and deliveries may finish
+  // Outbound connection reuse (as Postfix's connection cache): a session
+  // that just delivered stays open this long for the next message to the
+  // same destination under the same rule; 0 disables it.
+  std::chrono::seconds connection_cache_time{2};
+  size_t connection_reuse_limit = 100;          // messages per cached session
 };
 
 struct NextHop {

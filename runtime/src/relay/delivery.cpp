@@ -148,7 +148,12 @@ struct Observation {
 class EntryDelivery {
  public:
   EntryDelivery(RelayContext& ctx, const QueueEntry& entry, const std::string& data)
-      : ctx_(ctx), entry_(entry), data_(data), limits_(ctx.config.limits), table_(ctx.table.get()) {}
+      : ctx_(ctx),
+        entry_(entry),
+        data_(data),
+        limits_(ctx.config.limits),
+        table_(ctx.table.get()),
+        table_generation_(ctx.table.generation()) {}
 
   DeliveryReport run() {
     if (entry_.direction == Direction::inbound) return run_next_hop();
@@ -276,8 +281,9 @@ class EntryDelivery {
 
   // MAIL, RCPT for each pending recipient, DATA. Updates the report.
   // Returns the SMTP summary for the log.
-  std::string transfer(Observation& o, const std::string& mx) {
+  std::string transfer(Observation& o, const std::string& mx, bool keep_open = false) {
     Stream& s = *o.stream;
+    kept_open_ = false;
     const auto t = std::chrono::duration_cast<std::chrono::milliseconds>(limits_.command_timeout);
     std::string mail = "MAIL FROM:<" + entry_.mail_from + ">";
     if (o.size_ext) mail += " SIZE=" + std::to_string(data_.size());
@@ -336,7 +342,10 @@ class EntryDelivery {
     pending_ = still;
     if (fin.code / 100 == 2) {
       report_.delivered.insert(report_.delivered.end(), accepted.begin(), accepted.end());
-      command(s, "QUIT", t);
+      if (keep_open && still.empty())
+        kept_open_ = true;  // the caller caches the session
+      else
+        command(s, "QUIT", t);
     } else {
       pending_.insert(pending_.end(), accepted.begin(), accepted.end());
       settle_list(accepted, fin, mx);
@@ -371,6 +380,7 @@ class EntryDelivery {
     decision_ = table_->lookup(Direction::outbound, entry_.managed_domain, entry_.destination);
     rule_ = {decision_.level, decision_.min_tls};
     const std::string& domain = entry_.destination;
+    if (try_cached()) return finish();
 
     std::vector<MxTarget> hosts;
     dns::Lookup<dns::MxHost> mx = ctx_.resolver->mx(domain);
@@ -585,9 +595,64 @@ class EntryDelivery {
       last_problem_ = h.host + "[" + address + "]: session does not match the decision";
       return false;
     }
-    std::string smtp = transfer(o, h.host);
+    std::string smtp = transfer(o, h.host, caching());
     log_attempt(h.host, address, out, "sent", cipher, auth, smtp, detail);
+    if (kept_open_) keep(o, h.host, address, out, cipher, auth, 0);
     return pending_.empty();
+  }
+
+  // ------------------------------------------------ connection reuse
+
+  bool caching() const { return ctx_.config.limits.connection_cache_time.count() > 0; }
+
+  std::string cache_key() const {
+    return std::string(to_string(entry_.direction)) + "|" + entry_.managed_domain + "|" + entry_.destination + "|" +
+           std::string(to_string(rule_.level)) + "|" + std::string(to_string(rule_.min_tls)) + "|" +
+           std::to_string(table_generation_);
+  }
+
+  void keep(Observation& o, const std::string& host, const std::string& address, const Outcome& out,
+            const std::string& cipher, const std::string& auth, size_t uses) {
+    if (uses + 1 >= ctx_.config.limits.connection_reuse_limit) {
+      command(*o.stream, "QUIT", std::chrono::seconds(5));
+      return;
+    }
+    CachedConnection c;
+    c.stream = std::make_unique<Stream>(std::move(*o.stream));
+    o.stream.reset();
+    c.host = host;
+    c.address = address;
+    c.cipher = cipher;
+    c.auth = auth;
+    c.outcome = out;
+    c.eightbitmime = o.eightbitmime;
+    c.size_ext = o.size_ext;
+    c.uses = uses + 1;
+    ctx_.connections.put(cache_key(), std::move(c));
+  }
+
+  // A session cached by an earlier delivery to this destination under this
+  // rule: RSET proves it alive, then the message goes out on it. Returns
+  // true when it delivered every recipient.
+  bool try_cached() {
+    if (!caching()) return false;
+    for (int tries = 0; tries < 2; ++tries) {
+      std::optional<CachedConnection> c = ctx_.connections.take(cache_key());
+      if (!c) return false;
+      Reply r = command(*c->stream, "RSET", std::chrono::seconds(10));
+      if (r.code != 250) continue;  // gone stale: try another, then the normal walk
+      Observation o;
+      o.connected = true;
+      o.address = c->address;
+      o.eightbitmime = c->eightbitmime;
+      o.size_ext = c->size_ext;
+      o.stream.emplace(std::move(*c->stream));
+      std::string smtp = transfer(o, c->host, true);
+      log_attempt(c->host, c->address, c->outcome, "sent", c->cipher, c->auth, smtp, "reused connection");
+      if (kept_open_) keep(o, c->host, c->address, c->outcome, c->cipher, c->auth, c->uses);
+      return pending_.empty();
+    }
+    return false;
   }
 
   void last_resort(const MxTarget& h, const std::string& address) {
@@ -658,6 +723,8 @@ class EntryDelivery {
   const std::string& data_;
   const RelayLimits& limits_;
   std::shared_ptr<const DecisionTable> table_;
+  uint64_t table_generation_ = 0;
+  bool kept_open_ = false;
   Decision decision_;
   RuleInput rule_;
   std::vector<std::string> pending_;
@@ -667,6 +734,38 @@ class EntryDelivery {
 };
 
 }  // namespace
+
+std::optional<CachedConnection> ConnectionCache::take(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = idle_.find(key);
+  if (it == idle_.end()) return std::nullopt;
+  CachedConnection c = std::move(it->second);
+  idle_.erase(it);
+  return c;
+}
+
+void ConnectionCache::put(const std::string& key, CachedConnection c) {
+  c.idle_since = std::chrono::steady_clock::now();
+  std::lock_guard lock(mu_);
+  idle_.emplace(key, std::move(c));
+}
+
+void ConnectionCache::expire(std::chrono::seconds idle) {
+  std::vector<CachedConnection> closing;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      if (idle.count() == 0 || now - it->second.idle_since > idle) {
+        closing.push_back(std::move(it->second));
+        it = idle_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (CachedConnection& c : closing) command(*c.stream, "QUIT", std::chrono::seconds(2));
+}
 
 DeliveryReport deliver_entry(RelayContext& ctx, const QueueEntry& entry, const std::string& data) {
   try {

@@ -647,6 +647,7 @@ void Relay::run() {
     }
     if (I->stopping) break;
     if (I->reload_requested.exchange(false)) I->load_table("SIGHUP");
+    I->ctx.connections.expire(I->ctx.config.limits.connection_cache_time);
     if (std::chrono::steady_clock::now() >= next_check) {
       I->check_table_file();
       next_check = std::chrono::steady_clock::now() + I->ctx.config.table_check_interval;
@@ -673,6 +674,7 @@ void Relay::run() {
     I->queue_cv.wait_until(lock, deadline, [&] { return I->in_flight == 0; });
     unfinished = I->in_flight;
   }
+  I->ctx.connections.expire(std::chrono::seconds(0));
   for (std::thread& t : workers) {
     if (unfinished == 0)
       t.join();

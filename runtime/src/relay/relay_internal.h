@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -66,14 +67,48 @@ class TableHolder {
     std::lock_guard lock(mu_);
     return table_;
   }
+  // Which table: bumped by every set(), so state derived from one table
+  // (a cached connection) is not used under another.
+  uint64_t generation() const {
+    std::lock_guard lock(mu_);
+    return generation_;
+  }
   void set(std::shared_ptr<const DecisionTable> t) {
     std::lock_guard lock(mu_);
     table_ = std::move(t);
+    ++generation_;
   }
 
  private:
   mutable std::mutex mu_;
   std::shared_ptr<const DecisionTable> table_;
+  uint64_t generation_ = 0;
+};
+
+// An outbound SMTP session that has just delivered, kept for the next
+// message to the same destination under the same rule. The key holds the
+// destination, the managed domain, the rule and the table generation; the
+// outcome is the engine's verdict for this very session, so a reuse sends
+// exactly what was approved.
+struct CachedConnection {
+  std::unique_ptr<Stream> stream;
+  std::string host, address, cipher, auth;
+  Outcome outcome;
+  bool eightbitmime = false, size_ext = false;
+  size_t uses = 0;
+  std::chrono::steady_clock::time_point idle_since;
+};
+
+class ConnectionCache {
+ public:
+  std::optional<CachedConnection> take(const std::string& key);
+  void put(const std::string& key, CachedConnection c);
+  // Closes (QUIT) sessions idle for longer than `idle`; all of them when 0.
+  void expire(std::chrono::seconds idle);
+
+ private:
+  std::mutex mu_;
+  std::multimap<std::string, CachedConnection> idle_;
 };
 
 // Everything sessions and deliveries share. Immutable after start except
@@ -90,6 +125,7 @@ struct RelayContext {
   StsFetchConfig sts_fetch;
   SslCtxPtr server_tls;  // null: STARTTLS not offered
   RetrySchedule retry;
+  ConnectionCache connections;
   // Called with freshly stored entries (the queue takes them).
   std::function<void(std::vector<QueueEntry>)> enqueue;
 
