@@ -282,7 +282,7 @@ class LiveRun {
     if (hosts.size() > kMaxMxHosts) throw std::runtime_error("too many MX hosts for one address block");
     const std::string domain = lower(s_.mx_domain);
     std::vector<std::string> mx_rdata;
-    std::vector<TestCert> certs;
+    std::vector<std::vector<std::string>> tlsa_rdata_by_host;
     for (size_t i = 0; i < hosts.size(); ++i) {
       const HostScript& h = hosts[i];
       const std::string name = lower(h.name);
@@ -301,7 +301,12 @@ class LiveRun {
       w_.peer_names.push_back(name);
       if (w_.smtp_port == 0) w_.smtp_port = w_.peers.back()->port();
       r_.phases.world += micros_since(t);
-      certs.push_back(std::move(cert));
+      // The TLSA records now: a mismatch may need another certificate,
+      // whose making counts as certificate time, not DNS time.
+      std::vector<std::string> rdata;
+      if (h.tlsa)
+        for (const auto& rec : h.tlsa->records) rdata.push_back(tlsa_rdata(h, cert, rec));
+      tlsa_rdata_by_host.push_back(std::move(rdata));
       if (!s_.hosts.empty()) mx_rdata.push_back(std::to_string(h.pref) + " " + name + ".");
     }
 
@@ -322,9 +327,7 @@ class LiveRun {
       script_answer(w_.dns, name, dns_type::A, {w_.addr(kFirstMxHost + static_cast<int>(i))}, addr);
       if (!h.tlsa) continue;
       const DnsStatus st = h.tlsa->dnssec.value_or(inherited(addr));
-      std::vector<std::string> rdata;
-      for (const auto& rec : h.tlsa->records) rdata.push_back(tlsa_rdata(h, certs[i], rec));
-      script_answer(w_.dns, "_25._tcp." + name, dns_type::TLSA, rdata, st);
+      script_answer(w_.dns, "_25._tcp." + name, dns_type::TLSA, tlsa_rdata_by_host[i], st);
     }
     r_.phases.dns += micros_since(t);
     build_mta_sts(domain, hosts);
@@ -533,6 +536,20 @@ class LiveRun {
                          (f.count("detail") ? " (" + get("detail") + ")" : ""));
     }
     check_wire_outbound(a);
+    check_not_contacted(attempts);
+  }
+
+  // A host the relay refused without connecting (addr `-`) must have seen
+  // no session at all.
+  void check_not_contacted(const std::vector<Fields>& attempts) {
+    for (const Fields& f : attempts) {
+      auto addr = f.find("addr");
+      auto mx = f.find("mx");
+      if (addr == f.end() || addr->second != "-" || mx == f.end()) continue;
+      for (size_t i = 0; i < w_.peers.size(); ++i)
+        if (w_.peer_names[i] == lower(mx->second) && !w_.peers[i]->sessions().empty())
+          r_.problems.push_back("the relay logged no connection to " + w_.peer_names[i] + ", which had a session");
+    }
   }
 
   void check_wire_outbound(const Fields& chosen) {
@@ -546,7 +563,7 @@ class LiveRun {
       auto msgs = p.messages();
       auto sessions = p.sessions();
       std::string line = w_.peer_names[i] + " [" + p.address() + "]: " + std::to_string(sessions.size()) +
-                         " session(s), " + std::to_string(msgs.size()) + " message(s)";
+                         " session(s) ended, " + std::to_string(msgs.size()) + " message(s)";
       for (const auto& m : msgs)
         line += "; received " + std::string(m.tls == TlsVersion::none ? "in plaintext" : "over " + std::string(to_string(m.tls))) +
                 (m.sni.empty() ? "" : ", sni " + m.sni);
