@@ -5,20 +5,12 @@
 
 #include <limits>
 #include <stdexcept>
+#include "message_text.h"
 
 namespace tlsp {
 namespace {
 
-std::string ticked(std::string_view s) {
-  constexpr size_t kShown = 40;
-  std::string out = "`";
-  for (size_t i = 0; i < s.size() && i < kShown; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    out += (c < 0x20 || c == 0x7F) ? '?' : s[i];
-  }
-  if (s.size() > kShown) out += "...";
-  return out + "`";
-}
+using runtime_detail::ticked;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);

@@ -25,6 +25,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include "message_text.h"
 
 namespace tlsp {
 namespace {
@@ -128,16 +129,7 @@ bool has_line_breaking_byte(std::string_view s) {
   return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
 }
 
-std::string ticked(std::string_view s) {
-  constexpr size_t kShown = 60;
-  std::string out = "`";
-  for (size_t i = 0; i < s.size() && i < kShown; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    out += (c < 0x20 || c == 0x7F) ? '?' : s[i];
-  }
-  if (s.size() > kShown) out += "...";
-  return out + "`";
-}
+using runtime_detail::ticked;
 
 // An address (or ORCPT) that may go into an envelope; the empty string is
 // the null sender and is allowed where `allow_empty`.
