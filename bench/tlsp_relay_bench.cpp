@@ -7,48 +7,52 @@
 //                    [--modes plaintext,opportunistic,dane-only]
 //                    [--postfix PATH | --no-postfix]
 //
-// For each mode one world is built on 127.0.0.0/8 and torn down again:
-//  * a DNS responder (tlsp::sim::DnsResponder) publishing, with the AD bit,
-//    `sink.example MX 10 mx.sink.example`, `mx.sink.example A 127.0.0.2`
-//    and `3 1 1` TLSA records for the sink's certificate;
-//  * one sink (tlsp::sim::SmtpPeer on 127.0.0.2) that accepts everything;
-//    it offers STARTTLS except in `plaintext`;
-//  * the MTA under test: a real `tlsp relay` child with a fresh spool and a
-//    decision table whose rule for sink.example is `opportunistic`
-//    (plaintext, opportunistic) or `dane-only; min_tls tls1.3`; then a
-//    private Postfix instance with smtp_tls_security_level none / may /
-//    dane-only (and TLS 1.3 as the mandatory floor);
+// The world, on 127.0.0.0/8:
+//  * a DNS responder (tlsp::sim::DnsResponder), shared by every run,
+//    publishing with the AD bit `sink.example MX 10 mx.sink.example`,
+//    `mx.sink.example A 127.0.0.2` and `3 1 1` TLSA records for the sink's
+//    certificate;
+//  * per run, a fresh sink (tlsp::sim::SmtpPeer on 127.0.0.2) that
+//    accepts everything; it offers STARTTLS except in `plaintext`;
+//  * per run, the MTA under test: a real `tlsp relay` child with a fresh
+//    spool and a decision table whose rule for sink.example is
+//    `opportunistic` (plaintext, opportunistic) or `dane-only; min_tls
+//    tls1.3`; then a private Postfix instance with smtp_tls_security_level
+//    none / may / dane-only (and TLS 1.3 as the mandatory floor);
 //  * C client threads submitting N messages of B octets over plaintext
 //    SMTP, kMessagesPerConnection per connection.
 // The figure is N / (the time from the first submission until the sink
-// holds all N). The client-side acceptance rate (N / the time until the
-// last 250 after DATA) and peak memory are printed with it.
+// holds all N). Printed with it: the client-side acceptance rate (N / the
+// time until the last 250 after DATA), the CPU time of the MTA's
+// processes per message, and peak memory.
 //
-// Contract: a row is printed only when the run was correct: every message
+// Contract: a row says `ok` only when the run was correct: every message
 // accepted by the MTA, each arrived at the sink exactly once with the
 // expected TLS version (none in plaintext, TLS 1.3 otherwise), and (tlsp)
 // one `attempt ... action=sent` log line per message, DANE-EE
-// authenticated in dane-only. Otherwise the row says what was wrong and
-// the exit status is 1. Nothing is left running or on disk: the relay is
-// stopped and reaped, Postfix stopped (and its processes waited for), the
-// work directory removed, also when a run fails or on SIGINT/SIGTERM/SIGHUP.
+// authenticated in dane-only (Postfix: every TLS session in its log
+// `Verified`). Otherwise the row says what was wrong and the exit status
+// is 1. Nothing is left running or on disk: the relay is stopped and
+// reaped, Postfix stopped (and its processes waited for), the work
+// directory removed, also when a run fails or on SIGINT/SIGTERM/SIGHUP.
 //
 // Postfix and DNSSEC: Postfix asks the system resolver (glibc) for MX, A
 // and TLSA records and trusts its AD bit; glibc cannot be given a port, so
 // the DNS responder listens on kDnsAddress port 53, and Postfix's smtp
-// client runs chrooted in its queue directory, where etc/resolv.conf names
-// that address with `options trust-ad` (glibc strips AD otherwise). No
-// system file is touched. When port 53 cannot be had (not root, or in
-// use), the DNS responder takes any port, Postfix relays to
-// [127.0.0.2]:port without DNS, and its dane-only row is "n/a".
+// client runs chrooted in its queue directory (in every mode, so the
+// modes differ only in the TLS level), where etc/resolv.conf names that
+// address with `options trust-ad` (glibc strips AD otherwise). No system
+// file is touched. When port 53 cannot be had (not root, or in use), the
+// DNS responder takes any port, Postfix relays to [127.0.0.2]:port
+// without DNS, and its dane-only row is "n/a".
 //
 // Postfix runs with its defaults otherwise (process limits, destination
-// concurrency 20, on-demand connection caching, in_flow_delay), no local
-// delivery. The machine is shared and noisy: compare the ratio measured
-// in one run, not figures across runs.
+// concurrency 20, on-demand connection caching, no TLS session cache,
+// in_flow_delay), no local delivery. The machine is shared and noisy:
+// compare the ratio measured in one run, not figures across runs.
 #include <arpa/inet.h>
-#include <netinet/in.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pty.h>
 #include <pwd.h>
@@ -102,9 +106,9 @@ constexpr size_t kDefaultMessageBytes = 2048;
 // Messages per client connection: below the relay's max-commands (1000
 // per session, three commands per message).
 constexpr size_t kMessagesPerConnection = 100;
-constexpr auto kClientTimeout = 60s;      // one client read or write
-constexpr auto kStartTimeout = 30s;       // an MTA to start listening
-constexpr auto kStopTimeout = 60s;        // an MTA to stop (its shutdown grace is shorter)
+constexpr auto kClientTimeout = 60s;  // one client read or write
+constexpr auto kStartTimeout = 30s;   // an MTA to start listening
+constexpr auto kStopTimeout = 60s;    // an MTA to stop (its shutdown grace is shorter)
 // The sink is waited for in kProgressSteps steps; a step that does not
 // complete within kStallTimeout fails the run (a stuck queue).
 constexpr size_t kProgressSteps = 20;
@@ -155,13 +159,13 @@ struct Options {
 struct Emergency {
   std::mutex mu;
   std::string work_dir;
-  std::set<std::string> postfix_configs;
+  std::map<std::string, pid_t> postfix_instances;  // config directory -> master pid
   std::set<pid_t> pids;
   std::string postfix;
 };
 Emergency g_emergency;
 
-void run_quiet(const std::vector<std::string>& argv);
+void stop_postfix_instance(const std::string& postfix, const std::string& config, pid_t master, const char* verb);
 
 void emergency_thread(sigset_t set) {
   int sig = 0;
@@ -169,7 +173,8 @@ void emergency_thread(sigset_t set) {
   std::lock_guard lock(g_emergency.mu);
   std::fprintf(stderr, "\nrelay bench: signal %d: stopping and cleaning up\n", sig);
   for (pid_t p : g_emergency.pids) ::kill(p, SIGKILL);
-  for (const std::string& c : g_emergency.postfix_configs) run_quiet({g_emergency.postfix, "-c", c, "abort"});
+  for (const auto& [config, master] : g_emergency.postfix_instances)
+    stop_postfix_instance(g_emergency.postfix, config, master, "abort");
   std::error_code ec;
   if (!g_emergency.work_dir.empty()) fs::remove_all(g_emergency.work_dir, ec);
   ::_exit(130);
@@ -230,8 +235,6 @@ int run_command(const std::vector<std::string>& argv, std::string* output = null
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
-
-void run_quiet(const std::vector<std::string>& argv) { run_command(argv); }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -541,13 +544,13 @@ struct World {
 };
 
 struct RunResult {
-  bool ran = false;          // false: n/a (reason in `problem`)
+  bool ran = false;  // false: n/a (reason in `problem`)
   bool ok = false;
-  double seconds = 0;        // first submission until the sink holds all
-  double accept_seconds = 0; // first submission until the last 250
-  double cpu_seconds = 0;    // the MTA's processes, during the run
-  double peak_mib = 0;       // tlsp: VmHWM; Postfix: summed RSS
-  double peak_pss_mib = 0;   // Postfix: summed PSS
+  double seconds = 0;         // first submission until the sink holds all
+  double accept_seconds = 0;  // first submission until the last 250
+  double cpu_seconds = 0;     // the MTA's processes, during the run
+  double peak_mib = 0;        // tlsp: VmHWM; Postfix: summed RSS
+  double peak_pss_mib = 0;    // Postfix: summed PSS
   size_t processes = 1;
   std::string problem;
   std::string note;
@@ -557,20 +560,24 @@ struct RunResult {
 // ------------------------------------------------------------------ tlsp
 
 std::string write_table(const std::string& dir, Mode mode) {
-  const std::string rule = mode == Mode::dane_only ? "level dane-only; min_tls tls1.3;" : "level opportunistic; min_tls any;";
+  const std::string rule =
+      mode == Mode::dane_only ? "level dane-only; min_tls tls1.3;" : "level opportunistic; min_tls any;";
   const std::string policy = dir + "/policy.tlsp";
-  write_file(policy, "policy \"relay-bench\" version \"1\";\n"
-                     "default domain {\n"
-                     "  outbound { default peer { level opportunistic; min_tls any; } }\n"
-                     "  inbound  { default peer { level opportunistic; min_tls any; } }\n"
-                     "}\n"
-                     "domain \"acme.example\" {\n"
-                     "  outbound {\n"
-                     "    default peer { level opportunistic; min_tls any; }\n"
-                     "    peer \"" + std::string(kSinkDomain) + "\" { " + rule + " }\n"
-                     "  }\n"
-                     "  inbound { default peer { level opportunistic; min_tls any; } }\n"
-                     "}\n");
+  write_file(policy,
+             "policy \"relay-bench\" version \"1\";\n"
+             "default domain {\n"
+             "  outbound { default peer { level opportunistic; min_tls any; } }\n"
+             "  inbound  { default peer { level opportunistic; min_tls any; } }\n"
+             "}\n"
+             "domain \"acme.example\" {\n"
+             "  outbound {\n"
+             "    default peer { level opportunistic; min_tls any; }\n"
+             "    peer \"" +
+                 std::string(kSinkDomain) + "\" { " + rule +
+                 " }\n"
+                 "  }\n"
+                 "  inbound { default peer { level opportunistic; min_tls any; } }\n"
+                 "}\n");
   CompileOptions o;
   o.inputs = {policy};
   o.threads = 1;
@@ -588,13 +595,20 @@ RunResult run_tlsp(const Options& opt, World& world, Mode mode, const std::vecto
   fs::create_directories(dir);
   auto sink = world.make_sink(mode);
   std::vector<std::string> args = {"relay",
-                                   "--listen", std::string(kClientAddress) + ":0",
-                                   "--hostname", "relay.bench.test",
-                                   "--table", write_table(dir, mode),
-                                   "--spool", dir + "/spool",
-                                   "--resolver", world.dns.server(),
-                                   "--smtp-port", std::to_string(sink->port()),
-                                   "--ca-file", world.pki->ca_file()};
+                                   "--listen",
+                                   std::string(kClientAddress) + ":0",
+                                   "--hostname",
+                                   "relay.bench.test",
+                                   "--table",
+                                   write_table(dir, mode),
+                                   "--spool",
+                                   dir + "/spool",
+                                   "--resolver",
+                                   world.dns.server(),
+                                   "--smtp-port",
+                                   std::to_string(sink->port()),
+                                   "--ca-file",
+                                   world.pki->ca_file()};
   if (opt.delivery_workers) args.insert(args.end(), {"--delivery-workers", std::to_string(opt.delivery_workers)});
   RelayProcess relay(opt.tlsp, args);
   {
@@ -648,17 +662,21 @@ RunResult run_tlsp(const Options& opt, World& world, Mode mode, const std::vecto
     auto f = parse_relay_log_line(line);
     if (f["event"] != "attempt" || f["action"] != "sent") continue;
     ++sent;
-    bool as_expected = mode == Mode::plaintext       ? f["channel"] == "plaintext"
-                       : mode == Mode::opportunistic ? f["channel"] == "encrypted" && f["tls"] == "tls1.3"
-                                                     : f["channel"] == "authenticated" && f["auth"] == "dane-ee" &&
-                                                           f["tls"] == "tls1.3";
+    bool as_expected = mode == Mode::plaintext ? f["channel"] == "plaintext"
+                       : mode == Mode::opportunistic
+                           ? f["channel"] == "encrypted" && f["tls"] == "tls1.3"
+                           : f["channel"] == "authenticated" && f["auth"] == "dane-ee" && f["tls"] == "tls1.3";
     if (!as_expected) ++wrong;
   }
-  std::string problems = check_sink(*sink, messages.size(), mode == Mode::plaintext ? TlsVersion::none : TlsVersion::tls1_3);
-  if (sent != messages.size()) problems += (problems.empty() ? "" : ", ") + std::to_string(sent) + " sent attempts logged";
+  std::string problems =
+      check_sink(*sink, messages.size(), mode == Mode::plaintext ? TlsVersion::none : TlsVersion::tls1_3);
+  if (sent != messages.size())
+    problems += (problems.empty() ? "" : ", ") + std::to_string(sent) + " sent attempts logged";
   if (wrong) problems += (problems.empty() ? "" : ", ") + std::to_string(wrong) + " attempts on another channel";
   res.note = "log: " + std::to_string(sent) + " sent attempts (" + std::to_string(sent - wrong) + " " +
-             (mode == Mode::plaintext ? "plaintext" : mode == Mode::opportunistic ? "TLS 1.3" : "DANE-EE, TLS 1.3") +
+             (mode == Mode::plaintext       ? "plaintext"
+              : mode == Mode::opportunistic ? "TLS 1.3"
+                                            : "DANE-EE, TLS 1.3") +
              "); sink sessions " + std::to_string(sink->sessions().size());
   res.problem = problems;
   res.ok = problems.empty();
@@ -666,6 +684,29 @@ RunResult run_tlsp(const Options& opt, World& world, Mode mode, const std::vecto
 }
 
 // --------------------------------------------------------------- Postfix
+
+// `postfix -c config stop` (or abort), then waits for every process of
+// the instance to end, SIGKILL to what is left after kStopTimeout: the
+// master's children outlive it by a second or two, and the directory they
+// work in must not be removed under them. They are not our children: a
+// pidfd taken before the stop tells when each one exits.
+void stop_postfix_instance(const std::string& postfix, const std::string& config, pid_t master, const char* verb) {
+  std::vector<int> pidfds;
+  if (master > 0)
+    for (pid_t p : process_tree(master)) {
+      int fd = static_cast<int>(::syscall(SYS_pidfd_open, p, 0));
+      if (fd >= 0) pidfds.push_back(fd);
+    }
+  run_command({postfix, "-c", config, verb});
+  const auto deadline = Clock::now() + kStopTimeout;
+  for (int fd : pidfds) {
+    pollfd pfd{fd, POLLIN, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (::poll(&pfd, 1, static_cast<int>(std::max<long long>(0, left))) <= 0)
+      ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
+    ::close(fd);
+  }
+}
 
 // A private Postfix instance: its own config, queue and data directories
 // under `dir`; stopped (and every process of it gone) by the destructor.
@@ -698,12 +739,20 @@ class PostfixInstance {
     std::string main_cf =
         "# tlsp_relay_bench: a private relay instance\n"
         "compatibility_level = 3.6\n"
-        "queue_directory = " + queue + "\n"
-        "data_directory = " + dir_ + "/data\n"
+        "queue_directory = " +
+        queue +
+        "\n"
+        "data_directory = " +
+        dir_ +
+        "/data\n"
         "mail_owner = postfix\n"
         "setgid_group = postdrop\n"
-        "maillog_file = " + maillog() + "\n"
-        "maillog_file_prefixes = " + dir_ + "\n"
+        "maillog_file = " +
+        maillog() +
+        "\n"
+        "maillog_file_prefixes = " +
+        dir_ +
+        "\n"
         "myhostname = postfix.bench.test\n"
         "mydomain = bench.test\n"
         "myorigin = $myhostname\n"
@@ -719,12 +768,16 @@ class PostfixInstance {
         "mynetworks = 127.0.0.0/8\n"
         "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n"
         "smtp_address_preference = ipv4\n"
-        "smtp_tls_security_level = " + level + "\n"
+        "smtp_tls_security_level = " +
+        level +
+        "\n"
         "smtp_tls_loglevel = 1\n"
-        "smtp_tls_CAfile = " + world.pki->ca_file() + "\n";
+        "smtp_tls_CAfile = " +
+        world.pki->ca_file() + "\n";
     if (dns) {
       // The MX lookup as tlsp does it, through the chrooted resolver.
-      main_cf += "relayhost = " + std::string(kSinkDomain) + ":" + std::to_string(sink_port) + "\n"
+      main_cf += "relayhost = " + std::string(kSinkDomain) + ":" + std::to_string(sink_port) +
+                 "\n"
                  "smtp_dns_support_level = dnssec\n";
       write_file(queue + "/etc/resolv.conf", "nameserver " + std::string(kDnsAddress) + "\noptions trust-ad\n");
       for (const char* f : {"/etc/services", "/etc/hosts", "/etc/host.conf"}) {
@@ -738,69 +791,53 @@ class PostfixInstance {
     write_file(config_ + "/main.cf", main_cf);
 
     const std::string chroot = dns ? "y" : "n";
-    write_file(config_ + "/master.cf",
-               "# service type  private unpriv  chroot  wakeup  maxproc command\n" +
-                   std::string(kPostfixAddress) + ":" + std::to_string(smtpd_port) +
-                   " inet n - n - - smtpd\n"
-                   "pickup    unix  n       -       n       60      1       pickup\n"
-                   "cleanup   unix  n       -       n       -       0       cleanup\n"
-                   "qmgr      unix  n       -       n       300     1       qmgr\n"
-                   "tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n"
-                   "rewrite   unix  -       -       n       -       -       trivial-rewrite\n"
-                   "bounce    unix  -       -       n       -       0       bounce\n"
-                   "defer     unix  -       -       n       -       0       bounce\n"
-                   "trace     unix  -       -       n       -       0       bounce\n"
-                   "verify    unix  -       -       n       -       1       verify\n"
-                   "flush     unix  n       -       n       1000?   0       flush\n"
-                   "proxymap  unix  -       -       n       -       -       proxymap\n"
-                   "smtp      unix  -       -       " + chroot + "       -       -       smtp\n"
-                   "relay     unix  -       -       " + chroot + "       -       -       smtp\n"
-                   "showq     unix  n       -       n       -       -       showq\n"
-                   "error     unix  -       -       n       -       -       error\n"
-                   "retry     unix  -       -       n       -       -       error\n"
-                   "discard   unix  -       -       n       -       -       discard\n"
-                   "anvil     unix  -       -       n       -       1       anvil\n"
-                   "scache    unix  -       -       n       -       1       scache\n"
-                   "postlog   unix-dgram n  -       n       -       1       postlogd\n");
-    {
-      std::lock_guard lock(g_emergency.mu);
-      g_emergency.postfix_configs.insert(config_);
-    }
+    write_file(config_ + "/master.cf", "# service type  private unpriv  chroot  wakeup  maxproc command\n" +
+                                           std::string(kPostfixAddress) + ":" + std::to_string(smtpd_port) +
+                                           " inet n - n - - smtpd\n"
+                                           "pickup    unix  n       -       n       60      1       pickup\n"
+                                           "cleanup   unix  n       -       n       -       0       cleanup\n"
+                                           "qmgr      unix  n       -       n       300     1       qmgr\n"
+                                           "tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n"
+                                           "rewrite   unix  -       -       n       -       -       trivial-rewrite\n"
+                                           "bounce    unix  -       -       n       -       0       bounce\n"
+                                           "defer     unix  -       -       n       -       0       bounce\n"
+                                           "trace     unix  -       -       n       -       0       bounce\n"
+                                           "verify    unix  -       -       n       -       1       verify\n"
+                                           "flush     unix  n       -       n       1000?   0       flush\n"
+                                           "proxymap  unix  -       -       n       -       -       proxymap\n"
+                                           "smtp      unix  -       -       " +
+                                           chroot +
+                                           "       -       -       smtp\n"
+                                           "relay     unix  -       -       " +
+                                           chroot +
+                                           "       -       -       smtp\n"
+                                           "showq     unix  n       -       n       -       -       showq\n"
+                                           "error     unix  -       -       n       -       -       error\n"
+                                           "retry     unix  -       -       n       -       -       error\n"
+                                           "discard   unix  -       -       n       -       -       discard\n"
+                                           "anvil     unix  -       -       n       -       1       anvil\n"
+                                           "scache    unix  -       -       n       -       1       scache\n"
+                                           "postlog   unix-dgram n  -       n       -       1       postlogd\n");
     started_ = true;
     std::string out;
     if (run_command({postfix_, "-c", config_, "start"}, &out) != 0)
       throw std::runtime_error("`postfix start` failed:\n" + tail(out, 8));
     std::string pid = trim(read_file(queue + "/pid/master.pid"));
     master_ = std::atoi(pid.c_str());
+    std::lock_guard lock(g_emergency.mu);
+    g_emergency.postfix_instances[config_] = master_;
     if (master_ <= 0) throw std::runtime_error("postfix started without a master.pid");
   }
 
   pid_t master() const { return master_; }
 
-  // `postfix stop`, then waits for every process of the instance to end
-  // (SIGKILL to what is left after kStopTimeout). They are not our
-  // children: a pidfd taken before the stop tells when each one exits.
+  // Stops the instance and waits for all its processes (see below).
   void stop() {
     if (!started_) return;
     started_ = false;
-    std::vector<int> pidfds;
-    std::vector<pid_t> pids;
-    if (master_ > 0)
-      for (pid_t p : process_tree(master_)) {
-        int fd = static_cast<int>(::syscall(SYS_pidfd_open, p, 0));
-        if (fd >= 0) pidfds.push_back(fd), pids.push_back(p);
-      }
-    run_command({postfix_, "-c", config_, "stop"});
-    const auto deadline = Clock::now() + kStopTimeout;
-    for (size_t i = 0; i < pidfds.size(); ++i) {
-      pollfd pfd{pidfds[i], POLLIN, 0};
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (::poll(&pfd, 1, static_cast<int>(std::max<long long>(0, left))) <= 0)
-        ::syscall(SYS_pidfd_send_signal, pidfds[i], SIGKILL, nullptr, 0);
-      ::close(pidfds[i]);
-    }
+    stop_postfix_instance(postfix_, config_, master_, "stop");
     std::lock_guard lock(g_emergency.mu);
-    g_emergency.postfix_configs.erase(config_);
+    g_emergency.postfix_instances.erase(config_);
   }
 
  private:
@@ -820,8 +857,8 @@ size_t count_lines_with(const std::string& text, const std::string& needle) {
 RunResult run_postfix(const Options& opt, World& world, Mode mode, const std::vector<SubmitMessage>& messages) {
   RunResult res;
   if (mode == Mode::dane_only && !world.dns_on_port_53) {
-    res.problem = "Postfix's DANE needs the system resolver (glibc, port 53) to reach the test DNS: " +
-                  world.dns_problem;
+    res.problem =
+        "Postfix's DANE needs the system resolver (glibc, port 53) to reach the test DNS: " + world.dns_problem;
     return res;
   }
   res.ran = true;
@@ -902,10 +939,14 @@ std::vector<Mode> parse_modes(const std::string& s) {
   std::stringstream ss(s);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    if (item == "plaintext") out.push_back(Mode::plaintext);
-    else if (item == "opportunistic") out.push_back(Mode::opportunistic);
-    else if (item == "dane-only") out.push_back(Mode::dane_only);
-    else throw std::invalid_argument("--modes: `" + item + "` is not plaintext, opportunistic or dane-only");
+    if (item == "plaintext")
+      out.push_back(Mode::plaintext);
+    else if (item == "opportunistic")
+      out.push_back(Mode::opportunistic);
+    else if (item == "dane-only")
+      out.push_back(Mode::dane_only);
+    else
+      throw std::invalid_argument("--modes: `" + item + "` is not plaintext, opportunistic or dane-only");
   }
   return out;
 }
@@ -926,15 +967,24 @@ Options parse_options(int argc, char** argv) {
       if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
       return argv[++i];
     };
-    if (a == "--tlsp") o.tlsp = value();
-    else if (a == "--messages") o.messages = parse_count(a, value());
-    else if (a == "--clients") o.clients = parse_count(a, value());
-    else if (a == "--message-bytes") o.message_bytes = parse_count(a, value());
-    else if (a == "--delivery-workers") o.delivery_workers = static_cast<unsigned>(parse_count(a, value()));
-    else if (a == "--modes") o.modes = parse_modes(value());
-    else if (a == "--postfix") o.postfix = value();
-    else if (a == "--no-postfix") o.with_postfix = false;
-    else throw std::invalid_argument("unknown option `" + a + "`");
+    if (a == "--tlsp")
+      o.tlsp = value();
+    else if (a == "--messages")
+      o.messages = parse_count(a, value());
+    else if (a == "--clients")
+      o.clients = parse_count(a, value());
+    else if (a == "--message-bytes")
+      o.message_bytes = parse_count(a, value());
+    else if (a == "--delivery-workers")
+      o.delivery_workers = static_cast<unsigned>(parse_count(a, value()));
+    else if (a == "--modes")
+      o.modes = parse_modes(value());
+    else if (a == "--postfix")
+      o.postfix = value();
+    else if (a == "--no-postfix")
+      o.with_postfix = false;
+    else
+      throw std::invalid_argument("unknown option `" + a + "`");
   }
   if (o.message_bytes < 512) throw std::invalid_argument("--message-bytes: at least 512");
   return o;
@@ -1026,9 +1076,10 @@ int main(int argc, char** argv) {
   try {
     World world(work);
     const auto messages = make_messages(opt.messages, opt.message_bytes);
-    std::printf("relay throughput on the loopback: %zu messages of %zu octets, %zu client connections at once "
-                "(%zu messages per connection), one sink\n",
-                opt.messages, opt.message_bytes, opt.clients, kMessagesPerConnection);
+    std::printf(
+        "relay throughput on the loopback: %zu messages of %zu octets, %zu client connections at once "
+        "(%zu messages per connection), one sink\n",
+        opt.messages, opt.message_bytes, opt.clients, kMessagesPerConnection);
     std::printf("tlsp:    %s relay, delivery workers %s\n", opt.tlsp.c_str(),
                 opt.delivery_workers ? std::to_string(opt.delivery_workers).c_str() : "default (8)");
     if (postfix)
@@ -1067,11 +1118,12 @@ int main(int argc, char** argv) {
       }
       std::printf("\n");
     }
-    std::printf("msgs/s: until the sink held every message; accept/s: until the last 250 to the clients; cpu: the "
-                "MTA's processes only (user + system)\n"
-                "peak MiB: tlsp = the relay's VmHWM; postfix = the summed RSS (and PSS) of all its processes, sampled "
-                "every %lld ms\n",
-                static_cast<long long>(kMemorySampleInterval.count()));
+    std::printf(
+        "msgs/s: until the sink held every message; accept/s: until the last 250 to the clients; cpu: the "
+        "MTA's processes only (user + system)\n"
+        "peak MiB: tlsp = the relay's VmHWM; postfix = the summed RSS (and PSS) of all its processes, sampled "
+        "every %lld ms\n",
+        static_cast<long long>(kMemorySampleInterval.count()));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tlsp_relay_bench: %s\n", e.what());
     status = 1;
