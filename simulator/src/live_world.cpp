@@ -276,6 +276,30 @@ class LiveRun {
     r_.phases.dns += micros_since(t);
   }
 
+  // Every MX peer on one port (the relay's --smtp-port): the first takes a
+  // free one, the others the same on their addresses. Another process may
+  // hold that port on one of them (a concurrent live run uses the same
+  // blocks); then all start again on a new port, a few times.
+  void start_peers(std::vector<SmtpPeerConfig> configs) {
+    constexpr int kPortAttempts = 5;
+    const auto t = Clock::now();
+    for (int attempt = 1;; ++attempt) {
+      w_.peers.clear();
+      w_.smtp_port = 0;
+      try {
+        for (SmtpPeerConfig& pc : configs) {
+          pc.port = w_.smtp_port;
+          w_.peers.push_back(std::make_unique<SmtpPeer>(pc));
+          if (w_.smtp_port == 0) w_.smtp_port = w_.peers.back()->port();
+        }
+        break;
+      } catch (const std::runtime_error&) {
+        if (attempt == kPortAttempts) throw;
+      }
+    }
+    r_.phases.world += micros_since(t);
+  }
+
   // The MX hosts' peers, and their DNS.
   void build_outbound_world() {
     const std::vector<HostScript> hosts = mx_hosts(s_);
@@ -283,6 +307,7 @@ class LiveRun {
     const std::string domain = lower(s_.mx_domain);
     std::vector<std::string> mx_rdata;
     std::vector<std::vector<std::string>> tlsa_rdata_by_host;
+    std::vector<SmtpPeerConfig> peer_configs;
     for (size_t i = 0; i < hosts.size(); ++i) {
       const HostScript& h = hosts[i];
       const std::string name = lower(h.name);
@@ -297,9 +322,8 @@ class LiveRun {
       pc.tls_versions = h.tls == 0 ? kAllTlsVersions : h.tls;
       pc.cert_file = cert.cert_file;
       pc.key_file = cert.key_file;
-      w_.peers.push_back(std::make_unique<SmtpPeer>(pc));
+      peer_configs.push_back(pc);
       w_.peer_names.push_back(name);
-      if (w_.smtp_port == 0) w_.smtp_port = w_.peers.back()->port();
       r_.phases.world += micros_since(t);
       // The TLSA records now: a mismatch may need another certificate,
       // whose making counts as certificate time, not DNS time.
@@ -310,6 +334,7 @@ class LiveRun {
       if (!s_.hosts.empty()) mx_rdata.push_back(std::to_string(h.pref) + " " + name + ".");
     }
 
+    start_peers(peer_configs);
     const auto t = Clock::now();
     if (!s_.hosts.empty()) {
       script_answer(w_.dns, domain, dns_type::MX, mx_rdata, s_.mx_dnssec);
