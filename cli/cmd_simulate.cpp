@@ -258,7 +258,10 @@ ordered_json entry_json(const DecisionTable& t, const Entry& e) {
     j["attempts"].push_back(h);
   }
   j["notes"] = e.result.notes;
-  if (e.live) j["live"] = live_json(e);
+  if (e.live) {
+    j["live"] = live_json(e);
+    if (!e.ok) j["live"]["relay_log"] = e.live_result.log;  // only where it is worth reading
+  }
   return j;
 }
 
@@ -540,9 +543,11 @@ int cmd_simulate(const Args& args) {
   po::positional_options_description pos;
   pos.add("scenarios", -1);
   po::variables_map vm;
-  if (!parse_options("simulate", "(--policy POLICY [--policy ...] | --table TABLE) SCENARIO_FILE_OR_DIR... [--json] [--junit FILE]",
+  if (!parse_options("simulate", "(--policy POLICY [--policy ...] | --table TABLE) SCENARIO_FILE_OR_DIR... [--json] [--junit FILE] [--live [--jobs N] [--timings]]",
                      "Replays the scenarios against the policy through the enforcement engine and checks each expected "
                      "outcome. Directories are searched recursively for *.scenario files (docs/scenarios.md).\n"
+                     "With --live: each scenario also runs on the wire, through a real `tlsp relay` against scripted peers on "
+                     "127.20.0.0/16, and passes only when expected, model and live outcomes agree.\n"
                      "With --matrix (and no scenarios): the decision matrix, as `tlsp matrix` (see its --help).",
                      opts, &pos, args, vm))
     return kExitOk;

@@ -428,8 +428,8 @@ class LiveRun {
                                      "--submit-network", w_.addr(kRelayHost) + "/32",
                                      "--next-hop", next_hop_domain + "=" + hop,
                                      "--retry-schedule", "1h",
-                                     "--connect-timeout", "5s",
-                                     "--command-timeout", "10s",
+                                     "--connect-timeout", std::to_string(kLiveConnectTimeout.count()) + "s",
+                                     "--command-timeout", std::to_string(kLiveCommandTimeout.count()) + "s",
                                      "--dns-timeout", std::to_string(kLiveDnsTimeout.count()) + "s",
                                      "--sts-fetch-timeout", std::to_string(kLiveStsFetchTimeout.count()) + "s",
                                      "--delivery-workers", "1",
@@ -665,6 +665,7 @@ class LiveRun {
       r_.tls = "none";  // nothing was delivered (the session's own version is in the log line)
       r_.applied = f["rule"] == "opportunistic" ? "opportunistic" : "mandatory";
       r_.reason = f["reason"];
+      if (!w_.next_hop->messages().empty()) r_.problems.push_back("a refused message reached the next hop");
       r_.notes.push_back("reject: rule " + f["rule"] + " min_tls " + f["min_tls"] + ", session tls " + f["tls"] + ", reason " + f["reason"]);
     } else if (sub.failed_stage == SubmitStage::starttls) {
       if (!wait_event("tls", {{"result", "handshake-failed"}}, &f))
@@ -673,11 +674,11 @@ class LiveRun {
       r_.channel = "none";
       r_.tls = "none";
       r_.reason = "tls-handshake-failure";
-      r_.applied = probe_level();
+      if (!w_.next_hop->messages().empty()) r_.problems.push_back("a refused message reached the next hop");
+      r_.applied = probe_level();  // may itself deliver a message to the next hop
     } else {
       r_.error = "the client's submission failed without a refusal: " + sub.reply + sub.error;
     }
-    if (!sub.accepted && !w_.next_hop->messages().empty()) r_.problems.push_back("a refused message reached the next hop");
   }
 
   // `handshake fails` for a client: STARTTLS, then bytes that are no

@@ -47,6 +47,8 @@ namespace tlsp::sim {
 inline constexpr std::chrono::milliseconds kLiveScenarioTimeout{60000};  // one world, start to first delivery run
 inline constexpr std::chrono::seconds kLiveDnsTimeout{1};                // relay --dns-timeout (scripted silence)
 inline constexpr std::chrono::seconds kLiveStsFetchTimeout{1};           // relay --sts-fetch-timeout
+inline constexpr std::chrono::seconds kLiveConnectTimeout{5};            // relay --connect-timeout
+inline constexpr std::chrono::seconds kLiveCommandTimeout{10};           // relay --command-timeout
 inline constexpr std::chrono::milliseconds kLiveStsDelay{3000};          // a scripted fetch timeout's delay
 inline constexpr unsigned kLiveMaxSlots = 250;                           // address blocks 127.20.0-249.0/24
 inline constexpr int64_t kLiveCachedMaxAge = 86400;                      // max_age of a scripted cached policy
