@@ -173,6 +173,59 @@ TEST(LiveSimulation, CtrlCTearsEveryWorldDown) {
   EXPECT_TRUE(processes_mentioning(work.path).empty()) << "a relay is still running";
 }
 
+// The live side really is observed: a relay that enforces another rule
+// (here: a wrapper that hands the relay a table where mandatory-tls12 is
+// opportunistic) is caught with model and live differing, while the model
+// alone still passes.
+TEST(LiveSimulation, ARelayEnforcingAnotherRuleIsCaught) {
+  TempDir work;
+  ASSERT_FALSE(work.path.empty());
+  std::ifstream in(kSource + "/policies/scenarios/policy.tlsp");
+  std::string policy((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string strict = "peer \"mandatory-tls12.example\"     { level mandatory;     min_tls tls1.2; }";
+  const size_t at = policy.find(strict);
+  ASSERT_NE(at, std::string::npos);
+  policy.replace(at, strict.size(), "peer \"mandatory-tls12.example\" { level opportunistic; min_tls any; }");
+  const std::string weak = work.path + "/weak.tlsp";
+  std::ofstream(weak) << policy;
+  const std::string weak_table = work.path + "/weak.tlspdt";
+  {
+    tlsp::CompileOptions o;
+    o.inputs = {weak};
+    o.threads = 1;
+    tlsp::CompileResult r = tlsp::compile(o);
+    ASSERT_TRUE(r.table);
+    tlsp::write_table_file(weak_table, *r.table);
+  }
+  // The wrapper swaps the value of --table and runs the real relay.
+  const std::string wrapper = work.path + "/relay-with-another-table";
+  std::ofstream(wrapper) << "#!/bin/sh\nn=$#; i=0; for a; do i=$((i+1)); if [ \"$prev\" = --table ]; then a=" << weak_table
+                         << "; fi; set -- \"$@\" \"$a\"; prev=$a; done; shift $n; exec " << TLSP_BINARY << " \"$@\"\n";
+  fs::permissions(wrapper, fs::perms::owner_all);
+  const std::string worlds = work.path + "/worlds";
+  fs::create_directory(worlds);
+
+  Child c = spawn({"simulate", "--live", "--json", "--relay-binary", wrapper, "--work-dir", worlds, "--policy",
+                   "policies/scenarios/policy.tlsp", "policies/scenarios/mandatory.scenario"});
+  ASSERT_GT(c.pid, 0);
+  std::string out, err;
+  drain(c, out, err, std::chrono::steady_clock::now() + kSuiteBudget);
+  int st = wait_status(c.pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 1) << err;
+  nlohmann::json doc = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << err.substr(0, 4000);
+  size_t caught = 0;
+  for (const auto& s : doc["scenarios"]) {
+    if (s["status"] != "fail") continue;
+    for (const auto& check : s["live"]["checks"])
+      if (check["field"] == "applied" && check["model"] == "mandatory" && check["live"] == "opportunistic") caught++;
+  }
+  EXPECT_GT(caught, 0u) << out.substr(0, 4000);
+  EXPECT_GT(doc["failed"].get<size_t>(), 0u);
+  EXPECT_TRUE(fs::is_empty(worlds)) << "a live world left files behind";
+}
+
 // The inbound mapping keeps each scripted client address's rule, for every
 // address the suite scripts and a few more, and the nesting of prefixes.
 TEST(LiveSimulation, ClientTableMappingKeepsEveryRule) {
