@@ -139,7 +139,8 @@ TEST(LiveSimulation, EveryShippedScenarioAgreesExpectedModelAndLive) {
     if (s.contains("live")) live_runs++;
     if (s["status"] == "pass") continue;
     std::ostringstream why;
-    why << s["name"].get<std::string>() << " (" << s["file"].get<std::string>() << ":" << s["line"] << "): " << s["status"];
+    why << s["name"].get<std::string>() << " (" << s["file"].get<std::string>() << ":" << s["line"]
+        << "): " << s["status"];
     if (s.contains("live")) why << "\n" << s["live"].dump(2);
     ADD_FAILURE() << why.str();
   }
@@ -199,8 +200,9 @@ TEST(LiveSimulation, ARelayEnforcingAnotherRuleIsCaught) {
   }
   // The wrapper swaps the value of --table and runs the real relay.
   const std::string wrapper = work.path + "/relay-with-another-table";
-  std::ofstream(wrapper) << "#!/bin/sh\nn=$#; i=0; for a; do i=$((i+1)); if [ \"$prev\" = --table ]; then a=" << weak_table
-                         << "; fi; set -- \"$@\" \"$a\"; prev=$a; done; shift $n; exec " << TLSP_BINARY << " \"$@\"\n";
+  std::ofstream(wrapper) << "#!/bin/sh\nn=$#; i=0; for a; do i=$((i+1)); if [ \"$prev\" = --table ]; then a="
+                         << weak_table << "; fi; set -- \"$@\" \"$a\"; prev=$a; done; shift $n; exec " << TLSP_BINARY
+                         << " \"$@\"\n";
   fs::permissions(wrapper, fs::perms::owner_all);
   const std::string worlds = work.path + "/worlds";
   fs::create_directory(worlds);

@@ -113,7 +113,10 @@ std::vector<LiveCheck> check_live(const Scenario& s, const ScenarioResult& model
   };
   auto opt = [](const auto& o) { return o ? std::string(to_string(*o)) : std::string(); };
   add("outcome", std::string(to_string(e.outcome)), std::string(to_string(m.kind)), live.outcome);
-  add("channel", e.channel ? std::string(to_string(*e.channel)) : e.outcome == OutcomeKind::refuse ? "none" : "",
+  add("channel",
+      e.channel                          ? std::string(to_string(*e.channel))
+      : e.outcome == OutcomeKind::refuse ? "none"
+                                         : "",
       std::string(to_string(m.channel)), live.channel);
   add("applied", std::string(to_string(e.applied)), std::string(to_string(m.applied)), live.applied);
   add("tls", opt(e.tls), std::string(to_string(m.tls)), live.tls);

@@ -23,10 +23,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <ctime>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -71,7 +71,9 @@ std::string lower(std::string s) {
   return s;
 }
 
-DnsStatus inherited(DnsStatus parent) { return parent == DnsStatus::secure ? DnsStatus::secure : DnsStatus::insecure; }
+DnsStatus inherited(DnsStatus parent) {
+  return parent == DnsStatus::secure ? DnsStatus::secure : DnsStatus::insecure;
+}
 
 // One scripted answer: records with the AD bit or not, or a failure. An
 // nxdomain status leaves the name out (an empty rrset is NODATA).
@@ -79,14 +81,21 @@ void script_answer(DnsResponder& dns, const std::string& name, uint16_t type, st
                    DnsStatus status) {
   DnsRrset r{name, type, std::move(rdata), status == DnsStatus::secure};
   switch (status) {
-    case DnsStatus::nxdomain: return;
+    case DnsStatus::nxdomain:
+      return;
     case DnsStatus::secure:
     case DnsStatus::insecure:
       if (r.rdata.empty()) return dns.set_name(name, DnsBehaviour::answer, r.secure);
       break;
-    case DnsStatus::bogus: r.behaviour = DnsBehaviour::bogus; break;
-    case DnsStatus::servfail: r.behaviour = DnsBehaviour::servfail; break;
-    case DnsStatus::timeout: r.behaviour = DnsBehaviour::silence; break;
+    case DnsStatus::bogus:
+      r.behaviour = DnsBehaviour::bogus;
+      break;
+    case DnsStatus::servfail:
+      r.behaviour = DnsBehaviour::servfail;
+      break;
+    case DnsStatus::timeout:
+      r.behaviour = DnsBehaviour::silence;
+      break;
   }
   if (r.rdata.empty() && r.behaviour != DnsBehaviour::answer) return dns.set_name(name, r.behaviour, false);
   dns.set(std::move(r));
@@ -175,8 +184,10 @@ class LiveRun {
       if (w_.slot >= kLiveMaxSlots) throw std::runtime_error("no address block for slot " + std::to_string(w_.slot));
       if (g_cancelled) throw std::runtime_error("cancelled");
       make_dir();
-      if (s_.direction == Direction::outbound) run_outbound();
-      else run_inbound();
+      if (s_.direction == Direction::outbound)
+        run_outbound();
+      else
+        run_inbound();
     } catch (const std::exception& e) {
       r_.error = e.what();
     }
@@ -215,11 +226,16 @@ class LiveRun {
 
   static CertKind cert_kind(CertStatus s) {
     switch (s) {
-      case CertStatus::valid: return CertKind::valid;
-      case CertStatus::expired: return CertKind::expired;
-      case CertStatus::wrong_name: return CertKind::wrong_name;
-      case CertStatus::self_signed: return CertKind::self_signed;
-      case CertStatus::untrusted: return CertKind::untrusted;
+      case CertStatus::valid:
+        return CertKind::valid;
+      case CertStatus::expired:
+        return CertKind::expired;
+      case CertStatus::wrong_name:
+        return CertKind::wrong_name;
+      case CertStatus::self_signed:
+        return CertKind::self_signed;
+      case CertStatus::untrusted:
+        return CertKind::untrusted;
     }
     return CertKind::valid;
   }
@@ -237,14 +253,30 @@ class LiveRun {
     TlsaRecord r;
     if (rec.kind) {
       switch (*rec.kind) {
-        case TlsaKind::dane_ee_match: r = TestPki::tlsa_for(cert, 3, 1, 1); break;
-        case TlsaKind::dane_ee_mismatch: r = TestPki::tlsa_for(other_for(cert), 3, 1, 1); break;
-        case TlsaKind::dane_ta_match: r = TestPki::tlsa_for(cert, 2, 1, 1); break;
-        case TlsaKind::dane_ta_mismatch: r = TestPki::tlsa_for(other_for(cert), 2, 1, 1); break;
-        case TlsaKind::pkix_ee: r = TestPki::tlsa_for(cert, 3, 1, 1), r.usage = 1; break;
-        case TlsaKind::pkix_ta: r = TestPki::tlsa_for(cert, 2, 1, 1), r.usage = 0; break;
-        case TlsaKind::bad_selector: r = TestPki::tlsa_for(cert, 3, 1, 1), r.selector = 2; break;
-        case TlsaKind::bad_mtype: r = TestPki::tlsa_for(cert, 3, 1, 1), r.mtype = 3; break;
+        case TlsaKind::dane_ee_match:
+          r = TestPki::tlsa_for(cert, 3, 1, 1);
+          break;
+        case TlsaKind::dane_ee_mismatch:
+          r = TestPki::tlsa_for(other_for(cert), 3, 1, 1);
+          break;
+        case TlsaKind::dane_ta_match:
+          r = TestPki::tlsa_for(cert, 2, 1, 1);
+          break;
+        case TlsaKind::dane_ta_mismatch:
+          r = TestPki::tlsa_for(other_for(cert), 2, 1, 1);
+          break;
+        case TlsaKind::pkix_ee:
+          r = TestPki::tlsa_for(cert, 3, 1, 1), r.usage = 1;
+          break;
+        case TlsaKind::pkix_ta:
+          r = TestPki::tlsa_for(cert, 2, 1, 1), r.usage = 0;
+          break;
+        case TlsaKind::bad_selector:
+          r = TestPki::tlsa_for(cert, 3, 1, 1), r.selector = 2;
+          break;
+        case TlsaKind::bad_mtype:
+          r = TestPki::tlsa_for(cert, 3, 1, 1), r.mtype = 3;
+          break;
         case TlsaKind::bad_length:
           r = TestPki::tlsa_for(cert, 3, 1, 1);
           r.data.resize(r.data.size() / 2);
@@ -376,10 +408,18 @@ class LiveRun {
         resp.body = policy_body(StsMode::enforce, {"*." + domain});
         switch (*sts.fetch) {
           case StsFetch::ok:
-          case StsFetch::bad_cert: break;
-          case StsFetch::http_error: resp.status = 404; resp.body = "not found\n"; break;
-          case StsFetch::timeout: resp.delay = kLiveStsDelay; break;
-          case StsFetch::invalid: resp.body = "this is not an MTA-STS policy\n"; break;
+          case StsFetch::bad_cert:
+            break;
+          case StsFetch::http_error:
+            resp.status = 404;
+            resp.body = "not found\n";
+            break;
+          case StsFetch::timeout:
+            resp.delay = kLiveStsDelay;
+            break;
+          case StsFetch::invalid:
+            resp.body = "this is not an MTA-STS policy\n";
+            break;
         }
       } else {
         resp.delay = kLiveStsDelay;  // the model's default for a missing result is a timeout
@@ -415,26 +455,46 @@ class LiveRun {
     const auto t = Clock::now();
     const std::string hop = w_.addr(kNextHopHost) + ":" + std::to_string(w_.next_hop ? w_.next_hop->port() : 25);
     std::vector<std::string> args = {"relay",
-                                     "--listen", w_.addr(kRelayHost) + ":0",
-                                     "--hostname", "relay.live.test",
-                                     "--table", table,
-                                     "--spool", w_.dir + "/spool",
-                                     "--mta-sts-cache", w_.dir + "/mta-sts",
-                                     "--resolver", w_.dns.server(),
-                                     "--smtp-port", std::to_string(w_.smtp_port ? w_.smtp_port : 25),
-                                     "--ca-file", w_.pki->ca_file(),
-                                     "--tls-cert", relay_cert_.cert_file,
-                                     "--tls-key", relay_cert_.key_file,
-                                     "--submit-network", w_.addr(kRelayHost) + "/32",
-                                     "--next-hop", next_hop_domain + "=" + hop,
-                                     "--retry-schedule", "1h",
-                                     "--connect-timeout", std::to_string(kLiveConnectTimeout.count()) + "s",
-                                     "--command-timeout", std::to_string(kLiveCommandTimeout.count()) + "s",
-                                     "--dns-timeout", std::to_string(kLiveDnsTimeout.count()) + "s",
-                                     "--sts-fetch-timeout", std::to_string(kLiveStsFetchTimeout.count()) + "s",
-                                     "--delivery-workers", "1",
-                                     "--shutdown-grace", "1s",
-                                     "--table-check-interval", "1h"};
+                                     "--listen",
+                                     w_.addr(kRelayHost) + ":0",
+                                     "--hostname",
+                                     "relay.live.test",
+                                     "--table",
+                                     table,
+                                     "--spool",
+                                     w_.dir + "/spool",
+                                     "--mta-sts-cache",
+                                     w_.dir + "/mta-sts",
+                                     "--resolver",
+                                     w_.dns.server(),
+                                     "--smtp-port",
+                                     std::to_string(w_.smtp_port ? w_.smtp_port : 25),
+                                     "--ca-file",
+                                     w_.pki->ca_file(),
+                                     "--tls-cert",
+                                     relay_cert_.cert_file,
+                                     "--tls-key",
+                                     relay_cert_.key_file,
+                                     "--submit-network",
+                                     w_.addr(kRelayHost) + "/32",
+                                     "--next-hop",
+                                     next_hop_domain + "=" + hop,
+                                     "--retry-schedule",
+                                     "1h",
+                                     "--connect-timeout",
+                                     std::to_string(kLiveConnectTimeout.count()) + "s",
+                                     "--command-timeout",
+                                     std::to_string(kLiveCommandTimeout.count()) + "s",
+                                     "--dns-timeout",
+                                     std::to_string(kLiveDnsTimeout.count()) + "s",
+                                     "--sts-fetch-timeout",
+                                     std::to_string(kLiveStsFetchTimeout.count()) + "s",
+                                     "--delivery-workers",
+                                     "1",
+                                     "--shutdown-grace",
+                                     "1s",
+                                     "--table-check-interval",
+                                     "1h"};
     if (w_.https) args.insert(args.end(), {"--mta-sts-port", std::to_string(w_.https->port())});
     if (g_cancelled) throw std::runtime_error("cancelled");
     w_.relay = std::make_unique<RelayProcess>(c_.tlsp_binary, args);
@@ -555,7 +615,10 @@ class LiveRun {
       r_.notes.push_back("the MX lookup failed: the relay named no host (`mx=-`)");
     }
     for (const Fields& f : attempts) {
-      auto get = [&](const char* k) { auto it = f.find(k); return it == f.end() ? std::string("-") : it->second; };
+      auto get = [&](const char* k) {
+        auto it = f.find(k);
+        return it == f.end() ? std::string("-") : it->second;
+      };
       r_.notes.push_back("attempt " + get("mx") + " [" + get("addr") + "]: " + get("outcome") + " " + get("channel") +
                          " " + get("applied") + " " + get("tls") + " " + get("reason") + ", " + get("action") +
                          (f.count("detail") ? " (" + get("detail") + ")" : ""));
@@ -578,7 +641,10 @@ class LiveRun {
   }
 
   void check_wire_outbound(const Fields& chosen) {
-    auto get = [&](const char* k) { auto it = chosen.find(k); return it == chosen.end() ? std::string() : it->second; };
+    auto get = [&](const char* k) {
+      auto it = chosen.find(k);
+      return it == chosen.end() ? std::string() : it->second;
+    };
     const std::string action = get("action");
     const bool sent = action == "sent" || action == "sent-last-resort";
     for (size_t i = 0; i < w_.peers.size(); ++i) {
@@ -590,22 +656,29 @@ class LiveRun {
       std::string line = w_.peer_names[i] + " [" + p.address() + "]: " + std::to_string(sessions.size()) +
                          " session(s) ended, " + std::to_string(msgs.size()) + " message(s)";
       for (const auto& m : msgs)
-        line += "; received " + std::string(m.tls == TlsVersion::none ? "in plaintext" : "over " + std::string(to_string(m.tls))) +
+        line += "; received " +
+                std::string(m.tls == TlsVersion::none ? "in plaintext" : "over " + std::string(to_string(m.tls))) +
                 (m.sni.empty() ? "" : ", sni " + m.sni);
       r_.wire.push_back(line);
       if (!target) {
-        if (!msgs.empty()) r_.problems.push_back(w_.peer_names[i] + " received the message, but the relay's result is " + (sent ? "another host" : "no delivery"));
+        if (!msgs.empty())
+          r_.problems.push_back(w_.peer_names[i] + " received the message, but the relay's result is " +
+                                (sent ? "another host" : "no delivery"));
         continue;
       }
       if (msgs.size() != 1) {
-        r_.problems.push_back("the relay logged a delivery to " + w_.peer_names[i] + ", which received " + std::to_string(msgs.size()) + " message(s)");
+        r_.problems.push_back("the relay logged a delivery to " + w_.peer_names[i] + ", which received " +
+                              std::to_string(msgs.size()) + " message(s)");
         continue;
       }
       const std::string seen = std::string(to_string(msgs[0].tls));
-      if (seen != get("tls")) r_.problems.push_back("the relay logged tls " + get("tls") + ", " + w_.peer_names[i] + " received over " + seen);
+      if (seen != get("tls"))
+        r_.problems.push_back("the relay logged tls " + get("tls") + ", " + w_.peer_names[i] + " received over " +
+                              seen);
       if (msgs[0].tls != TlsVersion::none && lower(msgs[0].sni) != lower(get("mx")))
         r_.problems.push_back("SNI `" + msgs[0].sni + "` is not the MX host `" + get("mx") + "`");
-      if (msgs[0].data.find("hello") == std::string::npos) r_.problems.push_back("the message body did not arrive intact");
+      if (msgs[0].data.find("hello") == std::string::npos)
+        r_.problems.push_back("the message body did not arrive intact");
     }
   }
 
@@ -635,7 +708,8 @@ class LiveRun {
     const HostScript& c = s_.client;
     SubmitResult sub = c.starttls && c.tls == 0 ? broken_handshake(client) : submit(client, c.starttls, c.tls);
     r_.ran = true;
-    r_.wire.push_back("client " + client + ": " + (sub.accepted ? "accepted" : "refused at " + std::string(to_string(sub.failed_stage))) +
+    r_.wire.push_back("client " + client + ": " +
+                      (sub.accepted ? "accepted" : "refused at " + std::string(to_string(sub.failed_stage))) +
                       (sub.code ? ", reply " + sub.reply : "") + (sub.error.empty() ? "" : ", " + sub.error) +
                       (sub.tls == TlsVersion::none ? "" : ", over " + std::string(to_string(sub.tls))));
     Fields f;
@@ -649,7 +723,8 @@ class LiveRun {
       // accepted session exactly one of these two (docs/engine.md).
       r_.reason = r_.tls == "none" ? "plaintext-allowed" : "ok";
       if (sub.tls != TlsVersion::none && std::string(to_string(sub.tls)) != r_.tls)
-        r_.problems.push_back("the relay logged " + r_.tls + ", the client negotiated " + std::string(to_string(sub.tls)));
+        r_.problems.push_back("the relay logged " + r_.tls + ", the client negotiated " +
+                              std::string(to_string(sub.tls)));
       const auto t2 = Clock::now();
       Fields q;
       if (!wait_event("queue", {{"queue_id", id}}, &q)) throw std::runtime_error("the next hop delivery did not end");
@@ -666,10 +741,12 @@ class LiveRun {
       r_.applied = f["rule"] == "opportunistic" ? "opportunistic" : "mandatory";
       r_.reason = f["reason"];
       if (!w_.next_hop->messages().empty()) r_.problems.push_back("a refused message reached the next hop");
-      r_.notes.push_back("reject: rule " + f["rule"] + " min_tls " + f["min_tls"] + ", session tls " + f["tls"] + ", reason " + f["reason"]);
+      r_.notes.push_back("reject: rule " + f["rule"] + " min_tls " + f["min_tls"] + ", session tls " + f["tls"] +
+                         ", reason " + f["reason"]);
     } else if (sub.failed_stage == SubmitStage::starttls) {
       if (!wait_event("tls", {{"result", "handshake-failed"}}, &f))
-        throw std::runtime_error("the client's handshake failed (" + sub.error + ") but the relay logged no failed handshake");
+        throw std::runtime_error("the client's handshake failed (" + sub.error +
+                                 ") but the relay logged no failed handshake");
       r_.outcome = "refuse";
       r_.channel = "none";
       r_.tls = "none";
@@ -770,6 +847,8 @@ void cancel_live_runs() {
   }
 }
 
-bool live_runs_cancelled() { return g_cancelled.load(); }
+bool live_runs_cancelled() {
+  return g_cancelled.load();
+}
 
 }  // namespace tlsp::sim

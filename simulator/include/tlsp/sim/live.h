@@ -79,13 +79,13 @@ struct LivePhases {
 // The live outcome, field by field as the relay and the peers showed it
 // ("-" when nothing showed it).
 struct LiveResult {
-  bool ran = false;      // the world was built and the message went through the relay
-  std::string error;     // why not, or why no outcome could be read
+  bool ran = false;   // the world was built and the message went through the relay
+  std::string error;  // why not, or why no outcome could be read
   std::string outcome = "-", channel = "-", applied = "-", tls = "-", reason = "-", via;
   std::vector<std::string> wire;      // what each peer received (for reports)
   std::vector<std::string> problems;  // log vs wire disagreements
   std::vector<std::string> log;       // the relay's log lines of this world
-  std::vector<std::string> notes;     // how the world was built where it is not literal (mapped addresses, rebased TLSA)
+  std::vector<std::string> notes;  // how the world was built where it is not literal (mapped addresses, rebased TLSA)
   LivePhases phases;
 };
 
