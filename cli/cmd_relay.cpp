@@ -2,6 +2,7 @@
 // setting is a flag and may also be given in a config file
 // (`--config FILE`, `name = value` lines, the flag names without `--`);
 // flags win over the file. README "Running the relay" has an example.
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 
@@ -20,6 +21,21 @@ std::chrono::seconds duration_option(const po::variables_map& vm, const char* na
   auto d = parse_duration(text);
   if (!d) throw UsageError(std::string("--") + name + ": `" + text + "` is not a duration (e.g. 30s, 5m, 2h, 5d)");
   return *d;
+}
+
+// Like duration_option, also taking milliseconds ("500ms"): DNS and HTTPS
+// timeouts below a second are useful on a local network and in tests.
+std::chrono::milliseconds millis_option(const po::variables_map& vm, const char* name, std::chrono::milliseconds dflt) {
+  if (!vm.count(name)) return dflt;
+  const std::string& text = vm[name].as<std::string>();
+  if (text.size() > 2 && text.compare(text.size() - 2, 2, "ms") == 0) {
+    const std::string n = text.substr(0, text.size() - 2);
+    if (n.size() <= 9 && std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        std::stoul(n) > 0)
+      return std::chrono::milliseconds(std::stoul(n));
+    throw UsageError(std::string("--") + name + ": `" + text + "` is not a duration (e.g. 500ms, 10s)");
+  }
+  return duration_option(vm, name, std::chrono::duration_cast<std::chrono::seconds>(dflt));
 }
 
 NextHop parse_next_hop(const std::string& text) {
@@ -84,8 +100,8 @@ int cmd_relay(const Args& args) {
     ("connect-timeout", po::value<std::string>(), "outbound TCP connect (default 30s)")
     ("command-timeout", po::value<std::string>(), "outbound: each SMTP reply (default 5m)")
     ("data-timeout", po::value<std::string>(), "outbound: the reply to the final dot (default 10m)")
-    ("dns-timeout", po::value<std::string>(), "one DNS lookup (default 10s)")
-    ("sts-fetch-timeout", po::value<std::string>(), "one MTA-STS policy fetch (default 20s)")
+    ("dns-timeout", po::value<std::string>(), "one DNS lookup (default 10s; ms allowed, e.g. 500ms)")
+    ("sts-fetch-timeout", po::value<std::string>(), "one MTA-STS policy fetch (default 20s; ms allowed)")
     ("shutdown-grace", po::value<std::string>(), "SIGTERM: time for sessions and deliveries to finish (default 10s)")
     ("table-check-interval", po::value<std::string>(), "how often the table file is checked for changes (default 2s)")
     ("connection-cache-time", po::value<std::string>(), "keep a delivering outbound session open this long for the next message to the same destination (default 2s; 0 disables)")
@@ -146,8 +162,8 @@ int cmd_relay(const Args& args) {
   l.connect_timeout = duration_option(vm, "connect-timeout", d.connect_timeout);
   l.command_timeout = duration_option(vm, "command-timeout", d.command_timeout);
   l.data_timeout = duration_option(vm, "data-timeout", d.data_timeout);
-  l.dns_timeout = duration_option(vm, "dns-timeout", d.dns_timeout);
-  l.sts_fetch_timeout = duration_option(vm, "sts-fetch-timeout", d.sts_fetch_timeout);
+  l.dns_timeout = millis_option(vm, "dns-timeout", d.dns_timeout);
+  l.sts_fetch_timeout = millis_option(vm, "sts-fetch-timeout", d.sts_fetch_timeout);
   l.shutdown_grace = duration_option(vm, "shutdown-grace", d.shutdown_grace);
   if (vm.count("connection-cache-time")) {
     const std::string& t = vm["connection-cache-time"].as<std::string>();

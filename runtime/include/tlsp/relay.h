@@ -47,8 +47,8 @@ struct RelayLimits {
   std::chrono::seconds connect_timeout{30};     // outbound TCP connect
   std::chrono::seconds command_timeout{300};    // outbound: each reply (RFC 5321 §4.5.3.2)
   std::chrono::seconds data_timeout{600};       // outbound: the reply to the final dot
-  std::chrono::seconds dns_timeout{10};         // one lookup
-  std::chrono::seconds sts_fetch_timeout{20};   // one MTA-STS policy fetch
+  std::chrono::milliseconds dns_timeout{10000};        // one lookup
+  std::chrono::milliseconds sts_fetch_timeout{20000};  // one MTA-STS policy fetch
   std::chrono::seconds shutdown_grace{10};      // SIGTERM: sessions and deliveries may finish
   // Outbound connection reuse (as Postfix's connection cache): a session
   // that just delivered stays open this long for the next message to the

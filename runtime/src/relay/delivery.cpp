@@ -676,7 +676,8 @@ class EntryDelivery {
   // offers it (no certificate check: it is the operator's own host).
   DeliveryReport run_next_hop() {
     pending_ = entry_.recipients;
-    decision_ = table_->lookup(Direction::inbound, entry_.managed_domain, entry_.client_address);
+    // The rule the sending peer was accepted under (logged; enforced then).
+    decision_ = stricter_inbound_rule(*table_, entry_.managed_domain, entry_.client_address, entry_.sender_peer).decision;
     rule_ = {decision_.level, decision_.min_tls};
     std::string host = entry_.destination;
     uint16_t port = 25;

@@ -137,6 +137,15 @@ struct RelayContext {
 
 // ------------------------------------------------------- SMTP server side
 
+// The inbound rule for one (managed domain, client): the client-address
+// rule always counts; the sender-domain rule only when one of its selectors
+// matched, and only to tighten (SPEC §5; docs/engine.md).
+struct InboundRule {
+  Decision decision;
+};
+InboundRule stricter_inbound_rule(const DecisionTable& table, std::string_view domain, std::string_view client,
+                                  std::string_view sender_domain);
+
 // Serves one accepted connection to the end (QUIT, a limit, a timeout or
 // the shutdown flag). Never throws.
 void serve_smtp_session(RelayContext& ctx, Stream stream, const std::atomic<bool>& stopping);

@@ -158,17 +158,11 @@ std::string min_text(MinTls m) {
   return m == MinTls::tls1_3 ? "TLS 1.3" : m == MinTls::tls1_2 ? "TLS 1.2 or later" : "TLS";
 }
 
-// The inbound rule for one (managed domain, client): the client-address
-// rule always counts; the sender-domain rule only when one of its selectors
-// matched, and only to tighten (SPEC §5; docs/engine.md).
-struct InboundRule {
-  Decision decision;
-  std::string selector;  // for the log
-};
+}  // namespace
 
 InboundRule stricter_inbound_rule(const DecisionTable& table, std::string_view domain, std::string_view client,
                                   std::string_view sender_domain) {
-  InboundRule r{table.lookup(Direction::inbound, domain, client), {}};
+  InboundRule r{table.lookup(Direction::inbound, domain, client)};
   if (!sender_domain.empty()) {
     Decision s = table.lookup(Direction::inbound, domain, sender_domain);
     if (s.match == MatchKind::exact || s.match == MatchKind::wildcard) {
@@ -187,6 +181,8 @@ InboundRule stricter_inbound_rule(const DecisionTable& table, std::string_view d
   }
   return r;
 }
+
+namespace {
 
 class Session {
  public:
