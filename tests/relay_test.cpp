@@ -835,6 +835,38 @@ TEST_F(RelayWorld, PipelinedCommandsGetTheirRepliesInOrder) {
   EXPECT_EQ(line.substr(0, 3), "221") << line;
 }
 
+TEST_F(RelayWorld, BareLineEndingsCannotSmuggleASecondMessage) {
+  SmtpPeerConfig c = mx_config("mx1.partner.example");
+  c.offer_starttls = false;
+  SmtpPeer& mx = peer("127.0.0.2", c);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("")));
+  // "\n.\n" and "\r\n.\n" are not the end of the data; the message runs to
+  // the real CR LF . CR LF and is refused as a whole.
+  for (const char* smuggle : {"\n.\nMAIL FROM:<evil@acme.example>\r\n", "\r\n.\nRCPT TO:<x@partner.example>\r\n",
+                              "\n.\r\nDATA\r\n", "\r.\r\nQUIT\r\n"}) {
+    std::string error;
+    int fd = connect_tcp("127.0.0.1", relay_port_, 5s, error);
+    ASSERT_GE(fd, 0) << error;
+    Stream s(fd);
+    s.set_timeout(10s);
+    std::string line;
+    ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+    ASSERT_EQ(s.write_all("HELO x\r\nMAIL FROM:<alice@acme.example>\r\nRCPT TO:<bob@partner.example>\r\nDATA\r\n"),
+              IoStatus::ok);
+    for (int i = 0; i < 4; ++i) ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+    ASSERT_EQ(line.substr(0, 3), "354");
+    ASSERT_EQ(s.write_all(std::string("Subject: s\r\n\r\nhello") + smuggle + "more\r\n.\r\n"), IoStatus::ok);
+    ASSERT_EQ(s.read_line(line, 1000), IoStatus::ok);
+    EXPECT_EQ(line.substr(0, 3), "554") << line;
+  }
+  EXPECT_TRUE(wait_log("limit", {{"limit", "bare_line_ending"}})) << log();
+  // A clean message still goes through.
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_EQ(mx.messages().size(), 1u);
+}
+
 TEST_F(RelayWorld, PlaintextPipelinedBehindStarttlsIsDiscarded) {
   start_relay(compile_table(write_policy("")));
   std::string error;

@@ -253,7 +253,13 @@ std::chrono::milliseconds Stream::timeout() const {
 }
 
 IoStatus Stream::read_line(std::string& line, size_t max_len) {
+  bool bare_lf = false;
+  return read_line(line, max_len, bare_lf);
+}
+
+IoStatus Stream::read_line(std::string& line, size_t max_len, bool& bare_lf) {
   line.clear();
+  bare_lf = false;
   Impl& m = *impl_;
   const auto deadline = m.deadline();
   bool overflow = false;  // the line outgrew max_len: dropping it up to its LF
@@ -262,7 +268,10 @@ IoStatus Stream::read_line(std::string& line, size_t max_len) {
     const size_t lf = m.in.find('\n', scan_from);
     if (lf != std::string::npos) {
       size_t end = lf;
-      if (end > m.in_pos && m.in[end - 1] == '\r') --end;
+      if (end > m.in_pos && m.in[end - 1] == '\r')
+        --end;
+      else
+        bare_lf = true;
       const bool fits = !overflow && end - m.in_pos <= max_len;
       if (fits) line.assign(m.in, m.in_pos, end - m.in_pos);
       m.in_pos = lf + 1;

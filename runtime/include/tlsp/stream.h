@@ -47,6 +47,9 @@ class Stream {
   // One line, its CR LF (or bare LF) stripped; max_len counts the line
   // without them. At the end of input a partial line is not returned (eof).
   IoStatus read_line(std::string& line, size_t max_len);
+  // The same, and whether the line ended in a bare LF (no CR before it):
+  // SMTP DATA must tell `\r\n.\r\n` from `\n.\n` (SMTP smuggling).
+  IoStatus read_line(std::string& line, size_t max_len, bool& bare_lf);
   // Up to max bytes (at least one unless not ok), replacing out.
   IoStatus read_some(std::string& out, size_t max);
   IoStatus write_all(std::string_view data);

@@ -432,7 +432,7 @@ class Session {
     if (state_ != State::have_rcpt) return error_reply("503 5.5.1 Error: need RCPT command");
     if (!reply("354 End data with <CR><LF>.<CR><LF>")) return false;
     std::string data = received_header();
-    bool too_big = false, line_too_long = false, eight = false;
+    bool too_big = false, line_too_long = false, eight = false, bare_lf_seen = false, prev_bare = false;
     std::string line;
     while (true) {
       auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -442,7 +442,8 @@ class Session {
         return false;
       }
       stream_.set_timeout(std::min<std::chrono::milliseconds>(remaining, limits_.idle_timeout));
-      IoStatus st = stream_.read_line(line, limits_.max_data_line_length);
+      bool bare_lf = false;
+      IoStatus st = stream_.read_line(line, limits_.max_data_line_length, bare_lf);
       if (st == IoStatus::timeout) {
         limit("idle_timeout", "421 4.4.2 " + ctx_.hostname + " Error: timeout exceeded");
         return false;
@@ -450,9 +451,18 @@ class Session {
       if (st == IoStatus::eof || st == IoStatus::error) return false;  // nothing acknowledged: nothing lost
       if (st == IoStatus::too_long) {
         line_too_long = true;
+        prev_bare = bare_lf;
         continue;
       }
-      if (line == ".") break;
+      // Only CR LF . CR LF ends the data. A "." next to a bare LF is not
+      // the end here, and a message with bare LFs is refused: a next hop
+      // that reads them differently must not find a second message
+      // smuggled inside this one (SMTP smuggling, CVE-2023-51764).
+      // A bare CR inside a line is refused for the same reason: some
+      // servers end lines there.
+      if (bare_lf || line.find('\r') != std::string::npos) bare_lf_seen = true;
+      if (line == "." && !bare_lf && !prev_bare) break;
+      prev_bare = bare_lf;
       std::string_view body(line);
       if (!body.empty() && body.front() == '.') body.remove_prefix(1);  // RFC 5321 §4.5.2
       if (too_big || line_too_long) continue;
@@ -469,6 +479,11 @@ class Session {
       log("limit", {{"limit", "max_message_size"}});
       reset_transaction();
       return reply("552 5.3.4 Message size exceeds fixed limit");
+    }
+    if (bare_lf_seen) {
+      log("limit", {{"limit", "bare_line_ending"}});
+      reset_transaction();
+      return reply("554 5.5.2 Error: bare <CR> or <LF> received; lines must end with <CR><LF>");
     }
     if (line_too_long) {
       log("limit", {{"limit", "max_data_line_length"}});
