@@ -943,6 +943,16 @@ TEST_F(InboundWorld, ANullMxBouncesAtOnce) {
   EXPECT_NE(hop_->messages()[0].data.find("Status: 5.1.10"), std::string::npos) << hop_->messages()[0].data;
 }
 
+TEST_F(InboundWorld, PostmasterWithoutADomainIsAccepted) {
+  start_relay(compile_table(write_policy("", "")));
+  SubmitOptions o;
+  o.source_address = "127.0.0.9";
+  SubmitResult r = submit("carol@sender.example", {"PostMaster"}, o);
+  ASSERT_TRUE(r.accepted) << r.reply << log();
+  ASSERT_TRUE(hop_->wait_for_messages(1, kWait)) << log();
+  EXPECT_EQ(hop_->messages()[0].rcpts, std::vector<std::string>{"postmaster@acme.example"});
+}
+
 TEST_F(InboundWorld, AFailedBounceIsKeptInTheFailedArea) {
   // A bounce (null sender) refused permanently by the next hop: nobody to
   // tell, so the message is kept in failed/ and logged.

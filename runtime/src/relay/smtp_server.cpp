@@ -405,7 +405,20 @@ class Session {
   bool on_rcpt(std::string_view arg) {
     if (state_ != State::have_mail && state_ != State::have_rcpt) return error_reply("503 5.5.1 Error: need MAIL command");
     if (!iequals_prefix(arg, "TO:")) return error_reply("501 5.5.4 Syntax: RCPT TO:<address>");
-    PathParse p = parse_path(arg.substr(3), /*allow_null=*/false);
+    std::string_view to = trim(arg.substr(3));
+    if (to.size() >= 12 && iequals_prefix(to, "<postmaster>") && !ctx_.config.next_hops.empty()) {
+      // RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted;
+      // it is the postmaster of the first managed domain with a next hop.
+      std::string address = "postmaster@" + ctx_.config.next_hops.front().domain;
+      if (recipients_.size() >= limits_.max_recipients) {
+        log("limit", {{"limit", "max_recipients"}});
+        return reply("452 4.5.3 Error: too many recipients");
+      }
+      recipients_.push_back({address, ctx_.config.next_hops.front().domain});
+      state_ = State::have_rcpt;
+      return reply("250 2.1.5 Ok");
+    }
+    PathParse p = parse_path(to, /*allow_null=*/false);
     if (!p.ok) return error_reply(p.problem);
     if (!p.rest.empty()) return error_reply("555 5.5.4 Unsupported RCPT parameter");
     if (recipients_.size() >= limits_.max_recipients) {
