@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "test_support.h"
 #include "tlsp/dns.h"
 #include "tlsp/engine.h"
 #include "tlsp/mta_sts.h"
@@ -67,21 +68,9 @@ std::string policy_of_size(size_t size) {
   return body;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char t[] = "/tmp/tlsp-sts-test-XXXXXX";
-    if (!mkdtemp(t)) throw std::runtime_error("mkdtemp failed");
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+// Each TempDir here is named tlsp-sts-test-XXXXXX.
+struct TempDir : tlsp::testing_support::TempDir {
+  TempDir() : tlsp::testing_support::TempDir("tlsp-sts-test") {}
 };
 
 // A port on kPolicyAddress where nothing listens: bound, then released.

@@ -15,6 +15,7 @@
 
 #include <filesystem>
 
+#include "test_support.h"
 #include "tlsp/sim/smtp_peer.h"
 #include "tlsp/sim/test_pki.h"
 #include "tlsp/stream.h"
@@ -27,21 +28,9 @@ using namespace std::chrono_literals;
 
 constexpr std::chrono::milliseconds kWait = 5s;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (std::filesystem::temp_directory_path() / "tlsp-peer-test-XXXXXX").string();
-    if (mkdtemp(t.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+// Each TempDir here is named tlsp-peer-test-XXXXXX.
+struct TempDir : tlsp::testing_support::TempDir {
+  TempDir() : tlsp::testing_support::TempDir("tlsp-peer-test") {}
 };
 
 struct Shared {

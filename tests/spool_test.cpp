@@ -26,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "test_support.h"
 #include "tlsp/dsn.h"
 #include "tlsp/retry.h"
 #include "tlsp/spool.h"
@@ -36,21 +37,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/tlsp-spool-test-XXXXXX";
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+// Each TempDir here is named tlsp-spool-test-XXXXXX.
+struct TempDir : tlsp::testing_support::TempDir {
+  TempDir() : tlsp::testing_support::TempDir("tlsp-spool-test") {}
 };
 
 QueueEntry make_entry(std::string destination, std::vector<std::string> rcpts) {

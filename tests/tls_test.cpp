@@ -27,6 +27,7 @@
 #include <functional>
 #include <thread>
 
+#include "test_support.h"
 #include "tlsp/dane.h"
 #include "tlsp/sim/test_pki.h"
 #include "tlsp/stream.h"
@@ -43,22 +44,9 @@ using sim::TestPki;
 constexpr std::chrono::milliseconds kIoTimeout = 5s;
 constexpr const char* kHost = "mx.example.org";
 
-// A fresh directory under /tmp, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (std::filesystem::temp_directory_path() / "tlsp-tls-test-XXXXXX").string();
-    if (mkdtemp(t.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+// Each TempDir here is named tlsp-tls-test-XXXXXX.
+struct TempDir : tlsp::testing_support::TempDir {
+  TempDir() : tlsp::testing_support::TempDir("tlsp-tls-test") {}
 };
 
 // One PKI for the whole program: key generation is the slow part.
