@@ -558,6 +558,27 @@ TEST_F(RelayWorld, ImplicitMxDeliversToTheDomainsAddress) {
   EXPECT_TRUE(wait_log("attempt", {{"mx", "partner.example"}, {"outcome", "deliver"}})) << log();
 }
 
+TEST_F(RelayWorld, SessionTimeAndPerClientLimits) {
+  start_relay(compile_table(write_policy("")),
+              {"--session-timeout", "1s", "--idle-timeout", "30s", "--max-connections-per-client", "1"});
+  // One session at a time from 127.0.0.1: a second one gets 421 at once.
+  std::string error;
+  int fd = connect_tcp("127.0.0.1", relay_port_, 5s, error);
+  ASSERT_GE(fd, 0) << error;
+  Stream first(fd);
+  first.set_timeout(10s);
+  std::string line;
+  ASSERT_EQ(first.read_line(line, 1000), IoStatus::ok);
+  auto second = smtp_dialogue("127.0.0.1", relay_port_, {}, 10s);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].substr(0, 3), "421") << second[0];
+  // The first session ends after its total time, however busy it looks.
+  ASSERT_EQ(first.read_line(line, 1000), IoStatus::ok);
+  EXPECT_EQ(line.substr(0, 3), "421") << line;
+  EXPECT_TRUE(wait_log("limit", {{"limit", "session_timeout"}})) << log();
+  EXPECT_TRUE(wait_log("limit", {{"limit", "max_connections_per_client"}})) << log();
+}
+
 TEST_F(RelayWorld, TooManyCommandsOrErrorsEndTheSession) {
   start_relay(compile_table(write_policy("")), {"--max-commands", "5", "--max-errors", "2"});
   auto replies = smtp_dialogue("127.0.0.1", relay_port_, {"NOOP", "NOOP", "NOOP", "NOOP", "NOOP", "NOOP"}, 10s);
@@ -725,8 +746,16 @@ TEST_F(RelayWorld, ReloadRefusesACorruptTableAndKeepsTheOldOne) {
 }
 
 TEST_F(RelayWorld, HostileInputIsBoundedWithTheRightReplies) {
-  start_relay(compile_table(write_policy("")),
-              {"--max-recipients", "3", "--max-message-size", "2048", "--idle-timeout", "1s"});
+  start_relay(compile_table(write_policy("")), {"--max-recipients", "3", "--max-message-size", "2048",
+                                                "--idle-timeout", "1s", "--max-data-line-length", "100"});
+  // A message line longer than max-data-line-length.
+  {
+    SubmitOptions o;
+    o.message.data = "Subject: long\r\n\r\n" + std::string(300, 'y') + "\r\n";
+    SubmitResult r = submit("alice@acme.example", {"bob@partner.example"}, o);
+    EXPECT_EQ(r.code, 554) << r.reply;
+    EXPECT_TRUE(wait_log("limit", {{"limit", "max_data_line_length"}})) << log();
+  }
   // Line too long.
   {
     std::vector<std::string> replies = smtp_dialogue("127.0.0.1", relay_port_,
@@ -750,7 +779,8 @@ TEST_F(RelayWorld, HostileInputIsBoundedWithTheRightReplies) {
     ASSERT_GE(replies.size(), 3u);
     EXPECT_EQ(replies[2].substr(0, 3), "552") << replies[2];
     SubmitOptions o;
-    o.message.data = "Subject: big\r\n\r\n" + std::string(4000, 'x') + "\r\n";
+    o.message.data = "Subject: big\r\n\r\n";
+    for (int i = 0; i < 60; ++i) o.message.data += std::string(70, 'x') + "\r\n";  // 4 KB, short lines
     SubmitResult r = submit("alice@acme.example", {"bob@partner.example"}, o);
     EXPECT_EQ(r.code, 552) << r.reply;
   }

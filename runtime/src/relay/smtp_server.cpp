@@ -207,11 +207,12 @@ class Session {
         limit("session_timeout", "421 4.4.2 " + ctx_.hostname + " Error: session time limit exceeded");
         return;
       }
+      session_bound_ = remaining < limits_.idle_timeout;
       stream_.set_timeout(std::min<std::chrono::milliseconds>(remaining, limits_.idle_timeout));
       IoStatus st = stream_.read_line(line, limits_.max_line_length);
       if (st == IoStatus::eof || st == IoStatus::error) return;
       if (st == IoStatus::timeout) {
-        limit("idle_timeout", "421 4.4.2 " + ctx_.hostname + " Error: timeout exceeded");
+        timed_out();
         return;
       }
       if (++commands_ > limits_.max_commands) {
@@ -237,6 +238,14 @@ class Session {
   void limit(std::string_view name, const std::string& text) {
     log("limit", {{"limit", std::string(name)}, {"reply", text}});
     reply(text);
+  }
+
+  // A read ran out of time: the idle limit, or the session's total time.
+  void timed_out() {
+    if (session_bound_)
+      limit("session_timeout", "421 4.4.2 " + ctx_.hostname + " Error: session time limit exceeded");
+    else
+      limit("idle_timeout", "421 4.4.2 " + ctx_.hostname + " Error: timeout exceeded");
   }
 
   // A syntax or sequence error: counted; too many ends the session.
@@ -454,11 +463,12 @@ class Session {
         limit("session_timeout", "421 4.4.2 " + ctx_.hostname + " Error: session time limit exceeded");
         return false;
       }
+      session_bound_ = remaining < limits_.idle_timeout;
       stream_.set_timeout(std::min<std::chrono::milliseconds>(remaining, limits_.idle_timeout));
       bool bare_lf = false;
       IoStatus st = stream_.read_line(line, limits_.max_data_line_length, bare_lf);
       if (st == IoStatus::timeout) {
-        limit("idle_timeout", "421 4.4.2 " + ctx_.hostname + " Error: timeout exceeded");
+        timed_out();
         return false;
       }
       if (st == IoStatus::eof || st == IoStatus::error) return false;  // nothing acknowledged: nothing lost
@@ -580,6 +590,7 @@ class Session {
   std::string client_;
   bool submit_client_ = false;
   Clock::time_point started_;
+  bool session_bound_ = false;  // the last read waited for the session's end, not the idle limit
   State state_ = State::greeted;
   bool esmtp_ = false;
   std::string helo_;
