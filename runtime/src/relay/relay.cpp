@@ -385,11 +385,9 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
     if (!report.summary.empty()) entry.last_error = report.summary;
     std::vector<BounceRecipient> bounce;
     for (auto& [addr, reply] : report.failed) bounce.push_back(bounce_recipient(entry, addr, reply, true, now));
-    bool give_up = false;
     if (!entry.recipients.empty()) {
       entry.attempts++;
       if (expired(entry.arrival, now, ctx.config.queue_lifetime)) {
-        give_up = true;
         for (auto& [addr, why] : report.deferred)
           bounce.push_back(bounce_recipient(entry, addr, why.empty() ? "delivery time expired" : why, false, now));
         entry.recipients.clear();
@@ -405,7 +403,6 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
         // The bounce could not be stored: keep the recipients queued so the
         // failure is reported later rather than lost.
         for (const BounceRecipient& b : bounce) entry.recipients.push_back(b.address);
-        give_up = false;
       }
     }
     try {
@@ -436,7 +433,6 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
       log("spool", {{"queue_id", entry.id}, {"result", "error"}, {"error", e.what()}});
       entry.next_attempt = now + 60;
     }
-    (void)give_up;
     std::lock_guard lock(queue_mu);
     schedule.insert({entry.next_attempt, entry.id});
     queue[entry.id] = std::move(entry);
