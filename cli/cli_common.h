@@ -67,19 +67,15 @@ inline int exit_code_of(const CompileResult& r) {
   return r.table ? kExitOk : kExitErrors;
 }
 
-// A decision table file (recognised by its magic) or policy sources to
-// compile: either way a validated table. Diagnostics and errors go to
-// stderr; std::nullopt then, with `exit_code` set.
-inline std::optional<DecisionTable> table_or_policy(const std::vector<std::string>& paths, const po::variables_map& vm,
-                                                    int& exit_code) {
-  char magic[8] = {};
-  if (paths.size() == 1) {
-    std::ifstream in(paths[0], std::ios::binary);
-    in.read(magic, sizeof magic);
-  }
+// The table at `table_path` when it is given, else `policies` compiled:
+// either way a validated table. Diagnostics and errors go to stderr;
+// std::nullopt then, with `exit_code` set.
+inline std::optional<DecisionTable> open_or_compile(const std::string& table_path,
+                                                    const std::vector<std::string>& policies,
+                                                    const po::variables_map& vm, int& exit_code) {
   try {
-    if (std::string_view(magic, 8) == std::string_view("\x89TLSP\r\n\x1a", 8)) return DecisionTable::open(paths[0]);
-    CompileResult r = run_compiler(vm, paths);
+    if (!table_path.empty()) return DecisionTable::open(table_path);
+    CompileResult r = run_compiler(vm, policies);
     if (!r.table) {
       exit_code = exit_code_of(r);
       return std::nullopt;
@@ -90,6 +86,19 @@ inline std::optional<DecisionTable> table_or_policy(const std::vector<std::strin
     exit_code = kExitErrors;
     return std::nullopt;
   }
+}
+
+// A decision table file (recognised by its magic) or policy sources to
+// compile, as open_or_compile().
+inline std::optional<DecisionTable> table_or_policy(const std::vector<std::string>& paths, const po::variables_map& vm,
+                                                    int& exit_code) {
+  char magic[8] = {};
+  if (paths.size() == 1) {
+    std::ifstream in(paths[0], std::ios::binary);
+    in.read(magic, sizeof magic);
+  }
+  const bool is_table = std::string_view(magic, 8) == std::string_view("\x89TLSP\r\n\x1a", 8);
+  return open_or_compile(is_table ? paths[0] : std::string(), paths, vm, exit_code);
 }
 
 }  // namespace tlsp::cli

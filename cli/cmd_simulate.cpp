@@ -561,20 +561,11 @@ int cmd_simulate(const Args& args) {
   std::vector<std::string> texts;
   for (const auto& p : paths) texts.push_back(read_file(p));
 
-  std::optional<DecisionTable> table;
-  try {
-    if (!table_path.empty()) {
-      if (!fs::exists(table_path)) throw UsageError("cannot read `" + table_path + "`: no such file");
-      table = DecisionTable::open(table_path);
-    } else {
-      CompileResult r = run_compiler(vm, policies);
-      if (!r.table) return exit_code_of(r);
-      table = DecisionTable::from_bytes(encode_table(*r.table));
-    }
-  } catch (const TableError& e) {
-    std::cerr << "tlsp: error: " << e.what() << "\n";
-    return kExitErrors;
-  }
+  if (!table_path.empty() && !fs::exists(table_path))
+    throw UsageError("cannot read `" + table_path + "`: no such file");
+  int code = kExitOk;
+  std::optional<DecisionTable> table = open_or_compile(table_path, policies, vm, code);
+  if (!table) return code;
 
   std::vector<sim::ScenarioFile> files;
   files.reserve(paths.size());  // entries point into it

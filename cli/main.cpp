@@ -99,19 +99,9 @@ int cmd_explain(const std::vector<std::string>& args) {
   if (!dir) throw UsageError("unknown --direction `" + direction + "` (outbound or inbound)");
   if (table_path.empty() == policies.empty()) throw UsageError("give exactly one of --table and --policy");
 
-  std::optional<DecisionTable> table;
-  try {
-    if (!table_path.empty()) {
-      table = DecisionTable::open(table_path);
-    } else {
-      CompileResult r = run_compiler(vm, policies);
-      if (!r.table) return exit_code_of(r);
-      table = DecisionTable::from_bytes(encode_table(*r.table));
-    }
-  } catch (const TableError& e) {
-    std::cerr << "tlsp: error: " << e.what() << "\n";
-    return kExitErrors;
-  }
+  int code = kExitOk;
+  std::optional<DecisionTable> table = open_or_compile(table_path, policies, vm, code);
+  if (!table) return code;
 
   Decision d = table->lookup(*dir, domain, peer);
   if (vm.count("json")) {
