@@ -501,8 +501,7 @@ class EntryDelivery {
                                              use_dane ? tlsa : std::vector<TlsaRecord>{}, authenticate && !use_dane);
       Observation o = observe(address, ctx_.config.smtp_port,
                               authenticate ? TlsMode::authenticate : TlsMode::encrypt, params);
-      if (!o.connected && (o.problem.rfind("connect:", 0) == 0 || o.problem.rfind("greeting:", 0) == 0 ||
-                           o.problem.rfind("ehlo", 0) == 0)) {
+      if (!o.connected) {  // no SMTP session (connect, greeting or EHLO failed)
         log_transport(h.host, address, "connection-failed", o.problem);
         last_problem_ = h.host + "[" + address + "]: " + o.problem;
         continue;  // next address of the same host
