@@ -20,6 +20,7 @@ packages=(
   libxxhash-dev
   libmimalloc-dev
   libgtest-dev
+  clang libclang-rt-14-dev
 )
 
 missing=()

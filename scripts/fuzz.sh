@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# fuzz.sh — a bounded libFuzzer run of every target in fuzz/ (fuzz/README.md),
+# from a seed corpus built from the shipped files plus the regression seeds
+# in fuzz/seeds/<target>/. A crash, a leak, a UBSan report, a timeout or an
+# out-of-memory is a failure (exit 1), with the reproducer kept under
+# $TLSP_FUZZ_OUT (default: <build>/fuzz-out) and its path printed.
+#
+#   scripts/fuzz.sh [BUILD_DIR]            # default build dir: build-asan
+#   TLSP_FUZZ_SECONDS=N                    # seconds per target (default 20)
+#
+# The build dir must be configured with -DTLSP_FUZZ=ON and clang
+# (scripts/test.sh does that); this script builds the targets in it.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${1:-${TLSP_ASAN_BUILD_DIR:-$root/build-asan}}
+seconds=${TLSP_FUZZ_SECONDS:-20}
+out=${TLSP_FUZZ_OUT:-$build/fuzz-out}
+
+targets=()
+for src in "$root"/fuzz/*_fuzz.cpp; do targets+=("$(basename "$src" .cpp)"); done
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >/dev/null
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tlsp-fuzz-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$out"
+
+# ------------------------------------------------------------- seed corpora
+seed() {  # seed TARGET NAME < bytes
+  mkdir -p "$work/$1"
+  cat >"$work/$1/$2"
+}
+
+# The policy language: every shipped policy; the example with its tenant as
+# the second file of the input (fuzz/policy_compile_fuzz.cpp).
+{ cat "$root/policies/example.tlsp"; printf '\n#---\n'; cat "$root/policies/tenants/globex.tlsp"; } |
+  seed policy_compile_fuzz example
+for f in "$root"/policies/errors/*.tlsp "$root"/policies/scenarios/policy.tlsp; do
+  seed policy_compile_fuzz "$(basename "$(dirname "$f")")-$(basename "$f")" <"$f"
+done
+
+# The scenario language: one seed per shipped scenario.
+for f in "$root"/policies/scenarios/*.scenario; do
+  awk -v dir="$work/scenario_fuzz" -v base="$(basename "$f" .scenario)" '
+    BEGIN { n = 0; system("mkdir -p " dir) }
+    /^scenario / { n++ }
+    n > 0 { print > (dir "/" base "-" n) }' "$f"
+done
+
+# Decision tables: the shipped policies compiled.
+mkdir -p "$work/table_loader_fuzz"
+"$build/tlsp" compile "$root/policies/example.tlsp" -o "$work/table_loader_fuzz/example.tlspdt" >/dev/null
+"$build/tlsp" compile "$root/policies/scenarios/policy.tlsp" -o "$work/table_loader_fuzz/scenarios.tlspdt" >/dev/null
+
+# The relay's configuration file.
+[ -f "$root/docs/relay.conf.example" ] && seed relay_config_fuzz example <"$root/docs/relay.conf.example"
+
+# Regression seeds: inputs that once broke a parser, kept for ever.
+for dir in "$root"/fuzz/seeds/*/; do
+  [ -d "$dir" ] || continue
+  t=$(basename "$dir")
+  mkdir -p "$work/$t"
+  cp "$dir"* "$work/$t/" 2>/dev/null || true
+done
+
+# ---------------------------------------------------------------------- run
+failed=0
+passed=0
+summary=()
+for t in "${targets[@]}"; do
+  mkdir -p "$work/$t" "$out/$t"
+  log="$out/$t.log"
+  # -rss_limit_mb: no input may need more; -timeout: none may take longer.
+  if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    "$build/$t" "$work/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    -artifact_prefix="$out/$t/" -print_final_stats=1 >"$log" 2>&1; then
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    summary+=("fuzz: $t: ${runs:-?} inputs in ${seconds}s, clean")
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    summary+=("fuzz: $t: FAILED, see $log")
+    tail -40 "$log" >&2
+    ls "$out/$t"/* 2>/dev/null | sed 's/^/fuzz: reproducer: /' >&2 || true
+  fi
+done
+printf '%s\n' "${summary[@]}"
+echo "fuzz: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
