@@ -33,16 +33,17 @@ namespace fs = std::filesystem;
 constexpr size_t kMaxFiles = 4;
 
 const fs::path& work_dir() {
-  static const fs::path dir = [] {
+  // Never destroyed: the exit handler below still needs it.
+  static const fs::path* dir = [] {
     std::string t = (fs::temp_directory_path() / "tlsp-policy-fuzz-XXXXXX").string();
     if (mkdtemp(t.data()) == nullptr) abort();
     std::atexit([] {
       std::error_code ec;
       fs::remove_all(work_dir(), ec);
     });
-    return fs::path(t);
+    return new fs::path(t);
   }();
-  return dir;
+  return *dir;
 }
 
 void write_file(const fs::path& p, std::string_view text) {

@@ -1,0 +1,53 @@
+// decide_fuzz.cpp — libFuzzer target for `tlsp decide` (docs/engine.md):
+// the input is the JSON Lines stream, read through the CLI's own code path
+// (cli/cmd_decide.cpp). Every non-blank line must get exactly one answer
+// line, an outcome or {"error": ...}, and the stream must go on after a bad
+// line; never a crash, a hang or an exception.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <string_view>
+
+#include "cli_common.h"
+#include "commands.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string& input_path() {
+  // Never destroyed: the exit handler below still needs it.
+  static const std::string* path = [] {
+    std::string t = (fs::temp_directory_path() / "tlsp-decide-fuzz-XXXXXX").string();
+    if (mkdtemp(t.data()) == nullptr) abort();
+    std::atexit([] {
+      std::error_code ec;
+      fs::remove_all(fs::path(input_path()).parent_path(), ec);
+    });
+    return new std::string(t + "/facts.jsonl");
+  }();
+  return *path;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  {
+    std::ofstream out(input_path(), std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  }
+  std::ostringstream answers, errors;
+  auto* out = std::cout.rdbuf(answers.rdbuf());
+  auto* err = std::cerr.rdbuf(errors.rdbuf());
+  (void)tlsp::cli::cmd_decide({input_path()});
+  std::cout.rdbuf(out);
+  std::cerr.rdbuf(err);
+  return 0;
+}
