@@ -307,16 +307,9 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
     // half-written file, refused) shows as a change at the next check,
     // and a refused file is not retried until it changes.
     table_stat = st;
+    std::shared_ptr<const DecisionTable> t;
     try {
-      auto t = std::make_shared<const DecisionTable>(DecisionTable::open(ctx.config.table));
-      log("table", {{"result", "loaded"},
-                    {"why", std::string(why)},
-                    {"path", ctx.config.table},
-                    {"policy", std::string(t->policy_name())},
-                    {"version", std::string(t->policy_version())},
-                    {"domains", std::to_string(t->domain_count())},
-                    {"peers", std::to_string(t->peer_count())}});
-      ctx.table.set(std::move(t));
+      t = std::make_shared<const DecisionTable>(DecisionTable::open(ctx.config.table));
     } catch (const std::exception& e) {
       if (!ctx.table.get()) throw;
       log("table", {{"result", "refused"},
@@ -324,7 +317,18 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
                     {"path", ctx.config.table},
                     {"error", e.what()},
                     {"kept", "previous table stays in force"}});
+      return;
     }
+    // In force before the line says so: whoever acts on the line (an
+    // operator's script, a test) meets the new table.
+    ctx.table.set(t);
+    log("table", {{"result", "loaded"},
+                  {"why", std::string(why)},
+                  {"path", ctx.config.table},
+                  {"policy", std::string(t->policy_name())},
+                  {"version", std::string(t->policy_version())},
+                  {"domains", std::to_string(t->domain_count())},
+                  {"peers", std::to_string(t->peer_count())}});
   }
 
   void check_table_file() {
