@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1201,6 +1202,14 @@ TEST(DecisionTableFile, PartOfAnotherTableWrittenOverItCannotMakeALookupSpin) {
           expect_agrees_with_reference(t, original, d, domain, peer);
   });
   EXPECT_NE(open_error(path), "");  // and the file itself is refused
+}
+
+// Refused at once, rather than open() waiting for a writer to appear.
+TEST(DecisionTableFile, AFifoIsRefusedWithoutWaitingForAWriter) {
+  TempDir dir;
+  const std::string path = dir.file("table.tlspdt");
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  expect_survives([&] { EXPECT_NE(open_error(path).find("not a regular file"), std::string::npos); });
 }
 
 // A regular file whose size says one thing while reading gives another is
