@@ -4,8 +4,11 @@
 // and the loader's refusal of every truncated, bit-flipped, foreign or
 // structurally damaged file.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -268,6 +271,16 @@ std::string read_bytes(const std::string& path) {
 std::string load_error(std::string_view bytes) {
   try {
     DecisionTable::from_bytes(bytes);
+  } catch (const TableError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The TableError message of opening `path`, or "" if it opens.
+std::string open_error(const std::string& path) {
+  try {
+    DecisionTable::open(path);
   } catch (const TableError& e) {
     return e.what();
   }
@@ -1050,14 +1063,6 @@ TEST(DecisionTableDamage, ForeignFilesAreNamedAsSuch) {
 
 TEST(DecisionTableDamage, OpenNamesThePath) {
   TempDir dir;
-  const auto open_error = [](const std::string& path) {
-    try {
-      DecisionTable::open(path);
-    } catch (const TableError& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
   const std::string missing = dir.file("missing.tlspdt");
   std::string e = open_error(missing);
   EXPECT_NE(e.find("`" + missing + "`"), std::string::npos) << e;
@@ -1086,6 +1091,133 @@ TEST(DecisionTableDamage, OpenNamesThePath) {
   write_bytes(damaged, flipped);
   EXPECT_EQ(open_error(damaged), "decision table `" + damaged + "`: checksum mismatch: the table is damaged");
   EXPECT_NE(open_error(dir.path().string()).find("not a regular file"), std::string::npos);
+}
+
+// ------------------------------------------------- the file after open()
+//
+// An open table answers from the bytes it validated, whatever happens to
+// its file afterwards: `cp` over it (the same inode, truncated, then
+// written), a truncation, part of another table written over it. Each
+// check runs in a child process with a deadline (a death test), so that
+// what this guards against, a SIGBUS or a lookup that never ends, fails
+// the test rather than killing or hanging the test binary.
+
+template <typename Check>
+void expect_survives(Check check) {
+  EXPECT_EXIT(
+      {
+        ::alarm(10);
+        check();
+        std::_Exit(::testing::Test::HasFailure() ? 1 : 0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// Writes `bytes` at `offset` of an existing file without truncating it.
+void write_at(const std::string& path, std::string_view bytes, off_t offset) {
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0) << path;
+  ASSERT_EQ(::pwrite(fd, bytes.data(), bytes.size(), offset), static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
+}
+
+// sample_content() with example.com's outbound default peer raised from
+// mandatory to dane-only: the same layout, one byte different.
+TableContent raised_content() {
+  TableContent c = canonical(sample_content());
+  for (DomainRules& d : c.domains)
+    if (d.name == "example.com") d.dir(Direction::outbound).default_peer.level = Level::dane_only;
+  return c;
+}
+
+TEST(DecisionTableFile, AnOpenTableIgnoresItsFileBeingRewrittenInPlace) {
+  TempDir dir;
+  const std::string path = dir.file("table.tlspdt");
+  const TableContent original = canonical(sample_content());
+  const std::string next = encode_table(raised_content());
+  ASSERT_EQ(next.size(), encode_table(original).size());
+  write_table_file(path, original);
+  const DecisionTable t = DecisionTable::open(path);
+  const auto answers_as_opened = [&] {
+    EXPECT_EQ(t.lookup(Direction::outbound, "example.com", "unlisted.example").level, Level::mandatory);
+    EXPECT_EQ(t.decode(), original);
+  };
+  answers_as_opened();
+
+  write_bytes(path, next);  // what `cp next table` does: O_TRUNC, then write
+  expect_survives(answers_as_opened);
+  EXPECT_EQ(DecisionTable::open(path).lookup(Direction::outbound, "example.com", "x.example").level,
+            Level::dane_only);  // the file did change
+
+  ASSERT_EQ(::truncate(path.c_str(), 0), 0);
+  expect_survives(answers_as_opened);
+  EXPECT_NE(open_error(path).find("the file is empty"), std::string::npos);
+}
+
+TEST(DecisionTableFile, ADamagedRewriteIsRefusedAndTheOpenTableKeepsAnswering) {
+  TempDir dir;
+  const std::string path = dir.file("table.tlspdt");
+  const TableContent original = canonical(sample_content());
+  write_table_file(path, original);
+  const DecisionTable t = DecisionTable::open(path);
+  const auto answers_as_opened = [&] {
+    EXPECT_EQ(t.lookup(Direction::outbound, "example.com", "unlisted.example").level, Level::mandatory);
+    EXPECT_EQ(t.decode(), original);
+  };
+
+  std::string damaged = encode_table(raised_content());
+  damaged[24] ^= 1;  // the checksum, which no lookup reads
+  write_bytes(path, damaged);
+  EXPECT_NE(open_error(path).find("checksum mismatch"), std::string::npos) << open_error(path);
+  expect_survives(answers_as_opened);
+
+  write_bytes(path, damaged.substr(0, damaged.size() / 2));  // a copy cut short
+  EXPECT_NE(open_error(path).find("size mismatch"), std::string::npos) << open_error(path);
+  expect_survives(answers_as_opened);
+}
+
+TEST(DecisionTableFile, PartOfAnotherTableWrittenOverItCannotMakeALookupSpin) {
+  TempDir dir;
+  const std::string path = dir.file("table.tlspdt");
+  const TableContent original = canonical(sample_content());
+  const std::string live = encode_table(original);
+  // Another table whose string pool (a long version label) covers the
+  // place where `live` keeps its domain index: written over the start of
+  // the file, it leaves no empty slot there.
+  TableContent other = original;
+  other.policy_version = std::string(8000, 'x');
+  const std::string foreign = encode_table(other);
+  const uint64_t index_end = section_offset(live, kIndexSection) + section_size(live, kIndexSection);
+  ASSERT_LT(index_end, live.size());
+  for (uint64_t slot = section_offset(live, kIndexSection); slot < index_end; slot += 8)
+    ASSERT_EQ(foreign.substr(slot, 8), "xxxxxxxx");
+
+  write_bytes(path, live);
+  const DecisionTable t = DecisionTable::open(path);
+  write_at(path, std::string_view(foreign).substr(0, index_end), 0);
+  expect_survives([&] {
+    for (const char* domain : {"example.com", "example.org", "unlisted.example"})
+      for (const char* peer : {"partner.example", "x.bank.example", "203.0.113.7", "unlisted.example"})
+        for (Direction d : {Direction::outbound, Direction::inbound})
+          expect_agrees_with_reference(t, original, d, domain, peer);
+  });
+  EXPECT_NE(open_error(path), "");  // and the file itself is refused
+}
+
+// Refused at once, rather than open() waiting for a writer to appear.
+TEST(DecisionTableFile, AFifoIsRefusedWithoutWaitingForAWriter) {
+  TempDir dir;
+  const std::string path = dir.file("table.tlspdt");
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  expect_survives([&] { EXPECT_NE(open_error(path).find("not a regular file"), std::string::npos); });
+}
+
+// A regular file whose size says one thing while reading gives another is
+// refused as changing, not validated from a mix of two states. A /proc
+// file is the reproducible case: its size is 0 and reading it gives text.
+TEST(DecisionTableFile, AFileThatChangesWhileBeingReadIsRefused) {
+  const std::string e = open_error("/proc/self/status");
+  EXPECT_NE(e.find("changed while being read"), std::string::npos) << e;
 }
 
 // ------------------------------------------------------------ JSON

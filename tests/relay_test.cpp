@@ -6,16 +6,19 @@
 //
 // Waiting is always on an event (a log line of the relay, a message at a
 // peer), with a deadline; nothing sleeps.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tlsp/compiler.h"
@@ -67,6 +70,28 @@ std::vector<std::string> smtp_dialogue(const std::string& address, uint16_t port
     if (!read_reply()) break;
   }
   return replies;
+}
+
+// ---------------------------------------------- writing a table in place
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Writes `bytes` at `offset` of the existing file, on the same inode, as
+// `cp` over a live table does (O_TRUNC first when `truncate`) or as a
+// botched copy that stops early. Never a rename.
+void write_in_place(const std::string& path, std::string_view bytes, bool truncate, off_t offset = 0) {
+  const int fd = ::open(path.c_str(), O_WRONLY | (truncate ? O_TRUNC : 0));
+  ASSERT_GE(fd, 0) << path;
+  while (!bytes.empty()) {
+    const ssize_t n = ::pwrite(fd, bytes.data(), bytes.size(), offset);
+    ASSERT_GT(n, 0);
+    bytes.remove_prefix(static_cast<size_t>(n));
+    offset += n;
+  }
+  ::close(fd);
 }
 
 class RelayWorld : public ::testing::Test {
@@ -830,6 +855,140 @@ TEST_F(RelayWorld, AChangedTableFileIsLoadedWithoutASignal) {
   compile_table(write_policy("", "", "policy2.tlsp"), "table.tlspdt");  // atomic replace
   ASSERT_TRUE(wait_log("table", {{"result", "loaded"}, {"why", "file changed"}}, nullptr, mark)) << log();
   ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+}
+
+// ------------------------------------------- a table rewritten in place
+//
+// Operators copy tables with `cp`, which rewrites the live file in place.
+// Whatever the file holds afterwards, only bytes the relay validated may
+// decide anything: a refused table has no effect at all, a truncated one
+// cannot crash the relay, and foreign bytes cannot make a lookup spin.
+
+class InPlaceWorld : public InboundWorld {
+ protected:
+  // A mandatory rule for the client 127.0.0.5 (table.tlspdt, in force), and
+  // the same policy with that rule opportunistic (other.tlspdt): the two
+  // tables have the same layout, so the second one's bytes read through the
+  // first one's offsets give the opportunistic rule.
+  void SetUp() override {
+    InboundWorld::SetUp();
+    table_ = compile_table(write_policy("", "    peer \"127.0.0.5/32\" { level mandatory; }\n"));
+    other_ = compile_table(write_policy("", "    peer \"127.0.0.5/32\" { level opportunistic; }\n", "other.tlsp"),
+                           "other.tlspdt");
+    ASSERT_EQ(file_bytes(table_).size(), file_bytes(other_).size());
+  }
+
+  // MAIL without STARTTLS from the mandatory client: 530 while the
+  // mandatory table is in force, 250 under the opportunistic one.
+  SubmitResult plaintext_from_mandatory_client() {
+    SubmitOptions o;
+    o.source_address = "127.0.0.5";
+    o.starttls = false;
+    return submit("carol@sender.example", {"alice@acme.example"}, o);
+  }
+
+  void expect_mandatory_still_enforced() {
+    SubmitResult r = plaintext_from_mandatory_client();
+    EXPECT_FALSE(r.accepted) << r.reply << r.error << log();
+    EXPECT_EQ(r.code, 530) << r.reply << r.error << log();
+    EXPECT_TRUE(relay_->running()) << log();
+  }
+
+  std::string table_, other_;
+};
+
+TEST_F(InPlaceWorld, ADamagedTableCopiedInPlaceIsRefusedAndHasNoEffect) {
+  start_relay(table_, {"--table-check-interval", "1h"});
+  expect_mandatory_still_enforced();
+  // `cp other.tlspdt table.tlspdt` of a table damaged on the way (here its
+  // checksum, which no lookup reads): the bytes read through the old
+  // offsets would say opportunistic.
+  std::string damaged = file_bytes(other_);
+  damaged[24] ^= 0x01;
+  write_in_place(table_, damaged, /*truncate=*/true);
+  size_t mark = relay_->line_count();
+  relay_->signal(SIGHUP);
+  ASSERT_TRUE(wait_log("table", {{"result", "refused"}, {"kept", "previous table stays in force"}}, nullptr, mark))
+      << log();
+  expect_mandatory_still_enforced();
+}
+
+TEST_F(InPlaceWorld, ATruncatedTableKeepsTheRelayRunningAndEnforcing) {
+  start_relay(table_, {"--table-check-interval", "1h"});
+  expect_mandatory_still_enforced();
+  ASSERT_EQ(::truncate(table_.c_str(), 0), 0);
+  expect_mandatory_still_enforced();  // the lookup comes before any reload
+  size_t mark = relay_->line_count();
+  relay_->signal(SIGHUP);
+  std::string line;
+  ASSERT_TRUE(wait_log("table", {{"result", "refused"}}, &line, mark)) << log();
+  EXPECT_NE(line.find("the file is empty"), std::string::npos) << line;
+  expect_mandatory_still_enforced();
+  // Cut in the middle rather than emptied: the same.
+  const std::string next = file_bytes(other_);
+  write_in_place(table_, next.substr(0, next.size() / 2), /*truncate=*/true);
+  mark = relay_->line_count();
+  relay_->signal(SIGHUP);
+  ASSERT_TRUE(wait_log("table", {{"result", "refused"}}, &line, mark)) << log();
+  EXPECT_NE(line.find("size mismatch"), std::string::npos) << line;
+  expect_mandatory_still_enforced();
+}
+
+TEST_F(InPlaceWorld, PartOfAnotherTableWrittenInPlaceCannotMakeALookupSpin) {
+  // Another table whose string pool (a long version label) lies where the
+  // table in force keeps its domain index: written over the start of the
+  // live file, it fills every index slot with text, so a probe that
+  // trusted the file to keep an empty slot would never end.
+  const std::string policy = dir_ + "/long.tlsp";
+  std::ofstream(policy) << "policy \"relay-test\" version \"" << std::string(8000, 'x') << "\";\n"
+                        << "domain \"acme.example\" { inbound { default peer { level opportunistic; } } }\n";
+  const std::string foreign = file_bytes(compile_table(policy, "long.tlspdt"));
+  const std::string live = file_bytes(table_);
+  uint64_t index_offset, index_size;
+  std::memcpy(&index_offset, live.data() + 112 + 2 * 24 + 8, 8);  // section 3 (docs/decision-table.md)
+  std::memcpy(&index_size, live.data() + 112 + 2 * 24 + 16, 8);
+  ASSERT_LT(index_offset + index_size, foreign.size());
+  ASSERT_LT(index_offset + index_size, live.size());
+  for (uint64_t slot = index_offset; slot < index_offset + index_size; slot += 8)
+    ASSERT_EQ(foreign.substr(slot, 8), "xxxxxxxx") << "no empty slot may be left";
+
+  start_relay(table_, {"--table-check-interval", "1h"});
+  expect_mandatory_still_enforced();
+  write_in_place(table_, std::string_view(foreign).substr(0, index_offset + index_size), /*truncate=*/false);
+  expect_mandatory_still_enforced();  // within the submit timeout: no lookup spins
+  size_t mark = relay_->line_count();
+  relay_->signal(SIGHUP);
+  ASSERT_TRUE(wait_log("table", {{"result", "refused"}}, nullptr, mark)) << log();
+  expect_mandatory_still_enforced();
+}
+
+TEST_F(InPlaceWorld, AGoodTableCopiedInPlaceTakesEffectOnSighup) {
+  start_relay(table_, {"--table-check-interval", "1h"});
+  expect_mandatory_still_enforced();
+  write_in_place(table_, file_bytes(other_), /*truncate=*/true);
+  size_t mark = relay_->line_count();
+  relay_->signal(SIGHUP);
+  ASSERT_TRUE(wait_log("table", {{"result", "loaded"}, {"why", "SIGHUP"}}, nullptr, mark)) << log();
+  SubmitResult r = plaintext_from_mandatory_client();
+  EXPECT_TRUE(r.accepted) << r.reply << log();
+}
+
+TEST_F(InPlaceWorld, AHalfWrittenTableIsRefusedAndTheFinishedWriteIsLoaded) {
+  start_relay(table_, {"--table-check-interval", "1s"});
+  expect_mandatory_still_enforced();
+  const std::string next = file_bytes(other_);
+  const size_t half = next.size() / 2;
+  size_t mark = relay_->line_count();
+  write_in_place(table_, std::string_view(next).substr(0, half), /*truncate=*/true);
+  // The file-change check finds it half written: refused, the old table stays.
+  ASSERT_TRUE(wait_log("table", {{"result", "refused"}, {"why", "file changed"}}, nullptr, mark)) << log();
+  expect_mandatory_still_enforced();
+  // The writer finishes: the next check loads the complete table.
+  mark = relay_->line_count();
+  write_in_place(table_, std::string_view(next).substr(half), /*truncate=*/false, static_cast<off_t>(half));
+  ASSERT_TRUE(wait_log("table", {{"result", "loaded"}, {"why", "file changed"}}, nullptr, mark)) << log();
+  SubmitResult r = plaintext_from_mandatory_client();
+  EXPECT_TRUE(r.accepted) << r.reply << log();
 }
 
 TEST_F(RelayWorld, PipelinedCommandsGetTheirRepliesInOrder) {

@@ -320,8 +320,11 @@ constexpr uint32_t kPrefetchBytes = 1024;
 // empty view.
 BlockView find_domain(const DecisionTable::Impl& t, std::string_view name, uint64_t hash) {
   const auto fingerprint = static_cast<uint32_t>(hash >> 32);
-  // Ends: the validator made sure at least one slot is empty.
-  for (uint64_t i = hash & t.slot_mask;; i = (i + 1) & t.slot_mask) {
+  // The validator made sure at least one slot is empty, so the probe ends
+  // there; it is also bounded by one lap of the index, so that it ends
+  // whatever the bytes say (defence in depth: the image is the table's own
+  // memory, but a loop of the hot path must not rest on that alone).
+  for (uint64_t i = hash & t.slot_mask, probes = 0; probes <= t.slot_mask; i = (i + 1) & t.slot_mask, ++probes) {
     const tl::IndexSlot& slot = t.slots[i];
     if (slot.block == tl::kEmptySlot) return {};
     if (slot.fingerprint == fingerprint) {
@@ -332,6 +335,7 @@ BlockView find_domain(const DecisionTable::Impl& t, std::string_view name, uint6
       if (same_name(block.name(), name)) return block;
     }
   }
+  return {};
 }
 
 SourceRef to_ref(const tl::SourceRecord& r) { return {r.file, r.line, r.column}; }

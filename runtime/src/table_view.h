@@ -1,12 +1,13 @@
-// table_view.h — DecisionTable::Impl: the bytes of one table (mapped or
-// owned) and typed access to its sections and domain blocks.
+// table_view.h — DecisionTable::Impl: the bytes of one table, in memory
+// it owns, and typed access to its sections and domain blocks.
 //
 // An Impl is only handed out after decision_table_load.cpp has validated
 // the whole image, so the lookup and decode code may follow every count and
 // offset the file holds without checking them again: every non-empty index
 // slot names the start of a listed domain's block, every block's records,
 // selector bytes and provenance lie inside the block, every StrRef inside
-// the pool.
+// the pool. That holds because the bytes are the table's own: never a
+// mapping of a file that someone else could rewrite after validation.
 #pragma once
 
 #include <sys/mman.h>
@@ -68,8 +69,9 @@ struct DecisionTable::Impl {
     if (mapping != nullptr) ::munmap(mapping, mapping_size);
   }
 
-  // The image: either a read-only private mapping or owned memory aligned
-  // to a cache line (from_bytes), never both.
+  // The image, aligned to a cache line, in memory the table owns: an
+  // anonymous mapping (large images, read-only once validated) or the heap
+  // (small ones), never both, and never a mapping of the file.
   void* mapping = nullptr;
   size_t mapping_size = 0;
   std::unique_ptr<uint64_t[]> owned;

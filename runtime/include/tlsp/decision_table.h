@@ -7,15 +7,18 @@
 //    normalised (lower case, no trailing dot, IDNA A-labels), CIDRs with no
 //    host bits. encode_table() turns it into bytes; the same content always
 //    gives the same bytes, whatever the order of its vectors.
-//  * DecisionTable::open() maps a table file read-only and validates all of
-//    it (magic, format version, checksum, every offset and count) before it
-//    answers anything; a damaged, truncated or foreign file throws
-//    TableError with a message naming what is wrong. No input file may crash
-//    the loader or make a later lookup read out of bounds.
+//  * DecisionTable::open() reads a table file into memory the table owns
+//    and validates all of it (magic, format version, checksum, every offset
+//    and count) before it answers anything; a damaged, truncated or foreign
+//    file, or one that changes while it is read, throws TableError with a
+//    message naming what is wrong. No input file may crash the loader or
+//    make a later lookup read out of bounds. The file is never mapped, so
+//    what happens to it after open() (rewritten in place, truncated) has
+//    no effect on the table.
 //  * lookup() never fails: an unknown domain gets the default domain, an
 //    unknown or unparsable peer the default peer. It allocates nothing
 //    (except Decision::selector, filled only when a selector matched) and
-//    touches only the mapped file.
+//    touches only the validated image.
 #pragma once
 
 #include <array>
@@ -154,7 +157,7 @@ struct Decision {
 
 class DecisionTable {
  public:
-  // Maps and validates a table file. Throws TableError.
+  // Reads a table file into owned memory and validates it. Throws TableError.
   static DecisionTable open(const std::string& path);
   // Validates a table held in memory (copied). Throws TableError.
   static DecisionTable from_bytes(std::string_view bytes);

@@ -286,25 +286,30 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
 
   // ------------------------------------------------------------ table
 
+  // The file-change check. A rename gives a new inode; a write in place
+  // (`cp` over the table) changes the size or the times. The change time
+  // counts too: `cp -p` puts the old modification time back, and the
+  // kernel cannot set the change time back.
   static bool same_file(const struct stat& a, const struct stat& b) {
     return a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_size == b.st_size &&
-           a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+           a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
+           a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
   }
 
+  // The table in force changes only here, and only to a table that
+  // DecisionTable::open() read into its own memory and validated: a
+  // refused file, or one rewritten later, has no effect on the table in
+  // force (the log line's `kept` is the truth).
   void load_table(std::string_view why) {
     struct stat st {};
     ::stat(ctx.config.table.c_str(), &st);
-    table_stat = st;  // a refused file is not retried until it changes
+    // Taken before the read, so a write still going on during it (a
+    // half-written file, refused) shows as a change at the next check,
+    // and a refused file is not retried until it changes.
+    table_stat = st;
+    std::shared_ptr<const DecisionTable> t;
     try {
-      auto t = std::make_shared<const DecisionTable>(DecisionTable::open(ctx.config.table));
-      log("table", {{"result", "loaded"},
-                    {"why", std::string(why)},
-                    {"path", ctx.config.table},
-                    {"policy", std::string(t->policy_name())},
-                    {"version", std::string(t->policy_version())},
-                    {"domains", std::to_string(t->domain_count())},
-                    {"peers", std::to_string(t->peer_count())}});
-      ctx.table.set(std::move(t));
+      t = std::make_shared<const DecisionTable>(DecisionTable::open(ctx.config.table));
     } catch (const std::exception& e) {
       if (!ctx.table.get()) throw;
       log("table", {{"result", "refused"},
@@ -312,7 +317,18 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
                     {"path", ctx.config.table},
                     {"error", e.what()},
                     {"kept", "previous table stays in force"}});
+      return;
     }
+    // In force before the line says so: whoever acts on the line (an
+    // operator's script, a test) meets the new table.
+    ctx.table.set(t);
+    log("table", {{"result", "loaded"},
+                  {"why", std::string(why)},
+                  {"path", ctx.config.table},
+                  {"policy", std::string(t->policy_name())},
+                  {"version", std::string(t->policy_version())},
+                  {"domains", std::to_string(t->domain_count())},
+                  {"peers", std::to_string(t->peer_count())}});
   }
 
   void check_table_file() {
