@@ -1220,6 +1220,22 @@ TEST(DecisionTableFile, AFileThatChangesWhileBeingReadIsRefused) {
   EXPECT_NE(e.find("changed while being read"), std::string::npos) << e;
 }
 
+// A path that names a huge file by mistake (a disk image, a log) is
+// refused before memory is committed for it: sparse files, so the test
+// itself writes nothing of their size.
+TEST(DecisionTableFile, AHugeFileIsRefusedBeforeItIsRead) {
+  TempDir dir;
+  const std::string foreign = dir.file("disk.img"), huge = dir.file("huge.tlspdt");
+  write_bytes(foreign, "not a table at all");
+  ASSERT_EQ(::truncate(foreign.c_str(), off_t{3} << 30), 0);
+  write_bytes(huge, encode_table(sample_content()));
+  ASSERT_EQ(::truncate(huge.c_str(), off_t{5} << 30), 0);
+  expect_survives([&] {
+    EXPECT_NE(open_error(foreign).find("wrong magic number"), std::string::npos) << open_error(foreign);
+    EXPECT_NE(open_error(huge).find("too large"), std::string::npos) << open_error(huge);
+  });
+}
+
 // ------------------------------------------------------------ JSON
 
 TEST(DecisionTableJson, DescribesTheWholeContent) {

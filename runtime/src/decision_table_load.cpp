@@ -62,6 +62,11 @@ constexpr uint64_t kParallelChecksumBytes = 4u << 20;
 // read past the end.
 constexpr uint64_t kHugePage = uint64_t{2} << 20;
 
+// The largest table file read at all (a million entries make ~85 MB): a
+// path that names a disk image or a log by mistake is refused before any
+// memory is committed for it, not read into 24 GB.
+constexpr uint64_t kMaxTableFileBytes = uint64_t{4} << 30;
+
 // One pread() call at most this much (Linux returns at most ~2 GiB anyway).
 constexpr uint64_t kReadChunk = uint64_t{1} << 30;
 
@@ -144,6 +149,19 @@ void read_image(int fd, const std::string& label, DecisionTable::Impl& t) {
   if (::fstat(fd, &before) != 0) file_error(label, std::string("cannot stat: ") + std::strerror(errno));
   if (!S_ISREG(before.st_mode)) file_error(label, "not a regular file");
   const auto size = static_cast<uint64_t>(before.st_size);
+  if (size > kMaxTableFileBytes)
+    file_error(label, "too large: " + std::to_string(size) + " bytes (the limit is " +
+                          std::to_string(kMaxTableFileBytes) + ")");
+  // Not a table at all (a log, a certificate): said before the memory for a
+  // large file is committed. The validator repeats the check on the image.
+  if (size >= tl::kMagic.size()) {
+    std::array<char, tl::kMagic.size()> magic{};
+    ssize_t n;
+    do n = ::pread(fd, magic.data(), magic.size(), 0);
+    while (n < 0 && errno == EINTR);
+    if (n == static_cast<ssize_t>(magic.size()) && magic != tl::kMagic)
+      file_error(label, "not a tlsp decision table (wrong magic number)");
+  }
   uint8_t* const image = allocate_image(t, size, label);
   uint64_t done = 0;
   while (done < size) {
