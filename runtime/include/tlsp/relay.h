@@ -17,8 +17,10 @@
 //    that fails validation is refused with a log line and the old one stays.
 //  * One log line per delivery attempt (RelayLog below, README "Relay log").
 //
-// Threads: one per listening socket (accept), one per SMTP session (at most
-// max_connections), a scheduler and `delivery_workers` delivery threads.
+// Threads: one per listening socket (accept, connection limits, the
+// waiting room, eviction), one per SMTP session (at most max_connections,
+// plus evicted ones writing their 421), a scheduler and `delivery_workers`
+// delivery threads.
 // Blocking I/O with a deadline on every operation keeps each session a
 // straight-line program, as Postfix's smtpd/smtp processes are.
 #pragma once

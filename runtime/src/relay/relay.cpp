@@ -1,5 +1,6 @@
 // relay.cpp — `tlsp relay` put together: configuration checks, the shared
-// context, the listeners (with the connection limits), the queue (a
+// context, the listeners (connection limits, the per-client rate, stress,
+// the waiting room and eviction of stalled sessions), the queue (a
 // schedule over the spool, delivery workers, retries, bounces), table
 // reloads and the clean shutdown. The SMTP dialogue lives in
 // smtp_server.cpp, one delivery run in delivery.cpp.

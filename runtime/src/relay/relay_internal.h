@@ -44,8 +44,9 @@ std::string lower(std::string_view s);
 
 // --------------------------------------------------------------- the log
 
-// One line per event, `key=value` pairs (values with spaces quoted), to a
-// file or standard error; thread-safe, flushed per line.
+// One line per event, `key=value` pairs, to a file or standard error;
+// thread-safe, flushed per line. write() escapes every value (each byte
+// outside 0x20-0x7E as \xHH, quoting as needed): callers pass raw bytes.
 class RelayLog {
  public:
   explicit RelayLog(const std::string& path);  // "" -> stderr; throws
