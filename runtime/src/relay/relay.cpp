@@ -293,6 +293,7 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
   struct RateWindow {
     std::chrono::steady_clock::time_point start;
     size_t count = 0;
+    size_t refused = 0;  // only the first refusal of a window is logged as it happens
   };
   std::map<std::string, RateWindow> rates;
   std::chrono::steady_clock::time_point rates_swept{};
@@ -531,18 +532,37 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
   // -------------------------------------------------------- listeners
 
   // The rate check counts every connection, refused ones too: a client
-  // hammering the port stays refused until its window is over. Called
-  // with sessions_mu held.
-  bool rate_allows(const std::string& client, std::chrono::steady_clock::time_point now) {
+  // hammering the port stays refused until its window is over. A flood of
+  // refusals is one log line when it starts and one with the count when
+  // its window ends, not a line per attempt. `first_refusal`: log this
+  // one. Called with sessions_mu held.
+  bool rate_allows(const std::string& client, std::chrono::steady_clock::time_point now, bool& first_refusal) {
     const RelayLimits& lim = ctx.config.limits;
     const auto unit = lim.connection_rate_time_unit;
     if (now - rates_swept >= unit) {
-      std::erase_if(rates, [&](const auto& r) { return now - r.second.start >= unit; });
+      std::erase_if(rates, [&](const auto& r) {
+        if (now - r.second.start < unit) return false;
+        log_refusals(r.first, r.second);
+        return true;
+      });
       rates_swept = now;
     }
     RateWindow& w = rates[client];
-    if (w.count == 0 || now - w.start >= unit) w = {now, 0};
-    return ++w.count <= lim.max_connection_rate_per_client;
+    if (w.count == 0 || now - w.start >= unit) {
+      log_refusals(client, w);
+      w = {now, 0, 0};
+    }
+    if (++w.count <= lim.max_connection_rate_per_client) return true;
+    first_refusal = ++w.refused == 1;
+    return false;
+  }
+
+  void log_refusals(const std::string& client, const RateWindow& w) {
+    if (w.refused < 2) return;
+    log("limit", {{"client", client},
+                  {"limit", "max_connection_rate_per_client"},
+                  {"refused", std::to_string(w.refused)},
+                  {"window", std::to_string(ctx.config.limits.connection_rate_time_unit.count()) + "s"}});
   }
 
   // All slots are taken: frees the one whose session has waited longest
@@ -600,11 +620,11 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
   };
 
   void refuse(Stream& stream, const std::string& client, const std::string& limit_name, const std::string& text,
-              std::vector<std::pair<std::string, std::string>> extra = {}) {
+              std::vector<std::pair<std::string, std::string>> extra = {}, bool logged = true) {
     std::vector<std::pair<std::string, std::string>> fields = {{"client", client}, {"limit", limit_name}};
     fields.insert(fields.end(), extra.begin(), extra.end());
     fields.push_back({"reply", text});
-    log("limit", std::move(fields));
+    if (logged) log("limit", std::move(fields));
     stream.set_timeout(std::chrono::milliseconds(1000));
     stream.write_all(text + "\r\n");
   }
@@ -696,11 +716,12 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
       std::string client = stream.peer_address();
       const auto now = std::chrono::steady_clock::now();
       std::string refusal, limit_name;
-      bool admit = false;
+      bool admit = false, log_refusal = true;
       {
         std::lock_guard lock(sessions_mu);
         auto pc = per_client.find(client);
-        if (lim.max_connection_rate_per_client > 0 && !ctx.in_submit_networks(client) && !rate_allows(client, now)) {
+        if (lim.max_connection_rate_per_client > 0 && !ctx.in_submit_networks(client) &&
+            !rate_allows(client, now, log_refusal)) {
           limit_name = "max_connection_rate_per_client";
           refusal = "421 4.7.0 " + ctx.hostname + " Error: too many connections from " + client;
         } else if ((pc == per_client.end() ? 0 : pc->second) >= lim.max_connections_per_client) {
@@ -718,7 +739,7 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
         if (refusal.empty()) per_client[client]++;  // a session, or waiting for one
       }
       if (!refusal.empty())
-        refuse(stream, client, limit_name, refusal);
+        refuse(stream, client, limit_name, refusal, {}, log_refusal);
       else if (admit)
         start_session(std::move(stream), client);
       else
@@ -726,6 +747,8 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
     }
     std::lock_guard lock(sessions_mu);
     for (Waiting& w : waiting) leave(w.client);  // closed unanswered: they never had a greeting
+    for (const auto& [client, w] : rates) log_refusals(client, w);
+    rates.clear();
   }
 };
 
