@@ -38,6 +38,12 @@ std::chrono::milliseconds millis_option(const po::variables_map& vm, const char*
   return duration_option(vm, name, std::chrono::duration_cast<std::chrono::seconds>(dflt));
 }
 
+// A duration where 0 means "off".
+std::chrono::seconds duration_or_zero_option(const po::variables_map& vm, const char* name, std::chrono::seconds dflt) {
+  if (vm.count(name) && vm[name].as<std::string>() == "0") return std::chrono::seconds(0);
+  return duration_option(vm, name, dflt);
+}
+
 NextHop parse_next_hop(const std::string& text) {
   size_t eq = text.find('=');
   if (eq == std::string::npos) throw UsageError("--next-hop: `" + text + "` is not domain=host:port");
@@ -95,8 +101,16 @@ int cmd_relay(const Args& args) {
     ("max-errors", po::value<size_t>(), "bad commands per session (default 20)")
     ("max-recipients", po::value<size_t>(), "recipients per message (default 100)")
     ("max-message-size", po::value<size_t>(), "message size in octets (default 10485760)")
-    ("idle-timeout", po::value<std::string>(), "wait for a client command (default 5m)")
+    ("idle-timeout", po::value<std::string>(), "read one whole client command or message line (default 5m)")
     ("session-timeout", po::value<std::string>(), "one whole SMTP session (default 30m)")
+    ("data-phase-timeout", po::value<std::string>(), "inbound: from the 354 to the final dot (default 10m)")
+    ("stress-threshold", po::value<size_t>(), "sessions in use, percent of max-connections, from which stress timeouts apply (default 80; 0 disables)")
+    ("stress-idle-timeout", po::value<std::string>(), "idle-timeout under stress (default 10s)")
+    ("stress-max-errors", po::value<size_t>(), "max-errors under stress (default 1)")
+    ("admission-wait", po::value<std::string>(), "all slots taken: how long a new client waits for one before 421 (default 10s; 0 refuses at once)")
+    ("evict-stalled-after", po::value<std::string>(), "all slots taken: a new client displaces the session waiting longest for a command, once it waited this long (default 5s; 0 disables)")
+    ("max-connection-rate-per-client", po::value<size_t>(), "connections per connection-rate-time-unit from one address outside submit-network (default 60; 0 disables)")
+    ("connection-rate-time-unit", po::value<std::string>(), "the time unit of max-connection-rate-per-client (default 60s)")
     ("connect-timeout", po::value<std::string>(), "outbound TCP connect (default 30s)")
     ("command-timeout", po::value<std::string>(), "outbound: each SMTP reply (default 5m)")
     ("data-timeout", po::value<std::string>(), "outbound: the reply to the final dot (default 10m)")
@@ -159,6 +173,14 @@ int cmd_relay(const Args& args) {
   size("max-message-size", l.max_message_size);
   l.idle_timeout = duration_option(vm, "idle-timeout", d.idle_timeout);
   l.session_timeout = duration_option(vm, "session-timeout", d.session_timeout);
+  l.data_phase_timeout = duration_option(vm, "data-phase-timeout", d.data_phase_timeout);
+  size("stress-threshold", l.stress_threshold_percent);
+  l.stress_idle_timeout = duration_option(vm, "stress-idle-timeout", d.stress_idle_timeout);
+  size("stress-max-errors", l.stress_max_errors);
+  l.admission_wait = duration_or_zero_option(vm, "admission-wait", d.admission_wait);
+  l.evict_stalled_after = duration_or_zero_option(vm, "evict-stalled-after", d.evict_stalled_after);
+  size("max-connection-rate-per-client", l.max_connection_rate_per_client);
+  l.connection_rate_time_unit = duration_option(vm, "connection-rate-time-unit", d.connection_rate_time_unit);
   l.connect_timeout = duration_option(vm, "connect-timeout", d.connect_timeout);
   l.command_timeout = duration_option(vm, "command-timeout", d.command_timeout);
   l.data_timeout = duration_option(vm, "data-timeout", d.data_timeout);

@@ -5,7 +5,9 @@
 # enforcement engine's decisions per second, and the relay's messages per
 # second on the loopback, side by side with Postfix when it is installed
 # (TLSP_RELAY_BENCH_ARGS, e.g. "--messages 2000", is passed to that run),
-# and live simulation of the scenario suite: scenarios per second and the
+# the share of well-behaved clients the relay serves under a slow-client
+# attack, with its defence on and off (TLSP_ATTACK_BENCH_ARGS), and live
+# simulation of the scenario suite: scenarios per second and the
 # share of time per phase.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +21,9 @@ echo
 echo
 # shellcheck disable=SC2086 # the arguments are meant to split
 "$build/tlsp_relay_bench" ${TLSP_RELAY_BENCH_ARGS:-}
+echo
+# shellcheck disable=SC2086 # the arguments are meant to split
+"$build/tlsp_relay_attack_bench" ${TLSP_ATTACK_BENCH_ARGS:-}
 echo
 echo "live simulation of policies/scenarios (tlsp simulate --live --timings):"
 start=$(date +%s.%N)

@@ -8,17 +8,23 @@
 // peer), with a deadline; nothing sleeps.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "tlsp/compiler.h"
@@ -27,6 +33,7 @@
 #include "tlsp/sim/dns_responder.h"
 #include "tlsp/sim/https_server.h"
 #include "tlsp/sim/relay_process.h"
+#include "tlsp/sim/slow_clients.h"
 #include "tlsp/sim/smtp_peer.h"
 #include "tlsp/sim/test_pki.h"
 #include "tlsp/stream.h"
@@ -646,6 +653,8 @@ TEST_F(InboundWorld, MandatoryPeerWithoutStarttlsGets530AtMail) {
   EXPECT_EQ(r.code, 530) << r.reply;
   EXPECT_NE(r.reply.find("5.7.0"), std::string::npos) << r.reply;
   EXPECT_NE(r.reply.find("STARTTLS"), std::string::npos) << r.reply;
+  // The reject line names the sender the client gave, though MAIL failed.
+  EXPECT_TRUE(wait_log("reject", {{"sender", "carol@sender.example"}, {"reason", "starttls-required"}})) << log();
 }
 
 TEST_F(InboundWorld, MandatoryPeerWithStarttlsIsAcceptedAndDeliveredToTheNextHop) {
@@ -1086,7 +1095,8 @@ TEST_F(RelayWorld, PlaintextPipelinedBehindStarttlsIsDiscarded) {
 }
 
 TEST_F(RelayWorld, ConnectionLimitsAnswer421) {
-  start_relay(compile_table(write_policy("")), {"--max-connections", "2", "--max-connections-per-client", "2"});
+  start_relay(compile_table(write_policy("")),
+              {"--max-connections", "2", "--max-connections-per-client", "3", "--admission-wait", "0"});
   std::string error;
   std::vector<std::unique_ptr<Stream>> held;
   std::string line;
@@ -1187,6 +1197,376 @@ TEST_F(RelayWorld, ConfigFileGivesTheSameSettings) {
   auto replies = smtp_dialogue("127.0.0.1", relay_port_, {"EHLO x", "QUIT"}, 10s);
   ASSERT_GE(replies.size(), 2u);
   EXPECT_NE(replies[0].find("conf.test"), std::string::npos);
+}
+
+// ------------------------------------------------------ hardening (issue 9)
+
+// A raw client for the byte-level cases: what a reply-reading SMTP client
+// would not let a test see (a reset, bytes that are not lines).
+class RawClient {
+ public:
+  RawClient(uint16_t port, const std::string& source = "") {
+    std::string error;
+    fd_ = connect_tcp("127.0.0.1", port, 5s, error, source);
+    EXPECT_GE(fd_, 0) << error;
+  }
+  ~RawClient() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool ok() const { return fd_ >= 0; }
+
+  // Sends everything unless the peer goes away first.
+  bool send_all(std::string_view data, std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!data.empty()) {
+      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        data.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        if (!wait(POLLOUT, deadline)) return false;
+        continue;
+      }
+      return false;
+    }
+    return true;
+  }
+
+  // Reads until the peer closes (true, received holds everything) or
+  // resets the connection / the deadline passes (false, errno_ says which).
+  bool read_to_end(std::string& received, std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    char buf[4096];
+    while (true) {
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n > 0) {
+        received.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0) return true;
+      if (errno == EAGAIN || errno == EINTR) {
+        if (!wait(POLLIN, deadline)) {
+          error_ = ETIMEDOUT;
+          return false;
+        }
+        continue;
+      }
+      error_ = errno;
+      return false;
+    }
+  }
+
+  // Reads until `text` has arrived (or EOF / the deadline).
+  bool read_until(std::string& received, std::string_view text, std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    char buf[4096];
+    while (received.find(text) == std::string::npos) {
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n > 0) {
+        received.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR) && wait(POLLIN, deadline)) continue;
+      return false;
+    }
+    return true;
+  }
+
+  int error() const { return error_; }
+
+ private:
+  bool wait(short events, std::chrono::steady_clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, events, 0};
+    return ::poll(&p, 1, static_cast<int>(left.count())) > 0;
+  }
+
+  int fd_ = -1;
+  int error_ = 0;
+};
+
+size_t count_lines(const std::vector<std::string>& lines, const std::string& event, const Fields& want) {
+  size_t n = 0;
+  for (const std::string& l : lines) {
+    Fields f = parse_relay_log_line(l);
+    if (f["event"] != event) continue;
+    bool all = true;
+    for (const auto& [k, v] : want) all = all && f[k] == v;
+    n += all;
+  }
+  return n;
+}
+
+TEST_F(InboundWorld, SlowClientsDoNotLockOutWellBehavedOnes) {
+  // The attack of issue 9, scaled down: 30 connections trickling one byte
+  // per second from five addresses against 10 slots, and 20 well-behaved
+  // clients (one address each) sending a message meanwhile. Stress
+  // timeouts cut the trickle, the listener evicts the longest-stalled
+  // session for a new client, and the rate limit stops the reconnects.
+  start_relay(compile_table(write_policy("", "")),
+              {"--max-connections", "10", "--submit-network", "127.0.0.1/32", "--stress-idle-timeout", "2s",
+               "--evict-stalled-after", "1s", "--max-connection-rate-per-client", "10", "--admission-wait", "5s"});
+  SlowClientsConfig attack;
+  attack.port = relay_port_;
+  attack.sources = {"127.0.0.10", "127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14"};
+  attack.connections = 30;
+  SlowClients attackers(attack);
+  ASSERT_TRUE(wait_log("stress", {{"result", "on"}})) << log();
+  std::atomic<int> accepted{0};
+  std::vector<std::string> failures;
+  std::mutex mu;
+  std::vector<std::thread> good;
+  const auto began = std::chrono::steady_clock::now();
+  for (int t = 0; t < 4; ++t)
+    good.emplace_back([&, t] {
+      for (int i = 0; i < 5; ++i) {
+        SubmitOptions o;
+        o.source_address = "127.0.0." + std::to_string(50 + t * 5 + i);
+        SubmitResult r = submit("carol@sender.example", {"alice@acme.example"}, o);
+        pollfd none{-1, 0, 0};
+        ::poll(&none, 0, 250);  // clients arrive over the attack, not in one burst (a pace, not a wait)
+        if (r.accepted) {
+          ++accepted;
+        } else {
+          std::lock_guard lock(mu);
+          failures.push_back(o.source_address + ": " + std::to_string(r.code) + " " + r.reply + r.error);
+        }
+      }
+    });
+  for (std::thread& t : good) t.join();
+  const auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_TRUE(wait_log("limit", {{"limit", "evict_stalled_after"}})) << log();
+  EXPECT_TRUE(wait_log("limit", {{"limit", "max_connection_rate_per_client"}})) << log();
+  attackers.stop();
+  std::string why;
+  for (const std::string& f : failures) why += f + "\n";
+  EXPECT_GE(accepted.load(), 19) << why << log();
+  EXPECT_LT(took, 30s);
+  EXPECT_GT(attackers.stats().greeted, 0u);  // the attack did get in
+}
+
+TEST_F(RelayWorld, StressShortensTheTimeoutsOfRunningSessions) {
+  start_relay(compile_table(write_policy("")), {"--max-connections", "5", "--stress-threshold", "60", "--idle-timeout",
+                                                "60s", "--stress-idle-timeout", "1s", "--evict-stalled-after", "0"});
+  std::vector<std::unique_ptr<RawClient>> held;
+  std::string greeting;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(std::make_unique<RawClient>(relay_port_));
+    std::string got;
+    ASSERT_TRUE(held.back()->read_until(got, "\r\n")) << log();
+    EXPECT_EQ(got.substr(0, 3), "220");
+  }
+  ASSERT_TRUE(wait_log("stress", {{"result", "on"}, {"sessions", "3"}})) << log();
+  // All three, the first two included (they were waiting already), get the
+  // stress timeout, not the 60 s one.
+  const auto began = std::chrono::steady_clock::now();
+  for (auto& c : held) {
+    std::string got;
+    ASSERT_TRUE(c->read_to_end(got, 10s)) << log();
+    EXPECT_EQ(got.substr(0, 9), "421 4.4.2") << got;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 5s);
+  EXPECT_TRUE(wait_log("limit", {{"limit", "stress_idle_timeout"}})) << log();
+  EXPECT_TRUE(wait_log("stress", {{"result", "off"}})) << log();
+}
+
+TEST_F(RelayWorld, AFullRelayEvictsTheLongestStalledSessionForANewClient) {
+  start_relay(compile_table(write_policy("")),
+              {"--max-connections", "2", "--stress-threshold", "0", "--evict-stalled-after", "1s"});
+  RawClient first(relay_port_), second(relay_port_);
+  std::string got1, got2;
+  ASSERT_TRUE(first.read_until(got1, "\r\n"));
+  ASSERT_TRUE(second.read_until(got2, "\r\n"));
+  // The second stays busy (a command every ~100 ms), the first just waits.
+  // A newcomer is refused until the first has waited 1 s, then displaces it.
+  std::string greeting;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    ASSERT_TRUE(second.send_all("NOOP\r\n"));
+    std::string r;
+    ASSERT_TRUE(second.read_until(r, "\r\n"));
+    auto replies = smtp_dialogue("127.0.0.1", relay_port_, {}, 5s);
+    ASSERT_EQ(replies.size(), 1u);
+    greeting = replies[0];
+    if (greeting.substr(0, 3) == "220") break;
+    EXPECT_EQ(greeting.substr(0, 3), "421");
+    pollfd p{-1, 0, 0};
+    ::poll(&p, 0, 100);  // the pace of a client retrying, not a wait for an event
+  }
+  EXPECT_EQ(greeting.substr(0, 3), "220") << log();
+  std::string rest;
+  ASSERT_TRUE(first.read_to_end(rest));
+  EXPECT_NE(rest.find("421 4.7.0"), std::string::npos) << rest;
+  EXPECT_TRUE(wait_log("limit", {{"limit", "evict_stalled_after"}})) << log();
+}
+
+TEST_F(RelayWorld, AClientOverItsConnectionRateIsRefused) {
+  start_relay(compile_table(write_policy("")), {"--max-connection-rate-per-client", "3", "--connection-rate-time-unit",
+                                                "2s", "--submit-network", "127.0.0.1/32"});
+  for (int i = 0; i < 4; ++i) {
+    auto replies = smtp_dialogue("127.0.0.1", relay_port_, {"QUIT"}, 5s);  // 127.0.0.1/32 is exempt
+    ASSERT_GE(replies.size(), 1u);
+    EXPECT_EQ(replies[0].substr(0, 3), "220");
+  }
+  std::vector<std::string> firsts;
+  for (int i = 0; i < 6; ++i) {
+    RawClient c(relay_port_, "127.0.0.40");
+    std::string got;
+    ASSERT_TRUE(c.read_until(got, "\r\n"));
+    firsts.push_back(got.substr(0, 9));
+    c.send_all("QUIT\r\n");
+  }
+  EXPECT_EQ(firsts,
+            (std::vector<std::string>{"220 relay", "220 relay", "220 relay", "421 4.7.0", "421 4.7.0", "421 4.7.0"}));
+  ASSERT_TRUE(wait_log("limit", {{"limit", "max_connection_rate_per_client"}, {"client", "127.0.0.40"}})) << log();
+  // A flood of refusals is one line as it starts, and one with the count
+  // when its window is over (here: at the first connection of the next).
+  EXPECT_EQ(count_lines(relay_->lines(), "limit", {{"limit", "max_connection_rate_per_client"}}), 1u) << log();
+  std::string greeting;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (greeting.substr(0, 3) != "220" && std::chrono::steady_clock::now() < deadline) {
+    RawClient c(relay_port_, "127.0.0.40");
+    greeting.clear();
+    c.read_until(greeting, "\r\n");
+    c.send_all("QUIT\r\n");
+    if (greeting.substr(0, 3) != "220") {
+      pollfd none{-1, 0, 0};
+      ::poll(&none, 0, 250);  // the pace of a client retrying: the window ends by time alone
+    }
+  }
+  EXPECT_EQ(greeting.substr(0, 3), "220");
+  std::string summary;
+  ASSERT_TRUE(wait_log("limit", {{"limit", "max_connection_rate_per_client"}, {"window", "2s"}}, &summary)) << log();
+  EXPECT_GE(std::stoi(parse_relay_log_line(summary)["refused"]), 3) << summary;  // with the retries above
+}
+
+TEST_F(RelayWorld, TheDataPhaseHasATimeLimitAsAWhole) {
+  // One line every 300 ms never trips the idle timeout; the DATA phase as
+  // a whole ends after 2 s.
+  start_relay(compile_table(write_policy("")), {"--idle-timeout", "5s", "--data-phase-timeout", "2s"});
+  RawClient c(relay_port_);
+  std::string got;
+  ASSERT_TRUE(c.send_all("HELO x\r\nMAIL FROM:<alice@acme.example>\r\nRCPT TO:<bob@partner.example>\r\nDATA\r\n"));
+  ASSERT_TRUE(c.read_until(got, "354 "));
+  const auto began = std::chrono::steady_clock::now();
+  while (got.find("421") == std::string::npos && std::chrono::steady_clock::now() - began < 8s) {
+    if (!c.send_all("a line of the message\r\n")) break;
+    c.read_until(got, "421", 300ms);  // the pace, and the wait for the end
+  }
+  EXPECT_NE(got.find("421 4.4.2"), std::string::npos) << got;
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 5s);
+  EXPECT_TRUE(wait_log("limit", {{"limit", "data_phase_timeout"}})) << log();
+}
+
+TEST_F(RelayWorld, ABareLineEndingInACommandEndsTheSessionWith521) {
+  start_relay(compile_table(write_policy("")));
+  for (const char* input : {"NOOP\nNOOP\n", "NOOP\rNOOP\r\n"}) {
+    RawClient c(relay_port_);
+    std::string got;
+    ASSERT_TRUE(c.read_until(got, "\r\n"));
+    got.clear();
+    ASSERT_TRUE(c.send_all(input));
+    ASSERT_TRUE(c.read_to_end(got)) << c.error();
+    EXPECT_EQ(got.substr(0, 9), "521 5.5.2") << got;
+    EXPECT_EQ(got.find("250"), std::string::npos) << got;  // no command ran
+  }
+  EXPECT_TRUE(wait_log("limit", {{"limit", "bare_line_ending"}, {"phase", "command"}})) << log();
+}
+
+TEST_F(InboundWorld, SenderSpecifiedRoutingIsRefused) {
+  start_relay(compile_table(write_policy("", "")), {"--submit-network", "127.0.0.1/32"});
+  SubmitOptions o;
+  o.source_address = "127.0.0.9";
+  for (const char* rcpt : {"v%victim.example@acme.example", "v@victim.example@acme.example",
+                           "\"v@victim.example\"@acme.example", "victim.example!v@acme.example"}) {
+    SubmitResult r = submit("carol@sender.example", {rcpt}, o);
+    EXPECT_FALSE(r.accepted) << rcpt;
+    EXPECT_EQ(r.code, 550) << rcpt << ": " << r.reply;
+    EXPECT_NE(r.reply.find("5.7.1"), std::string::npos) << r.reply;
+  }
+  EXPECT_TRUE(
+      wait_log("reject", {{"reason", "sender-specified-routing"}, {"recipient", "\"v@victim.example\"@acme.example"}}))
+      << log();
+  ASSERT_TRUE(submit("carol@sender.example", {"alice@acme.example"}, o).accepted);
+  ASSERT_TRUE(hop_->wait_for_messages(1, kWait)) << log();
+  EXPECT_EQ(hop_->messages().size(), 1u);
+  EXPECT_EQ(hop_->messages()[0].rcpts, std::vector<std::string>{"alice@acme.example"});
+}
+
+TEST_F(RelayWorld, EightBitAddressesAreRefusedAndTheLogEscapesEveryNonPrintableByte) {
+  start_relay(compile_table(write_policy("")));
+  // 0x9B is CSI to a terminal, 0x85 NEL, U+0085 (C2 85) NEL in UTF-8.
+  const std::string address =
+      "a\x9b"
+      "b\x85"
+      "c\xc2\x85"
+      "d@acme.example";
+  auto replies = smtp_dialogue("127.0.0.1", relay_port_,
+                               {"EHLO x", "MAIL FROM:<" + address + ">", "MAIL FROM:<alice@acme.example>",
+                                "RCPT TO:<caf\xc3\xa9@partner.example>", "QUIT"},
+                               10s);
+  ASSERT_EQ(replies.size(), 6u);
+  EXPECT_EQ(replies[2].substr(0, 9), "553 5.6.7") << replies[2];
+  EXPECT_EQ(replies[3].substr(0, 3), "250") << replies[3];
+  EXPECT_EQ(replies[4].substr(0, 9), "553 5.6.7") << replies[4];
+  std::string line;
+  ASSERT_TRUE(wait_log("reject", {{"reason", "non-ascii-address"}, {"role", "sender"}}, &line)) << log();
+  EXPECT_EQ(parse_relay_log_line(line)["address"], address);  // the parser undoes the escaping
+  EXPECT_NE(line.find(R"(address="a\x9bb\x85c\xc2\x85d@acme.example")"), std::string::npos) << line;
+  for (const std::string& l : relay_->lines())
+    for (char ch : l) {
+      unsigned char u = static_cast<unsigned char>(ch);
+      ASSERT_TRUE(u >= 0x20 && u <= 0x7e) << "raw byte " << int(u) << " in: " << l;
+    }
+}
+
+TEST_F(RelayWorld, MaxCommandsClosesWithoutAResetSoThe421Arrives) {
+  start_relay(compile_table(write_policy("")), {"--max-commands", "5"});
+  RawClient c(relay_port_);
+  std::string got;
+  ASSERT_TRUE(c.read_until(got, "\r\n"));
+  got.clear();
+  std::string flood;
+  for (int i = 0; i < 20000; ++i) flood += "NOOP\r\n";  // 120 KB, far more than one read
+  c.send_all(flood);                                    // may stop early if the relay is already done
+  ASSERT_TRUE(c.read_to_end(got)) << "errno " << c.error() << " after: " << got;  // FIN, not a reset
+  EXPECT_NE(got.find("421 4.7.0"), std::string::npos) << got;
+  EXPECT_TRUE(wait_log("limit", {{"limit", "max_commands"}})) << log();
+}
+
+TEST_F(RelayWorld, ExcessRecipientsAreOneLogLinePerTransaction) {
+  start_relay(compile_table(write_policy("")), {"--max-recipients", "3"});
+  std::vector<std::string> cmds = {"EHLO x", "MAIL FROM:<alice@acme.example>"};
+  for (int i = 0; i < 50; ++i) cmds.push_back("RCPT TO:<r" + std::to_string(i) + "@partner.example>");
+  cmds.push_back("RSET");
+  cmds.push_back("MAIL FROM:<alice@acme.example>");
+  for (int i = 0; i < 5; ++i) cmds.push_back("RCPT TO:<s" + std::to_string(i) + "@partner.example>");
+  cmds.push_back("QUIT");
+  auto replies = smtp_dialogue("127.0.0.1", relay_port_, cmds, 10s);
+  ASSERT_EQ(replies.size(), cmds.size() + 1);
+  EXPECT_EQ(replies[52].substr(0, 3), "452");
+  ASSERT_TRUE(wait_log("limit", {{"limit", "max_recipients"}, {"refused", "47"}}, nullptr, 0, 5s)) << log();
+  ASSERT_TRUE(wait_log("limit", {{"limit", "max_recipients"}, {"refused", "2"}}, nullptr, 0, 5s)) << log();
+  EXPECT_EQ(count_lines(relay_->lines(), "limit", {{"limit", "max_recipients"}}), 2u) << log();
+}
+
+TEST_F(RelayWorld, AClientDroppingMidDataIsLogged) {
+  start_relay(compile_table(write_policy("")));
+  {
+    RawClient c(relay_port_);
+    std::string got;
+    ASSERT_TRUE(c.send_all("HELO x\r\nMAIL FROM:<alice@acme.example>\r\nRCPT TO:<bob@partner.example>\r\nDATA\r\n"));
+    ASSERT_TRUE(c.read_until(got, "354 "));
+    ASSERT_TRUE(c.send_all("Subject: cut\r\n\r\nhalf a message\r\n"));
+  }  // closed without the final dot
+  EXPECT_TRUE(wait_log("abort", {{"phase", "data"},
+                                 {"sender", "alice@acme.example"},
+                                 {"recipients", "1"},
+                                 {"received", "32"},
+                                 {"reason", "connection closed"}}))
+      << log();
 }
 
 TEST(RelayCli, BadConfigurationIsAClearUsageError) {

@@ -556,6 +556,38 @@ TEST(StreamLines, TimeoutThenCompletes) {
   EXPECT_EQ(line, "partial line");
 }
 
+// A caller reading in slices (the relay looks at the clock and the stress
+// flag between them) must get the same lines as one long read: a line
+// being dropped as too long stays dropped across a timeout, and its tail is
+// not a line of its own.
+TEST(StreamLines, ATimeoutInsideAnOverlongLineKeepsDiscardingIt) {
+  Pair p;
+  p.reader.set_timeout(100ms);
+  p.send(std::string(300, 'x'));
+  std::string line;
+  EXPECT_EQ(p.reader.read_line(line, 100), IoStatus::timeout);
+  p.send("tail\r\nNEXT\r\n");
+  EXPECT_EQ(p.reader.read_line(line, 100), IoStatus::too_long);
+  ASSERT_EQ(p.reader.read_line(line, 100), IoStatus::ok);
+  EXPECT_EQ(line, "NEXT");
+}
+
+// close_gracefully() sends FIN (the peer reads the last bytes, then EOF) and
+// drops what the peer still sends, for a bounded time.
+TEST(StreamLines, CloseGracefullyHalfClosesAndDrains) {
+  Pair p;
+  p.send("unread input\r\n");
+  ASSERT_EQ(p.reader.write_all("421 bye\r\n"), IoStatus::ok);
+  const auto start = std::chrono::steady_clock::now();
+  p.reader.close_gracefully(200ms, 1 << 20);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  char buf[64];
+  ssize_t n = ::recv(p.writer, buf, sizeof buf, 0);
+  ASSERT_EQ(n, 9);
+  EXPECT_EQ(std::string(buf, 9), "421 bye\r\n");
+  EXPECT_EQ(::recv(p.writer, buf, sizeof buf, 0), 0);  // FIN
+}
+
 TEST(StreamLines, BufferedAndDiscard) {
   Pair p;
   p.send("STARTTLS\r\nMAIL FROM:<x@y>\r\n");

@@ -232,7 +232,7 @@ Stream::~Stream() {
   if (impl_->ssl != nullptr) {
     // close_notify once, without waiting for the peer's: the connection is
     // being dropped either way.
-    if (SSL_is_init_finished(impl_->ssl)) {
+    if (SSL_is_init_finished(impl_->ssl) && !impl_->shutdown_sent) {
       ERR_clear_error();
       SSL_shutdown(impl_->ssl);
     }
@@ -262,7 +262,8 @@ IoStatus Stream::read_line(std::string& line, size_t max_len, bool& bare_lf) {
   bare_lf = false;
   Impl& m = *impl_;
   const auto deadline = m.deadline();
-  bool overflow = false;  // the line outgrew max_len: dropping it up to its LF
+  bool overflow = m.discarding_line;  // the line outgrew max_len: dropping it up to its LF
+  m.discarding_line = false;
   size_t scan_from = m.in_pos;
   while (true) {
     const size_t lf = m.in.find('\n', scan_from);
@@ -286,7 +287,12 @@ IoStatus Stream::read_line(std::string& line, size_t max_len, bool& bare_lf) {
     scan_from = m.in.size();
     const size_t before = m.in_pos;
     IoStatus s = fill(m, deadline);
-    if (s != IoStatus::ok) return s;
+    if (s != IoStatus::ok) {
+      // A partial line stays buffered for the next call (a caller that reads
+      // in slices to look at the clock in between loses nothing).
+      m.discarding_line = overflow;
+      return s;
+    }
     // fill() may have compacted the buffer.
     scan_from = scan_from - before + m.in_pos;
   }
@@ -336,6 +342,37 @@ IoStatus Stream::write_all(std::string_view data) {
     return n < 0 && (errno == EPIPE || errno == ECONNRESET) ? IoStatus::eof : IoStatus::error;
   }
   return IoStatus::ok;
+}
+
+void Stream::close_gracefully(std::chrono::milliseconds drain, size_t max_bytes) {
+  Impl& m = *impl_;
+  if (m.fd < 0) return;
+  if (m.ssl != nullptr && SSL_is_init_finished(m.ssl) && !m.shutdown_sent) {
+    ERR_clear_error();
+    SSL_shutdown(m.ssl);  // close_notify, without waiting for the peer's
+    ERR_clear_error();
+    m.shutdown_sent = true;
+  }
+  ::shutdown(m.fd, SHUT_WR);
+  // What the peer still sends is read (raw: under TLS it is ciphertext
+  // nobody needs) and dropped until it closes or the time is up: closing
+  // with unread input would make the kernel answer with a reset, which can
+  // overtake the last reply (RFC 1122 §4.2.2.13).
+  const auto deadline = Clock::now() + drain;
+  char buf[4096];
+  size_t total = 0;
+  while (total < max_bytes) {
+    ssize_t n = recv(m.fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      total += static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) break;
+    if (errno == EINTR) continue;
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) && m.wait_for(POLLIN, deadline) == IoStatus::ok) continue;
+    break;
+  }
+  m.drop_unread();
 }
 
 size_t Stream::buffered() const {

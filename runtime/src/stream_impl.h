@@ -33,6 +33,11 @@ struct Stream::Impl {
   std::chrono::milliseconds timeout = kDefaultStreamTimeout;
   std::string in;
   size_t in_pos = 0;
+  // read_line() gave up (timeout) in the middle of a line it was already
+  // discarding as too long: the next read_line() goes on discarding it, so
+  // its tail is never mistaken for a line of its own.
+  bool discarding_line = false;
+  bool shutdown_sent = false;  // close_gracefully() sent close_notify already
 
   Clock::time_point deadline() const { return Clock::now() + timeout; }
 

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
 #include <stdexcept>
 
@@ -28,7 +29,16 @@ std::map<std::string, std::string> parse_relay_log_line(const std::string& line)
     size_t i = eq + 1;
     if (i < line.size() && line[i] == '"') {
       for (++i; i < line.size() && line[i] != '"'; ++i) {
-        if (line[i] == '\\' && i + 1 < line.size()) ++i;
+        if (line[i] == '\\' && i + 1 < line.size()) {
+          ++i;
+          // \xHH: a byte the log escaped (anything outside printable ASCII).
+          if (line[i] == 'x' && i + 2 < line.size() && std::isxdigit(static_cast<unsigned char>(line[i + 1])) &&
+              std::isxdigit(static_cast<unsigned char>(line[i + 2]))) {
+            value.push_back(static_cast<char>(std::stoi(line.substr(i + 1, 2), nullptr, 16)));
+            i += 2;
+            continue;
+          }
+        }
         value.push_back(line[i]);
       }
       ++i;

@@ -17,8 +17,10 @@
 //    that fails validation is refused with a log line and the old one stays.
 //  * One log line per delivery attempt (RelayLog below, README "Relay log").
 //
-// Threads: one per listening socket (accept), one per SMTP session (at most
-// max_connections), a scheduler and `delivery_workers` delivery threads.
+// Threads: one per listening socket (accept, connection limits, the
+// waiting room, eviction), one per SMTP session (at most max_connections,
+// plus evicted ones writing their 421), a scheduler and `delivery_workers`
+// delivery threads.
 // Blocking I/O with a deadline on every operation keeps each session a
 // straight-line program, as Postfix's smtpd/smtp processes are.
 #pragma once
@@ -42,8 +44,29 @@ struct RelayLimits {
   size_t max_errors = 20;                 // bad commands per session: 421 4.7.0 and close
   size_t max_recipients = 100;            // per message: 452 4.5.3
   size_t max_message_size = 10 * 1024 * 1024;  // octets: 552 5.3.4 (SIZE announces it)
-  std::chrono::seconds idle_timeout{300};       // between commands (RFC 5321 §4.5.3.2.7): 421 4.4.2
+  std::chrono::seconds idle_timeout{300};       // to read one whole command or message line: 421 4.4.2
   std::chrono::seconds session_timeout{1800};   // a whole session: 421 4.4.2
+  std::chrono::seconds data_phase_timeout{600}; // inbound: from the 354 to the final dot: 421 4.4.2
+  // Stress (Postfix's stress-adaptive behaviour, STRESS_README): while the
+  // sessions in use are at least this percentage of max_connections, every
+  // session, running or new, reads with stress_idle_timeout and ends after
+  // stress_max_errors bad commands. 0 disables.
+  size_t stress_threshold_percent = 80;
+  std::chrono::seconds stress_idle_timeout{10}; // Postfix: smtpd_timeout 10s under stress
+  size_t stress_max_errors = 1;                 // Postfix: smtpd_hard_error_limit 1 under stress
+  // When every slot is taken, a new client waits this long for one before
+  // its greeting (at most max_connections wait, one per client address),
+  // then 421 4.3.2; 0 refuses at once.
+  std::chrono::seconds admission_wait{10};
+  // When every slot is taken and a client waits, the session that has
+  // waited longest for a command line gives up its slot (421 4.7.0) once
+  // it has waited this long; 0 disables.
+  std::chrono::seconds evict_stalled_after{5};
+  // Connections from one client address per time unit (Postfix's anvil):
+  // 421 4.7.0 beyond; submit_networks are exempt (as Postfix exempts
+  // $mynetworks). 0 disables.
+  size_t max_connection_rate_per_client = 60;
+  std::chrono::seconds connection_rate_time_unit{60};
   std::chrono::seconds connect_timeout{30};     // outbound TCP connect
   std::chrono::seconds command_timeout{300};    // outbound: each reply (RFC 5321 §4.5.3.2)
   std::chrono::seconds data_timeout{600};       // outbound: the reply to the final dot

@@ -8,6 +8,8 @@
 //    timeout instead of blocking.
 //  * read_line() never holds more than max_len bytes of one line: a longer
 //    line is consumed and discarded up to its LF and reported as too_long.
+//  * A read_line() that times out keeps the partial line buffered; the next
+//    read_line() continues it (the deadline is per call, never per byte).
 //  * buffered() tells whether the peer sent bytes beyond what was read;
 //    after STARTTLS such plaintext must be discarded (RFC 3207 §4.1, the
 //    command-injection attack), which discard_buffer() does.
@@ -56,6 +58,12 @@ class Stream {
 
   size_t buffered() const;
   void discard_buffer();
+
+  // Ends the connection without a reset over the last reply: close_notify
+  // (TLS), then FIN (shutdown SHUT_WR), then reads and drops what the peer
+  // still sends until it closes, at most `drain` and `max_bytes`. Only
+  // the destructor may follow.
+  void close_gracefully(std::chrono::milliseconds drain, size_t max_bytes);
 
   bool is_tls() const;
   SSL* ssl() const;  // nullptr before TLS

@@ -1,5 +1,6 @@
 // relay.cpp — `tlsp relay` put together: configuration checks, the shared
-// context, the listeners (with the connection limits), the queue (a
+// context, the listeners (connection limits, the per-client rate, stress,
+// the waiting room and eviction of stalled sessions), the queue (a
 // schedule over the spool, delivery workers, retries, bounces), table
 // reloads and the clean shutdown. The SMTP dialogue lives in
 // smtp_server.cpp, one delivery run in delivery.cpp.
@@ -25,6 +26,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -124,18 +126,31 @@ RelayLog::~RelayLog() {
 }
 
 namespace {
+// The one place a value is made safe for the log, so no caller can forget
+// it: every byte outside printable ASCII (0x20-0x7E) becomes \xHH, C1
+// controls and UTF-8 included (a terminal takes 0x9B for CSI), and a
+// value with anything escaped, a space, `=`, `"` or `\` is quoted, with
+// `"` and `\` backslash-escaped. A hostile peer cannot forge or corrupt
+// lines.
+bool printable(unsigned char u) {
+  return u >= 0x20 && u <= 0x7e;
+}
+
 void append_value(std::string& line, std::string_view v) {
-  bool quote = v.empty() || v.find_first_of(" \t\"=\\") != std::string_view::npos;
+  bool quote = v.empty() || std::any_of(v.begin(), v.end(), [](char c) {
+                 unsigned char u = static_cast<unsigned char>(c);
+                 return !printable(u) || c == ' ' || c == '"' || c == '=' || c == '\\';
+               });
   if (quote) line.push_back('"');
   for (char c : v) {
     unsigned char u = static_cast<unsigned char>(c);
     if (c == '"' || c == '\\') {
       line.push_back('\\');
       line.push_back(c);
-    } else if (u < 0x20 || u == 0x7f) {
+    } else if (!printable(u)) {
       char buf[8];
       std::snprintf(buf, sizeof buf, "\\x%02x", u);
-      line += buf;  // a hostile peer cannot forge log lines
+      line += buf;
     } else {
       line.push_back(c);
     }
@@ -247,6 +262,12 @@ void validate_relay_config(const RelayConfig& c) {
   if (l.max_line_length < 512) bad("max-line-length must be at least 512 (RFC 5321 §4.5.3.1.4)");
   if (l.max_recipients < 1) bad("max-recipients must be at least 1");
   if (l.max_message_size < 1024) bad("max-message-size must be at least 1024");
+  if (l.stress_threshold_percent > 100) bad("stress-threshold must be 0..100 (percent of max-connections; 0 disables)");
+  if (l.idle_timeout.count() <= 0 || l.stress_idle_timeout.count() <= 0 || l.data_phase_timeout.count() <= 0 ||
+      l.session_timeout.count() <= 0)
+    bad("idle-timeout, stress-idle-timeout, data-phase-timeout and session-timeout must be positive");
+  if (l.max_connection_rate_per_client > 0 && l.connection_rate_time_unit.count() <= 0)
+    bad("connection-rate-time-unit must be positive");
 }
 
 // ---------------------------------------------------------------- Relay
@@ -259,11 +280,23 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
   std::atomic<bool> stopping{false};
   std::atomic<bool> reload_requested{false};
 
-  // Sessions.
+  // Sessions, by socket. A session leaves `sessions` before its socket is
+  // closed, so a descriptor found here is always that session's.
   std::mutex sessions_mu;
   std::condition_variable sessions_cv;
-  std::set<int> session_fds;
+  std::map<int, std::shared_ptr<SessionSlot>> sessions;
+  size_t sessions_active = 0;  // not evicted: the ones that hold a slot
   std::map<std::string, size_t> per_client;
+  // Connections per client per time unit (anvil's fixed windows). Entries
+  // whose window is over are swept once per time unit, so the map holds at
+  // most the clients of the last two units.
+  struct RateWindow {
+    std::chrono::steady_clock::time_point start;
+    size_t count = 0;
+    size_t refused = 0;  // only the first refusal of a window is logged as it happens
+  };
+  std::map<std::string, RateWindow> rates;
+  std::chrono::steady_clock::time_point rates_swept{};
 
   // The queue: entries by id, and the schedule by next attempt.
   std::mutex queue_mu;
@@ -514,51 +547,224 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
 
   // -------------------------------------------------------- listeners
 
+  // The rate check counts every connection, refused ones too: a client
+  // hammering the port stays refused until its window is over. A flood of
+  // refusals is one log line when it starts and one with the count when
+  // its window ends, not a line per attempt. `first_refusal`: log this
+  // one. Called with sessions_mu held.
+  bool rate_allows(const std::string& client, std::chrono::steady_clock::time_point now, bool& first_refusal) {
+    const RelayLimits& lim = ctx.config.limits;
+    const auto unit = lim.connection_rate_time_unit;
+    if (now - rates_swept >= unit) {
+      std::erase_if(rates, [&](const auto& r) {
+        if (now - r.second.start < unit) return false;
+        log_refusals(r.first, r.second);
+        return true;
+      });
+      rates_swept = now;
+    }
+    RateWindow& w = rates[client];
+    if (w.count == 0 || now - w.start >= unit) {
+      log_refusals(client, w);
+      w = {now, 0, 0};
+    }
+    if (++w.count <= lim.max_connection_rate_per_client) return true;
+    first_refusal = ++w.refused == 1;
+    return false;
+  }
+
+  void log_refusals(const std::string& client, const RateWindow& w) {
+    if (w.refused < 2) return;
+    log("limit", {{"client", client},
+                  {"limit", "max_connection_rate_per_client"},
+                  {"refused", std::to_string(w.refused)},
+                  {"window", std::to_string(ctx.config.limits.connection_rate_time_unit.count()) + "s"}});
+  }
+
+  // All slots are taken: frees the one whose session has waited longest
+  // for a command line, if that is at least evict_stalled_after. The
+  // session is told through its slot and woken by shutting its socket's
+  // read side; it replies 421 and leaves on its own thread. Called with
+  // sessions_mu held.
+  bool evict_stalled(std::chrono::steady_clock::time_point now) {
+    const auto min_wait = ctx.config.limits.evict_stalled_after;
+    if (min_wait.count() == 0) return false;
+    const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+    SessionSlot* longest = nullptr;
+    int64_t longest_wait = 0;
+    for (auto& [fd, slot] : sessions) {
+      if (slot->evicted) continue;
+      int64_t since = slot->waiting_since_ns.load();
+      if (since == 0) continue;
+      if (now_ns - since > longest_wait) {
+        longest_wait = now_ns - since;
+        longest = slot.get();
+      }
+    }
+    if (!longest || std::chrono::nanoseconds(longest_wait) < min_wait) return false;
+    longest->evicted = true;
+    ::shutdown(longest->fd, SHUT_RD);
+    --sessions_active;
+    return true;
+  }
+
+  // Stress starts when the sessions in use reach the threshold and ends
+  // ten points below it, so it does not flap with every session that comes
+  // and goes. Called with sessions_mu held.
+  void update_stress() {
+    const RelayLimits& lim = ctx.config.limits;
+    if (lim.stress_threshold_percent == 0) return;
+    const size_t used = sessions_active * 100;
+    const size_t off = lim.stress_threshold_percent > 10 ? lim.stress_threshold_percent - 10 : 0;
+    bool on = ctx.stress;
+    if (!on && used >= lim.stress_threshold_percent * lim.max_connections) on = true;
+    if (on && (used < off * lim.max_connections || sessions_active == 0)) on = false;
+    if (on == ctx.stress) return;
+    ctx.stress = on;
+    log("stress", {{"result", on ? "on" : "off"},
+                   {"sessions", std::to_string(sessions_active)},
+                   {"max_connections", std::to_string(lim.max_connections)}});
+  }
+
+  // A connection accepted while every slot is taken: it waits (before its
+  // greeting) for a slot, as a client waits in Postfix's listen queue,
+  // for at most admission_wait.
+  struct Waiting {
+    Stream stream;
+    std::string client;
+    std::chrono::steady_clock::time_point since;
+  };
+
+  void refuse(Stream& stream, const std::string& client, const std::string& limit_name, const std::string& text,
+              std::vector<std::pair<std::string, std::string>> extra = {}, bool logged = true) {
+    std::vector<std::pair<std::string, std::string>> fields = {{"client", client}, {"limit", limit_name}};
+    fields.insert(fields.end(), extra.begin(), extra.end());
+    fields.push_back({"reply", text});
+    if (logged) log("limit", std::move(fields));
+    stream.set_timeout(std::chrono::milliseconds(1000));
+    stream.write_all(text + "\r\n");
+  }
+
+  std::string too_many_connections() const {
+    return "421 4.3.2 " + ctx.hostname + " Too many connections, try again later";
+  }
+
+  // Takes a slot for one more session: a free one, or one freed by
+  // evicting the longest-stalled session. Called with sessions_mu held.
+  bool take_slot(std::chrono::steady_clock::time_point now) {
+    if (sessions_active >= ctx.config.limits.max_connections && !evict_stalled(now)) return false;
+    ++sessions_active;
+    update_stress();
+    return true;
+  }
+
+  // Starts the session on its own thread; its slot is taken (take_slot)
+  // and the client counted in per_client already.
+  void start_session(Stream stream, const std::string& client) {
+    auto slot = std::make_shared<SessionSlot>();
+    slot->fd = stream.fd();
+    {
+      std::lock_guard lock(sessions_mu);
+      sessions[slot->fd] = slot;
+    }
+    auto self = shared_from_this();
+    std::thread([self, s = std::move(stream), slot, client]() mutable {
+      serve_smtp_session(self->ctx, s, self->stopping, *slot);
+      {
+        // Before `s` closes the socket: see `sessions`.
+        std::lock_guard lock(self->sessions_mu);
+        self->sessions.erase(slot->fd);
+        if (!slot->evicted) --self->sessions_active;
+        self->leave(client);
+        self->update_stress();
+      }
+      self->sessions_cv.notify_all();
+    }).detach();
+  }
+
+  // Called with sessions_mu held.
+  void leave(const std::string& client) {
+    auto it = per_client.find(client);
+    if (it != per_client.end() && --it->second == 0) per_client.erase(it);
+  }
+
+  // The waiting room, oldest first: admits while slots can be had, and
+  // refuses those that waited admission_wait.
+  void admit_waiting(std::deque<Waiting>& waiting) {
+    const auto now = std::chrono::steady_clock::now();
+    while (!waiting.empty()) {
+      bool admit = false, expired = false;
+      {
+        std::lock_guard lock(sessions_mu);
+        admit = take_slot(now);
+        expired = !admit && now - waiting.front().since >= ctx.config.limits.admission_wait;
+        if (expired) leave(waiting.front().client);
+      }
+      if (!admit && !expired) return;
+      Waiting w = std::move(waiting.front());
+      waiting.pop_front();
+      if (admit) {
+        start_session(std::move(w.stream), w.client);
+      } else {
+        auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - w.since);
+        refuse(w.stream, w.client, "max_connections", too_many_connections(),
+               {{"waited", std::to_string(waited.count()) + "ms"}});
+      }
+    }
+  }
+
   void accept_loop(int lfd) {
+    const RelayLimits& lim = ctx.config.limits;
+    std::deque<Waiting> waiting;
     while (!stopping) {
       pollfd fds[2] = {{lfd, POLLIN, 0}, {wake[0], POLLIN, 0}};
-      int n = ::poll(fds, 2, 1000);
-      if (n <= 0 || stopping) continue;
-      if (!(fds[0].revents & POLLIN)) continue;
+      // With clients waiting, look again soon: a slot frees, or a session
+      // becomes evictable, without an event of its own here.
+      int n = ::poll(fds, 2, waiting.empty() ? 1000 : 50);
+      if (stopping) break;
+      admit_waiting(waiting);
+      if (n <= 0 || !(fds[0].revents & POLLIN)) continue;
       sockaddr_storage ss{};
       socklen_t len = sizeof ss;
       int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
       if (fd < 0) continue;
       Stream stream(fd);
       std::string client = stream.peer_address();
-      const RelayLimits& lim = ctx.config.limits;
-      std::string refusal;
+      const auto now = std::chrono::steady_clock::now();
+      std::string refusal, limit_name;
+      bool admit = false, log_refusal = true;
       {
         std::lock_guard lock(sessions_mu);
-        if (session_fds.size() >= lim.max_connections)
-          refusal = "421 4.3.2 " + ctx.hostname + " Too many connections, try again later";
-        else if (per_client[client] >= lim.max_connections_per_client)
+        auto pc = per_client.find(client);
+        if (lim.max_connection_rate_per_client > 0 && !ctx.in_submit_networks(client) &&
+            !rate_allows(client, now, log_refusal)) {
+          limit_name = "max_connection_rate_per_client";
+          refusal = "421 4.7.0 " + ctx.hostname + " Error: too many connections from " + client;
+        } else if ((pc == per_client.end() ? 0 : pc->second) >= lim.max_connections_per_client) {
+          limit_name = "max_connections_per_client";
           refusal = "421 4.7.0 " + ctx.hostname + " Too many connections from your address";
-        if (refusal.empty()) {
-          session_fds.insert(fd);
-          per_client[client]++;
+        } else if (waiting.empty() && take_slot(now)) {
+          admit = true;
+        } else if (lim.admission_wait.count() == 0 || waiting.size() >= lim.max_connections ||
+                   std::any_of(waiting.begin(), waiting.end(), [&](const Waiting& w) { return w.client == client; })) {
+          // One place in the queue per client address: many connections
+          // from one address must not crowd out everybody else.
+          limit_name = "max_connections";
+          refusal = too_many_connections();
         }
+        if (refusal.empty()) per_client[client]++;  // a session, or waiting for one
       }
-      if (!refusal.empty()) {
-        log("limit", {{"client", client},
-                      {"limit", refusal.find("your address") != std::string::npos ? "max_connections_per_client"
-                                                                                  : "max_connections"},
-                      {"reply", refusal}});
-        stream.set_timeout(std::chrono::milliseconds(1000));
-        stream.write_all(refusal + "\r\n");
-        continue;
-      }
-      auto self = shared_from_this();
-      std::thread([self, s = std::move(stream), fd, client]() mutable {
-        serve_smtp_session(self->ctx, std::move(s), self->stopping);
-        {
-          std::lock_guard lock(self->sessions_mu);
-          self->session_fds.erase(fd);
-          if (--self->per_client[client] == 0) self->per_client.erase(client);
-        }
-        self->sessions_cv.notify_all();
-      }).detach();
+      if (!refusal.empty())
+        refuse(stream, client, limit_name, refusal, {}, log_refusal);
+      else if (admit)
+        start_session(std::move(stream), client);
+      else
+        waiting.push_back({std::move(stream), client, now});  // behind those already waiting
     }
+    std::lock_guard lock(sessions_mu);
+    for (Waiting& w : waiting) leave(w.client);  // closed unanswered: they never had a greeting
+    for (const auto& [client, w] : rates) log_refusals(client, w);
+    rates.clear();
   }
 };
 
@@ -676,9 +882,9 @@ void Relay::run() {
   const auto deadline = std::chrono::steady_clock::now() + I->ctx.config.limits.shutdown_grace;
   {
     std::unique_lock lock(I->sessions_mu);
-    I->sessions_cv.wait_until(lock, deadline, [&] { return I->session_fds.empty(); });
-    for (int fd : I->session_fds) ::shutdown(fd, SHUT_RDWR);
-    I->sessions_cv.wait_for(lock, std::chrono::seconds(2), [&] { return I->session_fds.empty(); });
+    I->sessions_cv.wait_until(lock, deadline, [&] { return I->sessions.empty(); });
+    for (auto& [fd, slot] : I->sessions) ::shutdown(fd, SHUT_RDWR);
+    I->sessions_cv.wait_for(lock, std::chrono::seconds(2), [&] { return I->sessions.empty(); });
   }
   size_t unfinished = 0;
   {

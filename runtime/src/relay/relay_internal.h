@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -43,8 +44,9 @@ std::string lower(std::string_view s);
 
 // --------------------------------------------------------------- the log
 
-// One line per event, `key=value` pairs (values with spaces quoted), to a
-// file or standard error; thread-safe, flushed per line.
+// One line per event, `key=value` pairs, to a file or standard error;
+// thread-safe, flushed per line. write() escapes every value (each byte
+// outside 0x20-0x7E as \xHH, quoting as needed): callers pass raw bytes.
 class RelayLog {
  public:
   explicit RelayLog(const std::string& path);  // "" -> stderr; throws
@@ -128,6 +130,10 @@ struct RelayContext {
   ConnectionCache connections;
   // Called with freshly stored entries (the queue takes them).
   std::function<void(std::vector<QueueEntry>)> enqueue;
+  // Stress (RelayLimits::stress_threshold_percent): set and cleared by the
+  // listener as sessions come and go, read by every session before each
+  // read, so running sessions adapt too.
+  std::atomic<bool> stress{false};
 
   bool in_submit_networks(std::string_view address) const;
   const NextHop* next_hop(std::string_view domain) const;
@@ -146,9 +152,20 @@ struct InboundRule {
 InboundRule stricter_inbound_rule(const DecisionTable& table, std::string_view domain, std::string_view client,
                                   std::string_view sender_domain);
 
-// Serves one accepted connection to the end (QUIT, a limit, a timeout or
-// the shutdown flag). Never throws.
-void serve_smtp_session(RelayContext& ctx, Stream stream, const std::atomic<bool>& stopping);
+// What the listener and one session share. The session publishes when it
+// started waiting for a command line (0: it is not waiting for one); the
+// listener, to free a slot for a new client, sets `evicted` and shuts the
+// socket's read side, which wakes the session's blocking read: the session
+// thread itself then replies 421 and logs it.
+struct SessionSlot {
+  int fd = -1;
+  std::atomic<int64_t> waiting_since_ns{0};  // steady_clock, since its epoch
+  std::atomic<bool> evicted{false};
+};
+
+// Serves one accepted connection to the end (QUIT, a limit, a timeout,
+// eviction or the shutdown flag). Never throws.
+void serve_smtp_session(RelayContext& ctx, Stream& stream, const std::atomic<bool>& stopping, SessionSlot& slot);
 
 // ----------------------------------------------------------- delivery
 

@@ -10,9 +10,19 @@
 //   ready       after EHLO/HELO, RSET, or a finished transaction
 //   have_mail   after an accepted MAIL
 //   have_rcpt   after at least one accepted RCPT
-// Every read has a deadline (idle timeout, capped by the session's total
-// time), every buffer a named bound (RelayLimits); a limit hit replies with
-// its RFC code and is logged.
+// Every line read has one deadline, never restarted by a byte: the idle
+// timeout (the stress idle timeout while the relay is under stress),
+// capped by the DATA phase's and the session's total time; reads go in
+// slices of at most kBoundCheckInterval so that a session already waiting
+// adapts when stress begins, and so that a line is resumed, not lost. Every
+// buffer has a named bound (RelayLimits); a limit hit replies with its RFC
+// code and is logged, once per session and kind for the repeated ones
+// (excess recipients are counted and logged at the end of the
+// transaction). Input policy, as Postfix's defaults: a bare <CR> or <LF>
+// in a command ends the session with 521 (smtpd_forbid_bare_newline), a
+// non-ASCII address is refused (no SMTPUTF8: RFC 6531), and an inbound
+// recipient whose local part routes further (`%`, `!`, `@`) is refused
+// (allow_untrusted_routing = no).
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -30,6 +40,18 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 enum class State { greeted, ready, have_mail, have_rcpt };
+
+// How often a waiting read looks at the clock and the stress flag: the
+// longest a running session takes to notice that stress began.
+constexpr std::chrono::milliseconds kBoundCheckInterval{1000};
+// After the last reply: how long, and how much, the session reads and
+// drops what the client still sends before closing, so the kernel does
+// not answer unread input with a reset that can destroy that reply.
+constexpr std::chrono::milliseconds kHangupDrain{1000};
+constexpr size_t kHangupDrainBytes = 1 << 20;
+
+// Which bound a read ran into.
+enum class Bound { idle, stress_idle, data_phase, session };
 
 struct Recipient {
   std::string address;
@@ -82,6 +104,7 @@ struct PathParse {
   std::string address;  // "" = null path
   std::string_view rest;
   std::string problem;
+  bool non_ascii = false;  // the problem: an 8-bit address without SMTPUTF8
 };
 
 // "<local@domain> params" (after the colon). Source routes are accepted and
@@ -120,6 +143,15 @@ PathParse parse_path(std::string_view s, bool allow_null) {
     p.ok = true;
     return p;
   }
+  // RFC 6531 §3.7.4: a non-ASCII address needs SMTPUTF8, which is not
+  // offered (the next hop and the log would have to carry it faithfully).
+  for (char c : path)
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      p.problem = "553 5.6.7 Error: non-ASCII address requires SMTPUTF8, which this server does not support";
+      p.non_ascii = true;
+      p.address = std::string(path);  // for the log line only
+      return p;
+    }
   for (char c : path)
     if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f || c == '<' || c == '>') {
       p.problem = "501 5.1.3 Bad character in address";
@@ -186,14 +218,20 @@ namespace {
 
 class Session {
  public:
-  Session(RelayContext& ctx, Stream stream, const std::atomic<bool>& stopping)
-      : ctx_(ctx), limits_(ctx.config.limits), stream_(std::move(stream)), stopping_(stopping) {
+  Session(RelayContext& ctx, Stream& stream, const std::atomic<bool>& stopping, SessionSlot& slot)
+      : ctx_(ctx), limits_(ctx.config.limits), stream_(stream), stopping_(stopping), slot_(slot) {
     client_ = stream_.peer_address();
     started_ = Clock::now();
     submit_client_ = ctx_.in_submit_networks(client_);
   }
 
   void run() {
+    serve();
+    flush_recipient_limit();
+  }
+
+ private:
+  void serve() {
     if (!reply("220 " + ctx_.hostname + " ESMTP tlsp")) return;
     std::string line;
     while (true) {
@@ -201,18 +239,25 @@ class Session {
         reply("421 4.3.2 " + ctx_.hostname + " Service shutting down");
         return;
       }
-      auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
-          limits_.session_timeout - (Clock::now() - started_));
-      if (remaining.count() <= 0) {
-        limit("session_timeout", "421 4.4.2 " + ctx_.hostname + " Error: session time limit exceeded");
+      bool bare_lf = false;
+      IoStatus st = read_line_within(line, limits_.max_line_length, bare_lf, std::nullopt);
+      if (slot_.evicted) {
+        limit("evict_stalled_after",
+              "421 4.7.0 " + ctx_.hostname + " Error: all connection slots are in use; closing this idle session");
         return;
       }
-      session_bound_ = remaining < limits_.idle_timeout;
-      stream_.set_timeout(std::min<std::chrono::milliseconds>(remaining, limits_.idle_timeout));
-      IoStatus st = stream_.read_line(line, limits_.max_line_length);
       if (st == IoStatus::eof || st == IoStatus::error) return;
       if (st == IoStatus::timeout) {
         timed_out();
+        return;
+      }
+      // Postfix's smtpd_forbid_bare_newline: only CR LF ends a command, and
+      // a client that ends lines otherwise is told so and disconnected
+      // (no second reading of the same bytes by a next hop, no guessing).
+      if (bare_lf || line.find('\r') != std::string::npos) {
+        limit("bare_line_ending",
+              "521 5.5.2 " + ctx_.hostname + " Error: bare " + (bare_lf ? "<LF>" : "<CR>") + " received",
+              {{"phase", "command"}});
         return;
       }
       if (++commands_ > limits_.max_commands) {
@@ -227,37 +272,112 @@ class Session {
     }
   }
 
- private:
-  bool reply(const std::string& text) { return stream_.write_all(text + "\r\n") == IoStatus::ok; }
+  std::chrono::seconds idle_timeout() const { return ctx_.stress ? limits_.stress_idle_timeout : limits_.idle_timeout; }
+
+  // One line within the bounds that apply (file comment). `data_end`: the
+  // end of the DATA phase, when reading the message; otherwise this is a
+  // wait for a command line, published in the slot (the listener may evict
+  // the session that has waited longest).
+  IoStatus read_line_within(std::string& line, size_t max_len, bool& bare_lf,
+                            std::optional<Clock::time_point> data_end) {
+    const auto begin = Clock::now();
+    if (!data_end)
+      slot_.waiting_since_ns =
+          std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(begin.time_since_epoch()).count());
+    IoStatus st;
+    while (true) {
+      const bool stress = ctx_.stress;
+      auto deadline = begin + (stress ? limits_.stress_idle_timeout : limits_.idle_timeout);
+      bound_ = stress ? Bound::stress_idle : Bound::idle;
+      if (data_end && *data_end < deadline) {
+        deadline = *data_end;
+        bound_ = Bound::data_phase;
+      }
+      if (started_ + limits_.session_timeout < deadline) {
+        deadline = started_ + limits_.session_timeout;
+        bound_ = Bound::session;
+      }
+      const auto now = Clock::now();
+      if (now >= deadline) {
+        st = IoStatus::timeout;
+        break;
+      }
+      stream_.set_timeout(std::min(std::chrono::ceil<std::chrono::milliseconds>(deadline - now), kBoundCheckInterval));
+      st = stream_.read_line(line, max_len, bare_lf);
+      if (st != IoStatus::timeout || slot_.evicted) break;
+    }
+    slot_.waiting_since_ns = 0;
+    return st;
+  }
+
+  bool reply(const std::string& text) {
+    stream_.set_timeout(idle_timeout());
+    return stream_.write_all(text + "\r\n") == IoStatus::ok;
+  }
 
   void log(std::string_view event, std::vector<std::pair<std::string, std::string>> fields) {
     fields.insert(fields.begin(), {"client", client_});
     ctx_.log->write(event, fields);
   }
 
-  void limit(std::string_view name, const std::string& text) {
-    log("limit", {{"limit", std::string(name)}, {"reply", text}});
+  void limit(std::string_view name, const std::string& text,
+             std::vector<std::pair<std::string, std::string>> extra = {}) {
+    std::vector<std::pair<std::string, std::string>> fields = {{"limit", std::string(name)}};
+    fields.insert(fields.end(), extra.begin(), extra.end());
+    fields.push_back({"reply", text});
+    log("limit", std::move(fields));
     reply(text);
   }
 
-  // A read ran out of time: the idle limit, or the session's total time.
+  // A read ran out of time: which bound it hit.
   void timed_out() {
-    if (session_bound_)
-      limit("session_timeout", "421 4.4.2 " + ctx_.hostname + " Error: session time limit exceeded");
-    else
-      limit("idle_timeout", "421 4.4.2 " + ctx_.hostname + " Error: timeout exceeded");
+    switch (bound_) {
+      case Bound::session:
+        limit("session_timeout", "421 4.4.2 " + ctx_.hostname + " Error: session time limit exceeded");
+        return;
+      case Bound::data_phase:
+        limit("data_phase_timeout", "421 4.4.2 " + ctx_.hostname + " Error: DATA time limit exceeded");
+        return;
+      case Bound::stress_idle:
+        limit("stress_idle_timeout", "421 4.4.2 " + ctx_.hostname + " Error: timeout exceeded");
+        return;
+      case Bound::idle:
+        limit("idle_timeout", "421 4.4.2 " + ctx_.hostname + " Error: timeout exceeded");
+        return;
+    }
   }
 
-  // A syntax or sequence error: counted; too many ends the session.
+  // A syntax or sequence error: counted; too many ends the session (fewer
+  // under stress).
   bool error_reply(const std::string& text) {
-    if (++errors_ > limits_.max_errors) {
-      limit("max_errors", "421 4.7.0 " + ctx_.hostname + " Error: too many errors");
+    const bool stress = ctx_.stress;
+    if (++errors_ > (stress ? limits_.stress_max_errors : limits_.max_errors)) {
+      limit(stress ? "stress_max_errors" : "max_errors", "421 4.7.0 " + ctx_.hostname + " Error: too many errors");
       return false;
     }
     return reply(text);
   }
 
+  // A RCPT beyond max_recipients: refused, and counted rather than logged,
+  // so a client sending a thousand costs one log line.
+  bool recipient_limit() {
+    ++excess_recipients_;
+    return reply(kTooManyRecipients);
+  }
+
+  void flush_recipient_limit() {
+    if (excess_recipients_ == 0) return;
+    log("limit", {{"limit", "max_recipients"},
+                  {"max", std::to_string(limits_.max_recipients)},
+                  {"refused", std::to_string(excess_recipients_)},
+                  {"reply", kTooManyRecipients}});
+    excess_recipients_ = 0;
+  }
+
+  static constexpr const char* kTooManyRecipients = "452 4.5.3 Error: too many recipients";
+
   void reset_transaction() {
+    flush_recipient_limit();
     mail_from_.reset();
     recipients_.clear();
     body_8bit_ = false;
@@ -330,7 +450,8 @@ class Session {
   }
 
   // The inbound verdict for one managed domain; empty when accepted.
-  std::string inbound_refusal(std::string_view domain, std::string_view sender_domain) {
+  std::string inbound_refusal(std::string_view domain, const std::string& sender) {
+    const std::string sender_domain = domain_of(sender);
     auto table = ctx_.table.get();
     InboundRule rule = stricter_inbound_rule(*table, domain, client_, sender_domain);
     PeerFacts facts;
@@ -348,7 +469,7 @@ class Session {
       text = "530 5.7.0 TLS policy refuses this session (" + std::string(to_string(out.reason)) + ")";
     log("reject", {{"direction", "inbound"},
                    {"domain", std::string(domain)},
-                   {"sender", mail_from_ ? *mail_from_ : ""},
+                   {"sender", sender},
                    {"rule", std::string(to_string(rule.decision.level))},
                    {"min_tls", std::string(to_string(rule.decision.min_tls))},
                    {"source", table->describe(rule.decision.level_from)},
@@ -363,7 +484,7 @@ class Session {
     if (state_ != State::ready) return error_reply("503 5.5.1 Error: nested MAIL command");
     if (!iequals_prefix(arg, "FROM:")) return error_reply("501 5.5.4 Syntax: MAIL FROM:<address>");
     PathParse p = parse_path(arg.substr(5), /*allow_null=*/true);
-    if (!p.ok) return error_reply(p.problem);
+    if (!p.ok) return path_error(p, "sender");
     bool eight = false;
     std::string_view params = p.rest;
     while (!params.empty()) {
@@ -396,7 +517,7 @@ class Session {
       std::string first;
       bool all_refuse = !ctx_.config.next_hops.empty();
       for (const NextHop& h : ctx_.config.next_hops) {
-        std::string r = inbound_refusal(h.domain, sender_domain);
+        std::string r = inbound_refusal(h.domain, p.address);
         if (r.empty()) {
           all_refuse = false;
           break;
@@ -419,34 +540,50 @@ class Session {
       // RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted;
       // it is the postmaster of the first managed domain with a next hop.
       std::string address = "postmaster@" + ctx_.config.next_hops.front().domain;
-      if (recipients_.size() >= limits_.max_recipients) {
-        log("limit", {{"limit", "max_recipients"}});
-        return reply("452 4.5.3 Error: too many recipients");
-      }
+      if (recipients_.size() >= limits_.max_recipients) return recipient_limit();
       recipients_.push_back({address, ctx_.config.next_hops.front().domain});
       state_ = State::have_rcpt;
       return reply("250 2.1.5 Ok");
     }
     PathParse p = parse_path(to, /*allow_null=*/false);
-    if (!p.ok) return error_reply(p.problem);
+    if (!p.ok) return path_error(p, "recipient");
     if (!p.rest.empty()) return error_reply("555 5.5.4 Unsupported RCPT parameter");
-    if (recipients_.size() >= limits_.max_recipients) {
-      log("limit", {{"limit", "max_recipients"}});
-      return reply("452 4.5.3 Error: too many recipients");
-    }
+    if (recipients_.size() >= limits_.max_recipients) return recipient_limit();
     std::string domain = domain_of(p.address);
     if (!outbound_) {
+      // Postfix's allow_untrusted_routing = no: a local part that names a
+      // further destination (`v%victim.example`, `v@victim.example`, quoted
+      // or not, `victim!v`) would let an outside client route through the
+      // next hop, which may honour it. Trusted submitters (outbound) may.
+      std::string_view local = std::string_view(p.address).substr(0, p.address.rfind('@'));
+      if (local.find_first_of("%!@") != std::string_view::npos) {
+        std::string text = "550 5.7.1 <" + p.address + ">: Sender-specified routing is not allowed";
+        log("reject", {{"direction", "none"},
+                       {"sender", *mail_from_},
+                       {"recipient", p.address},
+                       {"reason", "sender-specified-routing"},
+                       {"reply", text}});
+        return reply(text);
+      }
       if (domain.empty() || !ctx_.next_hop(domain)) {
         log("reject", {{"direction", "none"}, {"sender", *mail_from_}, {"recipient", p.address},
                        {"reply", "554 5.7.1 relay access denied"}});
         return reply("554 5.7.1 <" + p.address + ">: Relay access denied");
       }
-      std::string refusal = inbound_refusal(domain, domain_of(*mail_from_));
+      std::string refusal = inbound_refusal(domain, *mail_from_);
       if (!refusal.empty()) return reply(refusal);
     }
     recipients_.push_back({p.address, domain});
     state_ = State::have_rcpt;
     return reply("250 2.1.5 Ok");
+  }
+
+  // A MAIL or RCPT address that does not parse; a non-ASCII one is also
+  // logged (it may be an attempt to smuggle bytes to the next hop).
+  bool path_error(const PathParse& p, const char* role) {
+    if (p.non_ascii)
+      log("reject", {{"reason", "non-ascii-address"}, {"role", role}, {"address", p.address}, {"reply", p.problem}});
+    return error_reply(p.problem);
   }
 
   bool on_data() {
@@ -456,22 +593,26 @@ class Session {
     std::string data = received_header();
     bool too_big = false, line_too_long = false, eight = false, bare_lf_seen = false, prev_bare = false;
     std::string line;
+    const auto data_end = Clock::now() + limits_.data_phase_timeout;
+    size_t received = 0;  // octets of the message as sent (line endings counted as two)
     while (true) {
-      auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
-          limits_.session_timeout - (Clock::now() - started_));
-      if (remaining.count() <= 0) {
-        limit("session_timeout", "421 4.4.2 " + ctx_.hostname + " Error: session time limit exceeded");
-        return false;
-      }
-      session_bound_ = remaining < limits_.idle_timeout;
-      stream_.set_timeout(std::min<std::chrono::milliseconds>(remaining, limits_.idle_timeout));
       bool bare_lf = false;
-      IoStatus st = stream_.read_line(line, limits_.max_data_line_length, bare_lf);
+      IoStatus st = read_line_within(line, limits_.max_data_line_length, bare_lf, data_end);
       if (st == IoStatus::timeout) {
         timed_out();
         return false;
       }
-      if (st == IoStatus::eof || st == IoStatus::error) return false;  // nothing acknowledged: nothing lost
+      if (st == IoStatus::eof || st == IoStatus::error) {
+        // Nothing acknowledged, so nothing is lost; but the sender saw a
+        // 354 and the log says what became of it.
+        log("abort", {{"phase", "data"},
+                      {"sender", *mail_from_},
+                      {"recipients", std::to_string(recipients_.size())},
+                      {"received", std::to_string(received)},
+                      {"reason", st == IoStatus::eof ? "connection closed" : "read error"}});
+        return false;
+      }
+      received += line.size() + 2;
       if (st == IoStatus::too_long) {
         line_too_long = true;
         prev_bare = bare_lf;
@@ -585,12 +726,14 @@ class Session {
 
   RelayContext& ctx_;
   const RelayLimits& limits_;
-  Stream stream_;
+  Stream& stream_;
   const std::atomic<bool>& stopping_;
+  SessionSlot& slot_;
   std::string client_;
   bool submit_client_ = false;
   Clock::time_point started_;
-  bool session_bound_ = false;  // the last read waited for the session's end, not the idle limit
+  Bound bound_ = Bound::idle;     // the bound of the last read, for timed_out()
+  size_t excess_recipients_ = 0;  // RCPTs refused with 452 in this transaction
   State state_ = State::greeted;
   bool esmtp_ = false;
   std::string helo_;
@@ -605,12 +748,15 @@ class Session {
 
 }  // namespace
 
-void serve_smtp_session(RelayContext& ctx, Stream stream, const std::atomic<bool>& stopping) {
+void serve_smtp_session(RelayContext& ctx, Stream& stream, const std::atomic<bool>& stopping, SessionSlot& slot) {
   try {
-    Session(ctx, std::move(stream), stopping).run();
+    Session(ctx, stream, stopping, slot).run();
   } catch (const std::exception& e) {
     ctx.log->write("error", {{"where", "smtp session"}, {"error", e.what()}});
   }
+  // Whoever ended the session, the last reply must arrive: a client that
+  // pipelined more than was read would otherwise get a reset instead.
+  stream.close_gracefully(kHangupDrain, kHangupDrainBytes);
 }
 
 }  // namespace tlsp::relay
