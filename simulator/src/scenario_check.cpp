@@ -670,6 +670,17 @@ ScenarioFile parse_scenarios(std::string display_path, std::string text) {
   std::stable_sort(file.diagnostics.begin(), file.diagnostics.end(), [](const Diagnostic& a, const Diagnostic& b) {
     return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
   });
+  // Last, whatever its position: it is about the list, not a place.
+  if (auto at = sink.first_dropped()) {
+    Diagnostic d{Severity::error,
+                 "S0106",
+                 *at,
+                 "too many errors; stopped after " + std::to_string(kMaxScenarioDiagnostics),
+                 {},
+                 {}};
+    d.help = "fix the first errors and run again";
+    file.diagnostics.push_back(std::move(d));
+  }
   return file;
 }
 

@@ -116,6 +116,15 @@ struct ScenarioFile {
   bool ok() const { return diagnostics.empty(); }
 };
 
+// Limits on one scenario file, against hostile or runaway input (each a
+// diagnostic when hit, docs/scenarios.md "Limits"). The largest shipped
+// file is 22 KB; a file of this size parses in well under a second.
+inline constexpr size_t kMaxScenarioFileBytes = size_t{1} << 20;  // S0105 beyond: the file is not parsed
+// Errors kept per file, as the policy compiler's 100: beyond, the parse
+// stops, the rest are counted but not kept, and one last diagnostic (S0106)
+// says so; more would only repeat the first ones.
+inline constexpr size_t kMaxScenarioDiagnostics = 100;
+
 ScenarioFile parse_scenarios(std::string display_path, std::string text);
 
 // `file:line:col: error: ...` with the source line and a caret, for all of
