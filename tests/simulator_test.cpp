@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "tlsp/compiler.h"
@@ -708,6 +709,41 @@ TEST(HostileScenario, LongWordsAreCutInMessages) {
   ASSERT_EQ(f.diagnostics.size(), 1u);
   EXPECT_LT(f.diagnostics[0].message.size(), 300u) << f.diagnostics[0].message;
   EXPECT_TRUE(contains(f.diagnostics[0].message, "xxx...`")) << f.diagnostics[0].message;
+}
+
+// Mangled versions of the shipped scenarios (bytes deleted, duplicated,
+// replaced) must give diagnostics at real places, never a crash or a hang.
+TEST(HostileScenario, MangledInputNeverCrashes) {
+  std::ifstream in(TLSP_SOURCE_DIR "/policies/scenarios/mta-sts.scenario", std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(text.empty());
+  std::mt19937 rng(20261207);
+  const std::string alphabet = std::string("{};\"\"\"\\ \n#/*abz09-.\x80\xff") + '\0';
+  for (int i = 0; i < 300; ++i) {
+    std::string t = text;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits && !t.empty(); ++e) {
+      const size_t pos = rng() % t.size();
+      switch (rng() % 3) {
+        case 0:
+          t.erase(pos, 1 + rng() % 8);
+          break;
+        case 1:
+          t.insert(pos, t.substr(pos, 1 + rng() % 64));
+          break;
+        default:
+          t[pos] = alphabet[rng() % alphabet.size()];
+          break;
+      }
+    }
+    ScenarioFile f = parse(t);
+    (void)render_diagnostics(f);
+    EXPECT_LE(f.diagnostics.size(), kMaxScenarioDiagnostics + 1);
+    for (const auto& d : f.diagnostics) {
+      EXPECT_FALSE(d.message.empty());
+      EXPECT_GE(d.where.line, 1u);
+    }
+  }
 }
 
 // --------------------------------------------------- the real binary

@@ -104,7 +104,8 @@ std::string describe_expected(const antlr4::misc::IntervalSet& set, antlr4::Pars
                                           parser->getContext()->getRuleIndex() == ScenarioParser::RuleArgument))
     return "a value";
   // Where any word would do, the keywords that double as values are noise.
-  const bool words_expected = set.contains(static_cast<size_t>(ScenarioParser::IDENT)) && parser->getContext() != nullptr &&
+  const bool words_expected = set.contains(static_cast<size_t>(ScenarioParser::IDENT)) &&
+                              parser->getContext() != nullptr &&
                               (parser->getContext()->getRuleIndex() == ScenarioParser::RuleStatement ||
                                parser->getContext()->getRuleIndex() == ScenarioParser::RuleArgument ||
                                parser->getContext()->getRuleIndex() == ScenarioParser::RuleAttributeValue ||

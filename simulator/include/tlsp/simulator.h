@@ -7,7 +7,9 @@
 //  * parse_scenarios() never throws for any input text. Every problem is a
 //    diagnostic (S01xx syntax, S02xx contents) with the offending text's
 //    location; a scenario with an error is left out of `scenarios` and
-//    listed in `broken`; a syntax error leaves the whole file out.
+//    listed in `broken`; a syntax error leaves the whole file out. Time and
+//    memory are linear in the text, which is bounded (kMaxScenarioFileBytes,
+//    kMaxScenarioDiagnostics below).
 //  * A Scenario that parse_scenarios() returns is complete: every fact has
 //    its value (omitted facts already defaulted as documented below) and
 //    the expectation is present.
