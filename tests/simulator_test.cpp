@@ -647,7 +647,8 @@ void expect_bounded(const BoundedParse& r) {
 
 TEST(HostileScenario, AdjacentStringsJoinInLinearTime) {
   // 350,000 strings in one fact: one argument, an unknown certificate status.
-  BoundedParse r = parse_bounded(fill(kHostileHead + "    host \"mx1.partner.example\" { cert ", "\"a\"", "; }" + kHostileTail));
+  BoundedParse r =
+      parse_bounded(fill(kHostileHead + "    host \"mx1.partner.example\" { cert ", "\"a\"", "; }" + kHostileTail));
   expect_bounded(r);
   EXPECT_EQ(r.codes, std::vector<std::string>{"S0201"});
 }
@@ -687,7 +688,8 @@ TEST(HostileScenario, ManyBadEscapesStopAfterTheErrorLimit) {
 
 TEST(HostileScenario, AFileOverTheSizeLimitIsNotParsed) {
   // 2 MB of the repeated-block file above.
-  BoundedParse r = parse_bounded(fill(kHostileHead, "domain \"a.example\" {\n", kHostileTail, 2 * kMaxScenarioFileBytes));
+  BoundedParse r =
+      parse_bounded(fill(kHostileHead, "domain \"a.example\" {\n", kHostileTail, 2 * kMaxScenarioFileBytes));
   expect_bounded(r);
   EXPECT_EQ(r.codes, std::vector<std::string>{"S0105"});
   ScenarioFile ok = parse(fill(outbound(kOneHost) + "#", "x", "\n"));  // a comment up to the limit is fine
@@ -704,8 +706,8 @@ TEST(HostileScenario, UnterminatedStringStopsTheParse) {
 }
 
 TEST(HostileScenario, LongWordsAreCutInMessages) {
-  ScenarioFile f = parse(outbound("  mx \"partner.example\" { host \"mx1.partner.example\" { cert " +
-                                  std::string(5000, 'x') + "; } }"));
+  ScenarioFile f = parse(
+      outbound("  mx \"partner.example\" { host \"mx1.partner.example\" { cert " + std::string(5000, 'x') + "; } }"));
   ASSERT_EQ(f.diagnostics.size(), 1u);
   EXPECT_LT(f.diagnostics[0].message.size(), 300u) << f.diagnostics[0].message;
   EXPECT_TRUE(contains(f.diagnostics[0].message, "xxx...`")) << f.diagnostics[0].message;
