@@ -691,4 +691,23 @@ std::string render_diagnostics(const ScenarioFile& file) {
   return out;
 }
 
+std::vector<std::string> render_broken_diagnostics(const ScenarioFile& file) {
+  // Every scenario's start, with the index of the broken one it is (or
+  // npos), in file order; a diagnostic belongs to the last start before it.
+  auto key = [](const SourceLocation& w) { return std::pair(w.line, w.column); };
+  std::vector<std::pair<std::pair<uint32_t, uint32_t>, size_t>> starts;
+  for (const auto& s : file.scenarios) starts.push_back({key(s.where), std::string::npos});
+  for (size_t i = 0; i < file.broken.size(); ++i) starts.push_back({key(file.broken[i].where), i});
+  std::sort(starts.begin(), starts.end());
+  std::vector<std::string> out(file.broken.size());
+  if (file.broken.empty()) return out;
+  std::vector<LoadedSource> sources{file.source};  // one copy of the text for all
+  for (const auto& d : file.diagnostics) {
+    auto it = std::upper_bound(starts.begin(), starts.end(), std::pair(key(d.where), std::string::npos));
+    if (it == starts.begin() || std::prev(it)->second == std::string::npos) continue;
+    out[std::prev(it)->second] += render_diagnostic(d, sources);
+  }
+  return out;
+}
+
 }  // namespace tlsp::sim

@@ -133,6 +133,12 @@ ScenarioFile parse_scenarios(std::string display_path, std::string text);
 // the file's diagnostics.
 std::string render_diagnostics(const ScenarioFile& file);
 
+// The same for each broken scenario alone, in the order of `file.broken`:
+// the diagnostics from its `scenario` keyword up to the next scenario's.
+// Each diagnostic is rendered once (a report that gave every broken
+// scenario all of the file's grew as scenarios x diagnostics).
+std::vector<std::string> render_broken_diagnostics(const ScenarioFile& file);
+
 // The lower-case domain of an envelope address (`bob@Partner.Example.` ->
 // `partner.example`), or "" when it has none.
 std::string domain_of_address(std::string_view address);
