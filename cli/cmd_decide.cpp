@@ -1,10 +1,14 @@
 // cmd_decide.cpp — `tlsp decide`: the enforcement engine as a machine
 // interface. One JSON object per input line (a delivery attempt to one MX
 // host, or one inbound session), one JSON object per output line, in order.
-// docs/decide.md is the schema. A line that is not valid (unknown key or
-// value, wrong type) gives {"error": "..."} on its output line, the same
-// message on stderr, and exit code 1 at the end; the other lines are still
-// answered.
+// docs/engine.md is the schema. A line that is not valid (not JSON, an
+// unknown key or value, a wrong type, a number out of range, too long, too
+// deeply nested) gives {"error": "..."} on its output line, the same message
+// on stderr, and exit code 1 at the end; the other lines are still answered.
+// No input line can end the run: a line is read only up to
+// kMaxDecideLineBytes (the rest is skipped unread into memory), the JSON
+// parser stops at kMaxDecideJsonDepth, and every exception a line can cause
+// becomes that line's error.
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -17,15 +21,44 @@ namespace {
 
 using nlohmann::json;
 
+// A request is a few hundred bytes and three levels deep (object > tlsa >
+// records); these leave room for any real one and bound a hostile one.
+constexpr size_t kMaxDecideLineBytes = 64 * 1024;
+constexpr int kMaxDecideJsonDepth = 8;
+
 struct LineError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// User text in a message, in backticks: cut at 80 bytes (on a UTF-8
+// boundary), control characters (NUL included) written as \xNN, so a
+// message stays one short printable line.
+std::string in_backticks(std::string_view s) {
+  constexpr size_t kMaxQuoted = 80;
+  size_t cut = s.size();
+  if (cut > kMaxQuoted) {
+    cut = kMaxQuoted;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  }
+  std::string out = "`";
+  for (char c : s.substr(0, cut)) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[(static_cast<unsigned char>(c) >> 4) & 0xF];
+      out += kHex[static_cast<unsigned char>(c) & 0xF];
+    } else {
+      out += c;
+    }
+  }
+  return out + (cut < s.size() ? "...`" : "`");
+}
 
 template <typename T>
 T enum_value(const json& j, const std::string& key, std::optional<T> (*parse)(std::string_view)) {
   if (!j.is_string()) throw LineError("key `" + key + "` must be a string");
   auto v = parse(j.get<std::string>());
-  if (!v) throw LineError("unknown value `" + j.get<std::string>() + "` for key `" + key + "`");
+  if (!v) throw LineError("unknown value " + in_backticks(j.get<std::string>()) + " for key `" + key + "`");
   return *v;
 }
 
@@ -35,10 +68,11 @@ bool bool_value(const json& j, const std::string& key) {
 }
 
 void only_keys(const json& obj, std::initializer_list<std::string_view> known, const std::string& where) {
-  if (!obj.is_object()) throw LineError("`" + where + "` must be an object");
+  if (!obj.is_object())
+    throw LineError(where.empty() ? "a line must be a JSON object" : "`" + where + "` must be an object");
   for (auto it = obj.begin(); it != obj.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end())
-      throw LineError("unknown key `" + (where.empty() ? "" : where + ".") + it.key() + "`");
+      throw LineError("unknown key " + in_backticks((where.empty() ? "" : where + ".") + it.key()));
 }
 
 struct Request {
@@ -103,6 +137,47 @@ Request parse_request(const json& j) {
   return r;
 }
 
+// One line of `in` into `line`, without its '\n'; false at the end of the
+// input. A line longer than kMaxDecideLineBytes is kept only up to the limit
+// and `too_long` is set; the rest of it is read and dropped.
+bool read_line(std::istream& in, std::string& line, bool& too_long) {
+  line.clear();
+  too_long = false;
+  std::streambuf* buf = in.rdbuf();
+  bool any = false;
+  for (int c; (c = buf->sbumpc()) != std::char_traits<char>::eof();) {
+    any = true;
+    if (c == '\n') return true;
+    if (line.size() < kMaxDecideLineBytes)
+      line += static_cast<char>(c);
+    else
+      too_long = true;
+  }
+  return any;
+}
+
+// The line as JSON, or a LineError saying why not. Every exception the JSON
+// library can throw for a line (a syntax error, a number beyond a double,
+// too deep) is this line's error.
+json parse_line(const std::string& line) {
+  // The JSON library takes a NUL byte for the end of the input, so
+  // `{...}<NUL>junk` would pass; JSON text never holds a raw NUL.
+  if (line.find('\0') != std::string::npos) throw LineError("not valid JSON: a NUL byte");
+  try {
+    // The callback sees each value's depth before it is built.
+    return json::parse(line, [](int depth, json::parse_event_t event, json&) {
+      if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+          depth >= kMaxDecideJsonDepth)
+        throw LineError("nested deeper than " + std::to_string(kMaxDecideJsonDepth) + " levels");
+      return true;
+    });
+  } catch (const json::out_of_range&) {
+    throw LineError("not valid JSON: a number is out of range");
+  } catch (const json::exception&) {
+    throw LineError("not valid JSON");
+  }
+}
+
 nlohmann::ordered_json outcome_json(const Outcome& o) {
   nlohmann::ordered_json out;
   out["outcome"] = to_string(o.kind);
@@ -140,20 +215,24 @@ int cmd_decide(const Args& args) {
   const std::string name = input == "-" ? "<stdin>" : input;
   bool failed = false;
   std::string line;
-  for (size_t n = 1; std::getline(*in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+  bool too_long = false;
+  for (size_t n = 1; read_line(*in, line, too_long); ++n) {
+    if (!too_long && line.find_first_not_of(" \t\r") == std::string::npos) continue;
     try {
-      json j;
-      try {
-        j = json::parse(line);
-      } catch (const json::parse_error& e) {
-        throw LineError("not valid JSON");
-      }
-      Request r = parse_request(j);
+      if (too_long) throw LineError("the line is longer than " + std::to_string(kMaxDecideLineBytes) + " bytes");
+      Request r = parse_request(parse_line(line));
       std::cout << outcome_json(decide(r.direction, r.rule, r.facts)).dump() << "\n";
     } catch (const LineError& e) {
       failed = true;
       std::string msg = name + ":" + std::to_string(n) + ": error: " + e.what();
+      std::cerr << msg << "\n";
+      // `replace`: the message never holds invalid UTF-8 (the parser refuses
+      // it and in_backticks() cuts on a boundary), but an answer must never throw.
+      std::cout << json{{"error", msg}}.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    } catch (const json::exception& e) {
+      // A type the checks above missed: still this line's error, never the run's.
+      failed = true;
+      std::string msg = name + ":" + std::to_string(n) + ": error: not a valid request";
       std::cerr << msg << "\n";
       std::cout << json{{"error", msg}}.dump() << "\n";
     }

@@ -41,16 +41,22 @@ tlsaBlock   : TLSA attrs+=attribute* ( LBRACE records+=statement* RBRACE | SEMI 
 // The recipient domain's MTA-STS: TXT record, policy fetch, cached policy.
 mtaStsBlock : MTA_STS LBRACE facts+=statement* RBRACE ;
 
-expectation : EXPECT outcome=argument fields+=attribute* SEMI ;
+expectation : EXPECT outcome=attributeValue fields+=attribute* SEMI ;
 
-// `[no] word arguments... ;`
+// `[no] word arguments... ;`. Each argument is one token, and the syntax
+// tree builder joins a run of adjacent strings into one argument (as in C).
+// Why not `STRING+` in `argument`: `argument*` of `STRING+` is ambiguous (is
+// `"a" "b"` one argument or two?), and ANTLR settles that by looking ahead
+// to the end of the run at every string, so N strings took N^2 steps (40,000
+// strings: 50 s). With one token per argument every decision here is LL(1).
 statement   : negated=NO? key=IDENT args+=argument* SEMI ;
-// `word value`, as in `pref 10`, `dnssec secure`, `reason ok`.
-attribute   : key=IDENT value=argument ;
+// `word value`, as in `pref 10`, `dnssec secure`, `reason ok`. A value is
+// never followed by a string, so `STRING+` is LL(1) here.
+attribute   : key=IDENT value=attributeValue ;
+attributeValue : word=IDENT | number=NUMBER | strings+=STRING+ | keyword=(MTA_STS | MX) ;
 
-// Adjacent strings are one argument, joined as in C. Two keywords are also
-// values: `applied mta-sts`, `cached enforce mx "..."`.
-argument    : word=IDENT | number=NUMBER | strings+=STRING+ | keyword=(MTA_STS | MX) ;
+// Two keywords are also values: `applied mta-sts`, `cached enforce mx "..."`.
+argument    : word=IDENT | number=NUMBER | string=STRING | keyword=(MTA_STS | MX) ;
 
 // ------------------------------------------------------------------ lexer
 SCENARIO : 'scenario' ;

@@ -1,6 +1,8 @@
 // decide_test.cpp — `tlsp decide`, the engine's JSON Lines interface, run as
 // the real binary: one output line per input line, in order, the schema of
-// docs/engine.md, errors naming the line and the key.
+// docs/engine.md, errors naming the line and the key, and hostile lines
+// (huge, deep, out-of-range numbers, NUL bytes) each answered with an error
+// while the stream goes on.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -19,11 +21,20 @@ struct CommandRun {
   int code = -1;
 };
 
+// Runs `tlsp decide` on `input` under a time limit and (except under ASan,
+// which reserves terabytes of address space) a 1 GiB address-space limit,
+// so a runaway line fails the test instead of taking the machine down.
 CommandRun decide(const std::string& input) {
   fs::path dir = fs::temp_directory_path() / ("tlsp-decide-" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  std::ofstream(dir / "in.jsonl") << input;
-  std::string cmd = "'" TLSP_BINARY "' decide < '" + (dir / "in.jsonl").string() + "' 2>'" + (dir / "err").string() + "'";
+  std::ofstream(dir / "in.jsonl", std::ios::binary) << input;
+#if defined(__SANITIZE_ADDRESS__)
+  const std::string limits = "";
+#else
+  const std::string limits = "ulimit -v 1048576; ";
+#endif
+  std::string cmd = "(" + limits + "exec timeout 60 '" TLSP_BINARY "' decide < '" + (dir / "in.jsonl").string() +
+                    "' 2>'" + (dir / "err").string() + "')";
   CommandRun r;
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
@@ -85,6 +96,75 @@ TEST(Decide, BadLinesNameTheLineAndKey) {
   EXPECT_NE(r.lines[4].find("<stdin>:5: error: not valid JSON"), std::string::npos) << r.lines[4];
   EXPECT_NE(r.lines[5].find("outbound only"), std::string::npos) << r.lines[5];
   EXPECT_NE(r.err.find("<stdin>:2: error: unknown key `colour`"), std::string::npos);
+}
+
+// Every hostile line below is followed by a good one, which must still be
+// answered: a bad line is that line's error, never the run's.
+const std::string kGoodLine = R"({"level":"mandatory","starttls":true})";
+const std::string kGoodAnswer =
+    R"({"outcome":"deliver","channel":"encrypted","applied":"mandatory","tls":"tls1.3","reason":"ok"})";
+
+// The error answer of each of `bad` lines, each followed by kGoodLine.
+std::vector<std::string> errors_of(const std::vector<std::string>& bad) {
+  std::string input;
+  for (const auto& b : bad) input += b + "\n" + kGoodLine + "\n";
+  CommandRun r = decide(input);
+  EXPECT_EQ(r.code, 1) << r.err.substr(0, 2000);
+  EXPECT_EQ(r.lines.size(), 2 * bad.size()) << r.err.substr(0, 2000);
+  std::vector<std::string> out;
+  for (size_t i = 0; i + 1 < r.lines.size(); i += 2) {
+    EXPECT_EQ(r.lines[i + 1], kGoodAnswer) << "after line " << i + 1;
+    auto j = nlohmann::json::parse(r.lines[i], nullptr, false);
+    EXPECT_TRUE(j.is_object() && j.contains("error")) << r.lines[i].substr(0, 300);
+    out.push_back(j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r.lines[i]);
+  }
+  return out;
+}
+
+TEST(Decide, NumbersOutOfRangeAreThatLinesError) {
+  auto e = errors_of({R"({"level":"mandatory","starttls":1e99999})", R"({"level":"mandatory","starttls":-1e99999})",
+                      R"({"level":"mandatory","starttls":123456789012345678901234567890})",
+                      R"({"level":"mandatory","peer_tls":[1e400]})"});
+  ASSERT_EQ(e.size(), 4u);
+  EXPECT_EQ(e[0], "<stdin>:1: error: not valid JSON: a number is out of range");
+  EXPECT_EQ(e[1], "<stdin>:3: error: not valid JSON: a number is out of range");
+  EXPECT_EQ(e[2], "<stdin>:5: error: key `starttls` must be true or false");
+  EXPECT_EQ(e[3], "<stdin>:7: error: not valid JSON: a number is out of range");
+}
+
+TEST(Decide, AHugeLineIsCutAtTheLimit) {
+  // 8 MiB without a line break: read and dropped past 64 KiB, not held.
+  const std::string huge = R"({"level":")" + std::string(8u << 20, 'a') + R"("})";
+  auto e = errors_of({huge, std::string(70000, ' ') + "{}"});
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0], "<stdin>:1: error: the line is longer than 65536 bytes");
+  EXPECT_EQ(e[1], "<stdin>:3: error: the line is longer than 65536 bytes");
+}
+
+TEST(Decide, DeepNestingStopsAtTheDepthLimit) {
+  std::string deep_objects;
+  for (int i = 0; i < 20; ++i) deep_objects += R"({"tlsa":)";
+  deep_objects += "1" + std::string(20, '}');
+  auto e = errors_of({std::string(30000, '[') + std::string(30000, ']'), std::string(60000, '['), deep_objects,
+                      R"({"tlsa":{"records":[["dane-ee-match"]]}})"});
+  ASSERT_EQ(e.size(), 4u);
+  EXPECT_EQ(e[0], "<stdin>:1: error: nested deeper than 8 levels");
+  EXPECT_EQ(e[1], "<stdin>:3: error: nested deeper than 8 levels");
+  EXPECT_EQ(e[2], "<stdin>:5: error: nested deeper than 8 levels");
+  EXPECT_EQ(e[3], "<stdin>:7: error: key `tlsa.records` must be a string");
+}
+
+TEST(Decide, NulBytesAndInvalidUtf8) {
+  auto e = errors_of({std::string(R"({"level":"mandatory"})") + '\0' + "junk", std::string("{\"level\":\"\xff\"}"),
+                      R"({"level":"mandatory","x\u0000y":1})", "\x01\x02", "7",
+                      R"({"cert":")" + std::string(1000, 'b') + R"("})"});
+  ASSERT_EQ(e.size(), 6u);
+  EXPECT_EQ(e[0], "<stdin>:1: error: not valid JSON: a NUL byte");
+  EXPECT_EQ(e[1], "<stdin>:3: error: not valid JSON");
+  EXPECT_EQ(e[2], "<stdin>:5: error: unknown key `x\\x00y`");
+  EXPECT_EQ(e[3], "<stdin>:7: error: not valid JSON");
+  EXPECT_EQ(e[4], "<stdin>:9: error: a line must be a JSON object");
+  EXPECT_EQ(e[5], "<stdin>:11: error: unknown value `" + std::string(80, 'b') + "...` for key `cert`");
 }
 
 }  // namespace

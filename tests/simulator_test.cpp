@@ -3,14 +3,20 @@
 // facts, literal TLSA records, MTA-STS discovery, the MX walk with its
 // last-resort rule, the inbound stricter-of-two rule, and the real
 // `tlsp simulate` on policies/scenarios/ (which must all pass) and on a
-// deliberately wrong expectation (which must fail with a diff).
+// deliberately wrong expectation (which must fail with a diff); and hostile
+// scenario files, parsed in a child process under a time and memory limit.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "tlsp/compiler.h"
@@ -560,6 +566,208 @@ TEST(Expectation, ChecksOnlyWhatIsWritten) {
   EXPECT_EQ(checks[2].actual, "opportunistic");
 }
 
+// ------------------------------------------------------ hostile input
+//
+// Each file is about as large as a scenario file may be, so a parse that is
+// quadratic or runs away (as these once did: 40,000 adjacent strings took
+// 50 s) would blow through the limits below, while a linear one takes a few
+// seconds. The parse runs in a child process with an alarm and, except
+// under ASan (which reserves terabytes of address space), an address-space
+// limit, so a regression fails the test instead of taking the machine down.
+
+constexpr unsigned kHostileSeconds = 60;
+constexpr rlim_t kHostileAddressSpace = rlim_t{3} << 30;
+constexpr long kHostilePeakKb = 1536 * 1024;
+
+struct BoundedParse {
+  bool finished = false;  // the child exited normally (no alarm, no bad_alloc)
+  double seconds = 0;
+  long peak_kb = 0;                // the child's peak resident set
+  std::vector<std::string> codes;  // the diagnostics' codes, in order
+};
+
+BoundedParse parse_bounded(const std::string& text) {
+  int fds[2];
+  BoundedParse r;
+  if (pipe(fds) != 0) return r;
+  const auto start = std::chrono::steady_clock::now();
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+#if !defined(__SANITIZE_ADDRESS__)
+    rlimit as{kHostileAddressSpace, kHostileAddressSpace};
+    setrlimit(RLIMIT_AS, &as);
+#endif
+    alarm(kHostileSeconds);
+    ScenarioFile f = parse_scenarios("hostile.scenario", text);
+    std::string out;
+    for (const auto& d : f.diagnostics) out += d.code + "\n";
+    for (size_t done = 0; done < out.size();) {
+      ssize_t n = write(fds[1], out.data() + done, out.size() - done);
+      if (n <= 0) _exit(3);
+      done += static_cast<size_t>(n);
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  int status = 0;
+  rusage usage{};
+  wait4(pid, &status, 0, &usage);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.peak_kb = usage.ru_maxrss;
+  r.finished = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  std::istringstream ss(got);
+  for (std::string code; std::getline(ss, code);) r.codes.push_back(code);
+  return r;
+}
+
+// `unit` repeated between `head` and `tail` to just under the size limit.
+std::string fill(const std::string& head, const std::string& unit, const std::string& tail,
+                 size_t size = kMaxScenarioFileBytes) {
+  std::string out = head;
+  const size_t n = (size - head.size() - tail.size()) / unit.size();
+  out.reserve(size);
+  for (size_t i = 0; i < n; ++i) out += unit;
+  return out + tail;
+}
+
+const std::string kHostileHead =
+    "scenario \"s\" {\n  direction outbound;\n  from \"alice@acme.example\"; to \"bob@partner.example\";\n"
+    "  mx \"partner.example\" {\n";
+const std::string kHostileTail = "\n  }\n  expect deliver channel encrypted applied opportunistic;\n}\n";
+
+void expect_bounded(const BoundedParse& r) {
+  EXPECT_TRUE(r.finished) << "killed after " << r.seconds << " s (limit " << kHostileSeconds << " s) or out of memory";
+  EXPECT_LT(r.peak_kb, kHostilePeakKb);
+}
+
+TEST(HostileScenario, AdjacentStringsJoinInLinearTime) {
+  // 350,000 strings in one fact: one argument, an unknown certificate status.
+  BoundedParse r =
+      parse_bounded(fill(kHostileHead + "    host \"mx1.partner.example\" { cert ", "\"a\"", "; }" + kHostileTail));
+  expect_bounded(r);
+  EXPECT_EQ(r.codes, std::vector<std::string>{"S0201"});
+}
+
+TEST(HostileScenario, AdjacentStringsAsAnAttributeValue) {
+  BoundedParse r =
+      parse_bounded(fill(kHostileHead + "    host \"mx1.partner.example\" pref ", "\"a\"", "; }" + kHostileTail));
+  expect_bounded(r);
+  EXPECT_FALSE(r.codes.empty());
+}
+
+TEST(HostileScenario, RunOfQuotesInAHostBlock) {
+  // An odd number of quotes: half a million empty strings, then an
+  // unterminated one, which stops the parse.
+  std::string text = fill(kHostileHead + "    host \"mx1.partner.example\" { starttls ", "\"", "; }" + kHostileTail);
+  BoundedParse r = parse_bounded(text);
+  expect_bounded(r);
+  EXPECT_FALSE(r.codes.empty());
+}
+
+TEST(HostileScenario, RepeatedBlocksInsideMxStopAfterTheErrorLimit) {
+  BoundedParse r = parse_bounded(fill(kHostileHead, "domain \"a.example\" {\n", kHostileTail));
+  expect_bounded(r);
+  ASSERT_EQ(r.codes.size(), kMaxScenarioDiagnostics + 1);
+  EXPECT_EQ(r.codes.front(), "S0100");
+  EXPECT_EQ(r.codes.back(), "S0106");
+}
+
+TEST(HostileScenario, ManyBadEscapesStopAfterTheErrorLimit) {
+  BoundedParse r =
+      parse_bounded(fill(kHostileHead + "    host \"mx1.partner.example\" { cert ", "\"\\q\" ", "; }" + kHostileTail));
+  expect_bounded(r);
+  ASSERT_EQ(r.codes.size(), kMaxScenarioDiagnostics + 1);
+  EXPECT_EQ(r.codes.front(), "S0104");
+  EXPECT_EQ(r.codes.back(), "S0106");
+}
+
+TEST(HostileScenario, AFileOverTheSizeLimitIsNotParsed) {
+  // 2 MB of the repeated-block file above.
+  BoundedParse r =
+      parse_bounded(fill(kHostileHead, "domain \"a.example\" {\n", kHostileTail, 2 * kMaxScenarioFileBytes));
+  expect_bounded(r);
+  EXPECT_EQ(r.codes, std::vector<std::string>{"S0105"});
+  ScenarioFile ok = parse(fill(outbound(kOneHost) + "#", "x", "\n"));  // a comment up to the limit is fine
+  EXPECT_TRUE(ok.ok()) << render_diagnostics(ok);
+}
+
+TEST(HostileScenario, UnterminatedStringStopsTheParse) {
+  std::string text = "scenario \"s\" {\n  from \"alice@acme.example;\n";
+  for (int i = 0; i < 500; ++i) text += "  }}} ;; \"x\n";
+  ScenarioFile f = parse(text);
+  ASSERT_EQ(f.diagnostics.size(), 1u) << render_diagnostics(f);
+  EXPECT_EQ(f.diagnostics[0].code, "S0102");
+  EXPECT_EQ(f.diagnostics[0].where.line, 2u);
+}
+
+TEST(HostileScenario, LongWordsAreCutInMessages) {
+  ScenarioFile f = parse(
+      outbound("  mx \"partner.example\" { host \"mx1.partner.example\" { cert " + std::string(5000, 'x') + "; } }"));
+  ASSERT_EQ(f.diagnostics.size(), 1u);
+  EXPECT_LT(f.diagnostics[0].message.size(), 300u) << f.diagnostics[0].message;
+  EXPECT_TRUE(contains(f.diagnostics[0].message, "xxx...`")) << f.diagnostics[0].message;
+}
+
+// Mangled versions of the shipped scenarios (bytes deleted, duplicated,
+// replaced) must give diagnostics at real places, never a crash or a hang.
+TEST(HostileScenario, MangledInputNeverCrashes) {
+  std::ifstream in(TLSP_SOURCE_DIR "/policies/scenarios/mta-sts.scenario", std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(text.empty());
+  std::mt19937 rng(20261207);
+  const std::string alphabet = std::string("{};\"\"\"\\ \n#/*abz09-.\x80\xff") + '\0';
+  for (int i = 0; i < 300; ++i) {
+    std::string t = text;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits && !t.empty(); ++e) {
+      const size_t pos = rng() % t.size();
+      switch (rng() % 3) {
+        case 0:
+          t.erase(pos, 1 + rng() % 8);
+          break;
+        case 1:
+          t.insert(pos, t.substr(pos, 1 + rng() % 64));
+          break;
+        default:
+          t[pos] = alphabet[rng() % alphabet.size()];
+          break;
+      }
+    }
+    ScenarioFile f = parse(t);
+    (void)render_diagnostics(f);
+    EXPECT_LE(f.diagnostics.size(), kMaxScenarioDiagnostics + 1);
+    for (const auto& d : f.diagnostics) {
+      EXPECT_FALSE(d.message.empty());
+      EXPECT_GE(d.where.line, 1u);
+    }
+  }
+}
+
+TEST(HostileScenario, EachBrokenScenarioRendersOnlyItsOwnDiagnostics) {
+  ScenarioFile two =
+      parse("scenario \"a\" { direction up; } scenario \"b\" { direction down; }\n" + outbound(kOneHost));
+  ASSERT_EQ(two.broken.size(), 2u);
+  std::vector<std::string> text = render_broken_diagnostics(two);
+  ASSERT_EQ(text.size(), 2u);
+  EXPECT_TRUE(contains(text[0], "`up`") && !contains(text[0], "`down`")) << text[0];
+  EXPECT_TRUE(contains(text[1], "`down`") && !contains(text[1], "`up`")) << text[1];
+
+  // 48,000 broken scenarios: each diagnostic is rendered once, not once per
+  // scenario (the JUnit report of this file was 1 GB, 23 s, 2 GB of memory).
+  std::string many;
+  for (int i = 0; many.size() + 40 < kMaxScenarioFileBytes; ++i) many += "scenario \"a" + std::to_string(i) + "\" {}\n";
+  ScenarioFile f = parse(many);
+  EXPECT_GT(f.broken.size(), 40000u);
+  size_t total = 0;
+  for (const auto& t : render_broken_diagnostics(f)) total += t.size();
+  EXPECT_EQ(total, render_diagnostics(f).size());
+}
+
 // --------------------------------------------------- the real binary
 
 TEST(SimulateCommand, ShippedScenariosAllPass) {
@@ -615,6 +823,12 @@ TEST(SimulateCommand, ScenarioErrorsFailAndUnreadableInputIsUsage) {
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_TRUE(contains(r.out, broken + ":1:26: error: unknown direction `sideways` [S0201]")) << r.out;
   EXPECT_EQ(last_line(r.out), "0 passed, 1 failed");
+
+  // A huge file is a scenario error (read only up to the limit), not a usage error.
+  const std::string huge = write_temp("huge.scenario", std::string(3 * kMaxScenarioFileBytes, '#'));
+  r = run_tlsp("simulate --policy policies/scenarios/policy.tlsp '" + huge + "'");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, huge + ":1:1: error: the file is larger than 1 MiB")) << r.out;
 
   EXPECT_EQ(run_tlsp("simulate --policy policies/scenarios/policy.tlsp no/such/dir").exit_code, 2);
   EXPECT_EQ(run_tlsp("simulate policies/scenarios/").exit_code, 2) << "neither --policy nor --table";

@@ -670,6 +670,17 @@ ScenarioFile parse_scenarios(std::string display_path, std::string text) {
   std::stable_sort(file.diagnostics.begin(), file.diagnostics.end(), [](const Diagnostic& a, const Diagnostic& b) {
     return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
   });
+  // Last, whatever its position: it is about the list, not a place.
+  if (auto at = sink.first_dropped()) {
+    Diagnostic d{Severity::error,
+                 "S0106",
+                 *at,
+                 "too many errors; stopped after " + std::to_string(kMaxScenarioDiagnostics),
+                 {},
+                 {}};
+    d.help = "fix the first errors and run again";
+    file.diagnostics.push_back(std::move(d));
+  }
   return file;
 }
 
@@ -677,6 +688,25 @@ std::string render_diagnostics(const ScenarioFile& file) {
   std::vector<LoadedSource> sources{file.source};
   std::string out;
   for (const auto& d : file.diagnostics) out += render_diagnostic(d, sources);
+  return out;
+}
+
+std::vector<std::string> render_broken_diagnostics(const ScenarioFile& file) {
+  // Every scenario's start, with the index of the broken one it is (or
+  // npos), in file order; a diagnostic belongs to the last start before it.
+  auto key = [](const SourceLocation& w) { return std::pair(w.line, w.column); };
+  std::vector<std::pair<std::pair<uint32_t, uint32_t>, size_t>> starts;
+  for (const auto& s : file.scenarios) starts.push_back({key(s.where), std::string::npos});
+  for (size_t i = 0; i < file.broken.size(); ++i) starts.push_back({key(file.broken[i].where), i});
+  std::sort(starts.begin(), starts.end());
+  std::vector<std::string> out(file.broken.size());
+  if (file.broken.empty()) return out;
+  std::vector<LoadedSource> sources{file.source};  // one copy of the text for all
+  for (const auto& d : file.diagnostics) {
+    auto it = std::upper_bound(starts.begin(), starts.end(), std::pair(key(d.where), std::string::npos));
+    if (it == starts.begin() || std::prev(it)->second == std::string::npos) continue;
+    out[std::prev(it)->second] += render_diagnostic(d, sources);
+  }
   return out;
 }
 

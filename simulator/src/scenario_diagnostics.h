@@ -9,31 +9,58 @@
 #pragma once
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "tlsp/compiler.h"
 #include "tlsp/diagnostic_text.h"
+#include "tlsp/simulator.h"
 
 namespace tlsp::sim {
 
+// Keeps the first `limit` errors (kMaxScenarioDiagnostics): a hostile file
+// can have an error per word, and each rendered error repeats its source
+// line. count() still counts every error, so the parser and the checker can
+// tell whether a step added any; full() says the parse may as well stop.
 class ScenarioSink {
  public:
+  explicit ScenarioSink(size_t limit = kMaxScenarioDiagnostics) : limit_(limit) {}
   Diagnostic& error(std::string code, SourceLocation where, std::string message) {
+    ++count_;
+    if (items_.size() >= limit_) {
+      if (!first_dropped_) first_dropped_ = where;
+      dropped_ = Diagnostic{};  // a scratch target for the caller's notes and help
+      return dropped_;
+    }
     items_.push_back(Diagnostic{Severity::error, std::move(code), where, std::move(message), {}, {}});
     return items_.back();
   }
   std::vector<Diagnostic>& items() { return items_; }
-  size_t count() const { return items_.size(); }
+  size_t count() const { return count_; }
+  bool full() const { return items_.size() >= limit_; }
+  // Where the first error that was not kept is, if one was not.
+  std::optional<SourceLocation> first_dropped() const { return first_dropped_; }
 
  private:
+  size_t limit_;
+  size_t count_ = 0;
   std::vector<Diagnostic> items_;
+  Diagnostic dropped_;
+  std::optional<SourceLocation> first_dropped_;
 };
 
-// Quotes user text for a message: `text`.
-inline std::string ticked(std::string_view s) { return "`" + std::string(s) + "`"; }
-
+// Quotes user text for a message: `text`. Text longer than kMaxQuoted bytes
+// is cut (at a UTF-8 character boundary) and marked with `...`: a message
+// names the offending word, and a megabyte-long word would only bury it.
+inline constexpr size_t kMaxQuoted = 80;
+inline std::string ticked(std::string_view s) {
+  if (s.size() <= kMaxQuoted) return "`" + std::string(s) + "`";
+  size_t cut = kMaxQuoted;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return "`" + std::string(s.substr(0, cut)) + "...`";
+}
 
 // "did you mean `x`?" for the closest candidate within two edits, else "".
 inline std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates) {

@@ -1,14 +1,24 @@
 // scenario_parse.cpp — runs the ANTLR-generated parser over one scenario file
 // and turns its parse tree into the simulator's syntax tree (scenario_ast.h).
 //
-// Scenario files are small and written by hand, so there is one parse, in
-// full LL mode, with an error strategy that reports every syntax error in
-// words: ANTLR's own messages ("mismatched input 'x' expecting STRING")
-// name grammar tokens; FriendlyErrorStrategy says what was expected in the
-// language's own terms, like the policy compiler's parse module does.
+// Scenario files are small and written by hand, so there is one parse with
+// an error strategy that reports every syntax error in words: ANTLR's own
+// messages ("mismatched input 'x' expecting STRING") name grammar tokens;
+// FriendlyErrorStrategy says what was expected in the language's own terms,
+// like the policy compiler's parse module does.
+//
+// Hostile input (docs/scenarios.md "Limits"): the grammar is LL(1) and has
+// no recursion (its nesting depth is fixed: scenario > mx > host > tlsa), so
+// SLL prediction never looks more than one token ahead and the parse is
+// linear in the file. A file over kMaxScenarioFileBytes is not parsed
+// (S0105); the parse stops once the sink holds kMaxScenarioDiagnostics
+// errors, and at an unterminated string, after which every message would be
+// noise. Adjacent strings are joined here, in one pass per run.
 #include "scenario_parse.h"
 
 #include <antlr4-runtime.h>
+
+#include "tlsp/simulator.h"
 
 #include "ScenarioLexer.h"
 #include "ScenarioParser.h"
@@ -90,12 +100,15 @@ std::string describe_token_type(size_t type, antlr4::Parser* parser) {
 std::string describe_expected(const antlr4::misc::IntervalSet& set, antlr4::Parser* parser) {
   // `channel` with nothing after it: whatever the kind of word, it is a value.
   if (parser->getContext() != nullptr && (parser->getContext()->getRuleIndex() == ScenarioParser::RuleAttribute ||
+                                          parser->getContext()->getRuleIndex() == ScenarioParser::RuleAttributeValue ||
                                           parser->getContext()->getRuleIndex() == ScenarioParser::RuleArgument))
     return "a value";
   // Where any word would do, the keywords that double as values are noise.
-  const bool words_expected = set.contains(static_cast<size_t>(ScenarioParser::IDENT)) && parser->getContext() != nullptr &&
+  const bool words_expected = set.contains(static_cast<size_t>(ScenarioParser::IDENT)) &&
+                              parser->getContext() != nullptr &&
                               (parser->getContext()->getRuleIndex() == ScenarioParser::RuleStatement ||
                                parser->getContext()->getRuleIndex() == ScenarioParser::RuleArgument ||
+                               parser->getContext()->getRuleIndex() == ScenarioParser::RuleAttributeValue ||
                                parser->getContext()->getRuleIndex() == ScenarioParser::RuleAttribute);
   std::vector<std::string> words;
   for (size_t type : set.toList()) {
@@ -158,9 +171,9 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
       SourceLocation at = where(previous);
       at.column += at.length;
       at.length = 1;
-      sink_.error("S0101", at, "expected " + expected + " after " + ticked(previous->getText()));
+      report("S0101", at, "expected " + expected + " after " + ticked(previous->getText()));
     } else {
-      sink_.error("S0101", where(current), "expected " + expected + " before " + describe_found(current));
+      report("S0101", where(current), "expected " + expected + " before " + describe_found(current));
     }
   }
 
@@ -168,11 +181,10 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
   bool special(antlr4::Token* t) {
     if (t->getType() == ScenarioParser::UNTERMINATED_STRING) {
       // The string swallowed the rest of its line, braces included, so
-      // whatever the parser says next is noise.
-      silenced_ = true;
-      Diagnostic& d = sink_.error("S0102", where(t), "unterminated string");
+      // whatever the parser says next is noise: stop here.
+      Diagnostic& d = report("S0102", where(t), "unterminated string");
       d.help = "add the closing `\"` on the same line (write a line break inside a string as `\\n`)";
-      return true;
+      throw antlr4::ParseCancellationException("unterminated string");
     }
     return false;
   }
@@ -194,7 +206,7 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
       SourceLocation at = where(previous);
       at.column += at.length;
       at.length = 1;
-      sink_.error("S0101", at, "expected `;` after " + ticked(previous->getText()));
+      report("S0101", at, "expected `;` after " + ticked(previous->getText()));
       return;
     }
     SourceLocation at = where(t);
@@ -205,7 +217,7 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
         at.length = 1;
       }
     }
-    Diagnostic& d = sink_.error("S0100", at, "expected " + describe_expected(expected, p) + ", found " + describe_found(t));
+    Diagnostic& d = report("S0100", at, "expected " + describe_expected(expected, p) + ", found " + describe_found(t));
     // A misspelt keyword: `scenaro` for `scenario`, `hots` for `host`.
     if (t->getType() == ScenarioParser::IDENT) {
       std::vector<std::string> keywords;
@@ -218,11 +230,19 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
     }
   }
 
+  // Every syntax error goes through here. Once the sink is full nothing
+  // more would be kept, so the parse stops; parse_scenario_syntax() says so.
+  Diagnostic& report(std::string code, SourceLocation at, std::string message) {
+    const bool full = sink_.full();
+    Diagnostic& d = sink_.error(std::move(code), at, std::move(message));  // counted, and dropped when full
+    if (full) throw antlr4::ParseCancellationException("too many errors");
+    return d;
+  }
+
   // After an error, recovery often trips again on the same line; those
   // follow-on errors only repeat the first one.
   bool cascade(antlr4::Token* t) {
     saw_error_ = true;
-    if (silenced_) return true;
     const size_t line = t->getLine();
     const bool same = line == last_error_line_;
     last_error_line_ = line;
@@ -231,7 +251,6 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
 
   ScenarioSink& sink_;
   size_t last_error_line_ = 0;
-  bool silenced_ = false;
   bool saw_error_ = false;
   bool reported_ = false;
 };
@@ -269,7 +288,7 @@ class TreeBuilder {
       } else if (item->expect != nullptr) {
         ast::Expect e;
         e.where = where(item->expect->getStart());
-        e.outcome = argument(item->expect->outcome);
+        e.outcome = value(item->expect->outcome);
         e.fields = attributes(item->expect->fields);
         s.expects.push_back(std::move(e));
       } else if (item->setting != nullptr) {
@@ -314,62 +333,98 @@ class TreeBuilder {
     st.where = where(ctx->getStart());
     st.negated = ctx->negated != nullptr;
     st.key = ident_word(ctx->key);
-    for (auto* a : ctx->args) st.args.push_back(argument(a));
+    // The grammar gives one argument per token; a run of adjacent strings
+    // is one argument, joined as in C.
+    const auto& args = ctx->args;
+    for (size_t i = 0; i < args.size();) {
+      if (args[i]->string == nullptr) {
+        st.args.push_back(single(args[i]->word, args[i]->number, args[i]->keyword));
+        ++i;
+        continue;
+      }
+      std::vector<antlr4::Token*> run;
+      for (; i < args.size() && args[i]->string != nullptr; ++i) run.push_back(args[i]->string);
+      st.args.push_back(joined_strings(run));
+    }
     return st;
   }
 
   std::vector<ast::Attribute> attributes(const std::vector<ScenarioParser::AttributeContext*>& list) {
     std::vector<ast::Attribute> out;
-    for (auto* a : list) out.push_back({ident_word(a->key), argument(a->value)});
+    for (auto* a : list) out.push_back({ident_word(a->key), value(a->value)});
     return out;
   }
 
-  ast::Word argument(ScenarioParser::ArgumentContext* ctx) {
-    if (ctx->word != nullptr) return ident_word(ctx->word);
-    if (ctx->keyword != nullptr) return ident_word(ctx->keyword);
-    if (ctx->number != nullptr) {
-      ast::Word w = ident_word(ctx->number);
+  ast::Word value(ScenarioParser::AttributeValueContext* ctx) {
+    if (!ctx->strings.empty()) return joined_strings(ctx->strings);
+    return single(ctx->word, ctx->number, ctx->keyword);
+  }
+
+  // A one-token argument: exactly one of the three is set.
+  static ast::Word single(antlr4::Token* word, antlr4::Token* number, antlr4::Token* keyword) {
+    if (number != nullptr) {
+      ast::Word w = ident_word(number);
       w.kind = ast::Word::number;
       return w;
     }
-    // Adjacent strings are one argument; the location spans all of them
-    // when they share a line, else it is the first one's.
-    ast::Word w = string_word(ctx->strings.front());
-    for (size_t i = 1; i < ctx->strings.size(); ++i) {
-      ast::Word next = string_word(ctx->strings[i]);
-      w.text += next.text;
-      if (next.where.line == w.where.line) w.where.length = next.where.column + next.where.length - w.where.column;
-    }
-    return w;
+    return ident_word(word != nullptr ? word : keyword);
   }
 
   static ast::Word ident_word(antlr4::Token* t) { return ast::Word{ast::Word::ident, t->getText(), where(t)}; }
 
-  ast::Word string_word(antlr4::Token* t) {
-    ast::Word w{ast::Word::string, {}, where(t)};
-    const std::string raw = t->getText();
-    // The lexer guarantees the quotes, and that a backslash is followed by
-    // a character on the same line.
+  ast::Word string_word(antlr4::Token* t) { return joined_strings({t}); }
+
+  // Adjacent strings as one word, in one pass: the text is reserved once
+  // and each string's contents appended (repeated concatenation of the
+  // joined text would copy it once per string). The location spans all of
+  // them when they share a line, else it is the first one's.
+  ast::Word joined_strings(const std::vector<antlr4::Token*>& run) {
+    ast::Word w{ast::Word::string, {}, where(run.front())};
+    size_t size = 0;
+    for (const antlr4::Token* t : run)
+      size += t->getStopIndex() - t->getStartIndex() + 1;  // code points, a lower bound
+    w.text.reserve(size);
+    for (antlr4::Token* t : run) {
+      const SourceLocation at = where(t);
+      append_unescaped(t->getText(), at, w.text);
+      if (t != run.front() && at.line == w.where.line) w.where.length = at.column + at.length - w.where.column;
+    }
+    return w;
+  }
+
+  // A string token's contents, escapes resolved, appended to `out`. The
+  // lexer guarantees the quotes, and that a backslash is followed by a
+  // character on the same line.
+  void append_unescaped(const std::string& raw, const SourceLocation& at, std::string& out) {
     for (size_t i = 1; i + 1 < raw.size(); ++i) {
       if (raw[i] != '\\') {
-        w.text += raw[i];
+        out += raw[i];
         continue;
       }
       char e = raw[++i];
       switch (e) {
-        case 'n': w.text += '\n'; break;
-        case 'r': w.text += '\r'; break;
-        case 't': w.text += '\t'; break;
-        case '"': w.text += '"'; break;
-        case '\\': w.text += '\\'; break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
         default: {
-          Diagnostic& d = sink_.error("S0104", w.where, std::string("unknown escape `\\") + e + "` in a string");
+          Diagnostic& d = sink_.error("S0104", at, std::string("unknown escape `\\") + e + "` in a string");
           d.help = "the escapes are `\\n`, `\\r`, `\\t`, `\\\"` and `\\\\`";
-          w.text += e;
+          out += e;
         }
       }
     }
-    return w;
   }
 
   ScenarioSink& sink_;
@@ -379,6 +434,13 @@ class TreeBuilder {
 
 bool parse_scenario_syntax(const LoadedSource& source, ast::File& out, ScenarioSink& sink) {
   out = {};
+  if (source.text.size() > kMaxScenarioFileBytes) {
+    Diagnostic& d = sink.error("S0105", SourceLocation{0, 1, 1, 1},
+                               "the file is larger than " + std::to_string(kMaxScenarioFileBytes >> 20) +
+                                   " MiB; it is not read as a scenario file");
+    d.help = "a scenario file is written by hand; split a generated one into several files";
+    return false;
+  }
   if (size_t bad = first_invalid_utf8(source.text); bad != std::string_view::npos) {
     SourceLocation at{0, 1, 1, 1};
     for (size_t i = 0; i < bad; ++i) {
@@ -399,11 +461,18 @@ bool parse_scenario_syntax(const LoadedSource& source, ast::File& out, ScenarioS
   antlr4::CommonTokenStream tokens(&lexer);
   ScenarioParser parser(&tokens);
   parser.removeErrorListeners();
-  parser.getInterpreter<antlr4::atn::ParserATNSimulator>()->setPredictionMode(antlr4::atn::PredictionMode::LL);
+  // The grammar is LL(1), so SLL predicts exactly what full LL would, and it
+  // never falls back to full-context lookahead (which is not cached).
+  parser.getInterpreter<antlr4::atn::ParserATNSimulator>()->setPredictionMode(antlr4::atn::PredictionMode::SLL);
   const size_t before = sink.count();
   auto strategy = std::make_shared<FriendlyErrorStrategy>(sink);
   parser.setErrorHandler(strategy);
-  ScenarioParser::ScenarioFileContext* tree = parser.scenarioFile();
+  ScenarioParser::ScenarioFileContext* tree = nullptr;
+  try {
+    tree = parser.scenarioFile();
+  } catch (const antlr4::ParseCancellationException&) {
+    return false;  // the strategy stopped the parse after reporting why
+  }
   if (strategy->saw_error() || parser.getNumberOfSyntaxErrors() > 0) {
     if (sink.count() == before) sink.error("S0100", SourceLocation{0, 1, 1, 1}, "syntax error");  // never silently
     return false;

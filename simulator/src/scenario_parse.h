@@ -6,6 +6,9 @@
 // (never grammar rule or token names), each at the offending text, and the
 // function returns false with `out` empty. On success every node is present
 // and every string's escapes are resolved. Locations use file index 0.
+// Linear time and memory in the text: a text over kMaxScenarioFileBytes is
+// refused (S0105), and the parse stops once the sink is full (S0106 is
+// added by parse_scenarios()) or at an unterminated string.
 #pragma once
 
 #include "scenario_ast.h"

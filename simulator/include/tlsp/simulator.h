@@ -7,7 +7,9 @@
 //  * parse_scenarios() never throws for any input text. Every problem is a
 //    diagnostic (S01xx syntax, S02xx contents) with the offending text's
 //    location; a scenario with an error is left out of `scenarios` and
-//    listed in `broken`; a syntax error leaves the whole file out.
+//    listed in `broken`; a syntax error leaves the whole file out. Time and
+//    memory are linear in the text, which is bounded (kMaxScenarioFileBytes,
+//    kMaxScenarioDiagnostics below).
 //  * A Scenario that parse_scenarios() returns is complete: every fact has
 //    its value (omitted facts already defaulted as documented below) and
 //    the expectation is present.
@@ -116,11 +118,26 @@ struct ScenarioFile {
   bool ok() const { return diagnostics.empty(); }
 };
 
+// Limits on one scenario file, against hostile or runaway input (each a
+// diagnostic when hit, docs/scenarios.md "Limits"). The largest shipped
+// file is 22 KB; a file of this size parses in well under a second.
+inline constexpr size_t kMaxScenarioFileBytes = size_t{1} << 20;  // S0105 beyond: the file is not parsed
+// Errors kept per file, as the policy compiler's 100: beyond, the parse
+// stops, the rest are counted but not kept, and one last diagnostic (S0106)
+// says so; more would only repeat the first ones.
+inline constexpr size_t kMaxScenarioDiagnostics = 100;
+
 ScenarioFile parse_scenarios(std::string display_path, std::string text);
 
 // `file:line:col: error: ...` with the source line and a caret, for all of
 // the file's diagnostics.
 std::string render_diagnostics(const ScenarioFile& file);
+
+// The same for each broken scenario alone, in the order of `file.broken`:
+// the diagnostics from its `scenario` keyword up to the next scenario's.
+// Each diagnostic is rendered once (a report that gave every broken
+// scenario all of the file's grew as scenarios x diagnostics).
+std::vector<std::string> render_broken_diagnostics(const ScenarioFile& file);
 
 // The lower-case domain of an envelope address (`bob@Partner.Example.` ->
 // `partner.example`), or "" when it has none.
