@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -49,5 +50,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)tlsp::cli::cmd_decide({input_path()});
   std::cout.rdbuf(out);
   std::cerr.rdbuf(err);
+
+  // One answer line per non-blank input line, whatever the line held.
+  const std::string_view in(reinterpret_cast<const char*>(data), size);
+  size_t expected = 0;
+  for (size_t start = 0; start < in.size();) {
+    size_t end = in.find('\n', start);
+    if (end == std::string_view::npos) end = in.size();
+    if (in.substr(start, end - start).find_first_not_of(" \t\r") != std::string_view::npos) ++expected;
+    start = end + 1;
+  }
+  const std::string text = answers.str();
+  const auto lines = static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+  if (lines != expected) abort();
   return 0;
 }
