@@ -13,14 +13,12 @@
 
 #include <antlr4-runtime.h>
 
-#include "TlsPolicyLexer.h"
 #include "TlsPolicyParser.h"
 #include "policy_lexer_source.h"
 
 namespace tlsp {
 namespace {
 
-using gen::TlsPolicyLexer;
 using gen::TlsPolicyParser;
 
 // Maps ANTLR tokens (whose indexes count code points) back to byte offsets
@@ -392,11 +390,11 @@ bool parse_policy(const LoadedSource& source, uint32_t file_index, ast::File& ou
     }
   }
 
-  // A syntax error: parse again with the generated lexer, in full LL mode,
-  // recovering and reporting every error in words.
-  antlr4::ANTLRInputStream input(source.text.data(), source.text.size());
-  TlsPolicyLexer lexer(&input);
-  lexer.removeErrorListeners();  // BAD_CHAR makes every character a token
+  // A syntax error: parse again in full LL mode, recovering and reporting
+  // every error in words. The same hand-written lexer, now keeping each
+  // token's text for the messages: the generated one is quadratic on
+  // unclosed `/*` (each scans to the end of the file, then backs off).
+  PolicyTokenSource lexer(source.text, /*keep_text=*/true);
   antlr4::CommonTokenStream tokens(&lexer);
   TlsPolicyParser parser(&tokens);
   parser.removeErrorListeners();
