@@ -138,8 +138,13 @@ std::string describe_found(const antlr4::Token* t) {
 
 class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
  public:
-  FriendlyErrorStrategy(const SourceIndex& index, DiagnosticSink& sink)
-      : index_(index), sink_(sink) {}
+  FriendlyErrorStrategy(const SourceIndex& index, DiagnosticSink& sink, uint32_t file)
+      : index_(index), sink_(sink), file_(file) {}
+
+  // For StatementWatcher: syntax errors met so far (reported or not), and
+  // a statement that parsed without one.
+  size_t error_events() const { return events_; }
+  void clean_statement() { ++clean_statements_; }
 
  protected:
   void reportNoViableAlternative(antlr4::Parser* p, const antlr4::NoViableAltException& e) override {
@@ -159,6 +164,7 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
   void reportMissingToken(antlr4::Parser* p) override {
     if (inErrorRecoveryMode(p)) return;
     beginErrorCondition(p);
+    ++events_;
     antlr4::Token* current = p->getCurrentToken();
     if (cascade(current) || special(current)) return;
     antlr4::Token* previous = p->getTokenStream()->LT(-1);
@@ -169,9 +175,9 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
       SourceLocation at = index_.where(previous);
       at.column += at.length;
       at.length = 1;
-      sink_.error("E0101", at, "expected " + expected + " after " + ticked(previous->getText()));
+      report("E0101", at, "expected " + expected + " after " + ticked(previous->getText()));
     } else {
-      sink_.error("E0101", index_.where(current), "expected " + expected + " before " + describe_found(current));
+      report("E0101", index_.where(current), "expected " + expected + " before " + describe_found(current));
     }
   }
 
@@ -183,7 +189,7 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
       // The string swallowed the rest of its line, braces included, so
       // whatever the parser says next is noise.
       silenced_ = true;
-      Diagnostic& d = sink_.error("E0102", index_.where(t), "unterminated string");
+      Diagnostic& d = report("E0102", index_.where(t), "unterminated string");
       d.help = "add the closing `\"` on the same line";
       return true;
     }
@@ -191,6 +197,7 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
   }
 
   void report_unexpected(antlr4::Parser* p, antlr4::Token* t, const antlr4::misc::IntervalSet& expected) {
+    ++events_;
     if (cascade(t) || special(t)) return;
     std::string what = describe_expected(expected, p);
     SourceLocation at = index_.where(t);
@@ -203,7 +210,7 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
         at.length = 1;
       }
     }
-    Diagnostic& d = sink_.error("E0100", at, "expected " + what + ", found " + describe_found(t));
+    Diagnostic& d = report("E0100", at, "expected " + what + ", found " + describe_found(t));
     // A misspelt keyword: `outbond` for `outbound`.
     if (t->getType() == TlsPolicyParser::IDENT) {
       for (size_t type : expected.toList()) {
@@ -228,10 +235,55 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
     return same;
   }
 
+  // Every syntax error goes through here. A file whose first errors come
+  // before any statement parses cleanly is most likely not a policy at all
+  // (`include "/etc/*"`): after kNotAPolicyErrors its errors stop; any
+  // file's stop after kMaxSyntaxErrorsPerFile, so memory stays bounded
+  // however many lines a file of garbage has.
+  Diagnostic& report(std::string code, SourceLocation at, std::string message) {
+    Diagnostic& d = sink_.error(std::move(code), at, std::move(message));
+    ++reported_;
+    const SourceLocation file_start{file_, 1, 1, 0};  // no excerpt for a note about the file
+    if (reported_ == kNotAPolicyErrors && clean_statements_ == 0) {
+      d.notes.push_back(
+          {file_start, "this does not look like a tlsp policy file; further errors in it are not reported"});
+      silenced_ = true;
+    } else if (reported_ == kMaxSyntaxErrorsPerFile) {
+      d.notes.push_back({file_start, "further syntax errors in this file are not reported (at most " +
+                                         std::to_string(kMaxSyntaxErrorsPerFile) + " are)"});
+      silenced_ = true;
+    }
+    return d;
+  }
+
   const SourceIndex& index_;
   DiagnosticSink& sink_;
+  uint32_t file_;
   size_t last_error_line_ = 0;
   bool silenced_ = false;
+  size_t events_ = 0;
+  size_t reported_ = 0;
+  size_t clean_statements_ = 0;
+};
+
+// Tells the strategy when a statement parsed without a syntax error, which
+// is what makes a file look like a policy. Statements do not nest.
+class StatementWatcher : public antlr4::tree::ParseTreeListener {
+ public:
+  explicit StatementWatcher(FriendlyErrorStrategy& strategy) : strategy_(strategy) {}
+  void enterEveryRule(antlr4::ParserRuleContext* ctx) override {
+    if (ctx->getRuleIndex() == TlsPolicyParser::RuleStatement) events_at_start_ = strategy_.error_events();
+  }
+  void exitEveryRule(antlr4::ParserRuleContext* ctx) override {
+    if (ctx->getRuleIndex() == TlsPolicyParser::RuleStatement && strategy_.error_events() == events_at_start_)
+      strategy_.clean_statement();
+  }
+  void visitTerminal(antlr4::tree::TerminalNode*) override {}
+  void visitErrorNode(antlr4::tree::ErrorNode*) override {}
+
+ private:
+  FriendlyErrorStrategy& strategy_;
+  size_t events_at_start_ = 0;
 };
 
 // ----------------------------------------------------------- transform
@@ -400,8 +452,12 @@ bool parse_policy(const LoadedSource& source, uint32_t file_index, ast::File& ou
   parser.removeErrorListeners();
   parser.getInterpreter<antlr4::atn::ParserATNSimulator>()->setPredictionMode(antlr4::atn::PredictionMode::LL);
   const size_t before = sink.items().size();
-  parser.setErrorHandler(std::make_shared<FriendlyErrorStrategy>(index, sink));
+  auto strategy = std::make_shared<FriendlyErrorStrategy>(index, sink, file_index);
+  parser.setErrorHandler(strategy);
+  StatementWatcher watcher(*strategy);
+  parser.addParseListener(&watcher);
   TlsPolicyParser::PolicyFileContext* tree = parser.policyFile();
+  parser.removeParseListeners();
   if (sink.items().size() == before)  // cannot happen, but never report success silently
     sink.error("E0100", SourceLocation{file_index, 1, 1, 1}, "syntax error");
   builder.includes_only(tree);
