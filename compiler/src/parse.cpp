@@ -141,11 +141,6 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
   FriendlyErrorStrategy(const SourceIndex& index, DiagnosticSink& sink, uint32_t file)
       : index_(index), sink_(sink), file_(file) {}
 
-  // For StatementWatcher: syntax errors met so far (reported or not), and
-  // a statement that parsed without one.
-  size_t error_events() const { return events_; }
-  void clean_statement() { ++clean_statements_; }
-
  protected:
   void reportNoViableAlternative(antlr4::Parser* p, const antlr4::NoViableAltException& e) override {
     report_unexpected(p, e.getOffendingToken(), p->getExpectedTokens());
@@ -160,6 +155,24 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
     if (inErrorRecoveryMode(p)) return;
     beginErrorCondition(p);
     report_unexpected(p, p->getCurrentToken(), getExpectedTokens(p));
+  }
+  // Watches for a statement that parses without a syntax error, which is
+  // what makes a file look like a policy: its first token and its last
+  // (`;` or the block's `}`) matched with no error event in between.
+  void reportMatch(antlr4::Parser* p) override {
+    DefaultErrorStrategy::reportMatch(p);
+    antlr4::ParserRuleContext* ctx = p->getContext();
+    const size_t rule = ctx->getRuleIndex();
+    if (rule != TlsPolicyParser::RulePolicyHeader && rule != TlsPolicyParser::RuleIncludeDirective &&
+        rule != TlsPolicyParser::RuleDefaultDomainBlock && rule != TlsPolicyParser::RuleDomainBlock)
+      return;
+    antlr4::Token* t = p->getCurrentToken();
+    if (t == ctx->getStart()) {
+      events_at_statement_ = events_;
+    } else if ((t->getType() == TlsPolicyParser::SEMI || t->getType() == TlsPolicyParser::RBRACE) &&
+               events_ == events_at_statement_) {
+      ++clean_statements_;
+    }
   }
   void reportMissingToken(antlr4::Parser* p) override {
     if (inErrorRecoveryMode(p)) return;
@@ -261,29 +274,10 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
   uint32_t file_;
   size_t last_error_line_ = 0;
   bool silenced_ = false;
-  size_t events_ = 0;
+  size_t events_ = 0;  // syntax errors met, reported or not
+  size_t events_at_statement_ = 0;
   size_t reported_ = 0;
   size_t clean_statements_ = 0;
-};
-
-// Tells the strategy when a statement parsed without a syntax error, which
-// is what makes a file look like a policy. Statements do not nest.
-class StatementWatcher : public antlr4::tree::ParseTreeListener {
- public:
-  explicit StatementWatcher(FriendlyErrorStrategy& strategy) : strategy_(strategy) {}
-  void enterEveryRule(antlr4::ParserRuleContext* ctx) override {
-    if (ctx->getRuleIndex() == TlsPolicyParser::RuleStatement) events_at_start_ = strategy_.error_events();
-  }
-  void exitEveryRule(antlr4::ParserRuleContext* ctx) override {
-    if (ctx->getRuleIndex() == TlsPolicyParser::RuleStatement && strategy_.error_events() == events_at_start_)
-      strategy_.clean_statement();
-  }
-  void visitTerminal(antlr4::tree::TerminalNode*) override {}
-  void visitErrorNode(antlr4::tree::ErrorNode*) override {}
-
- private:
-  FriendlyErrorStrategy& strategy_;
-  size_t events_at_start_ = 0;
 };
 
 // ----------------------------------------------------------- transform
@@ -454,10 +448,11 @@ bool parse_policy(const LoadedSource& source, uint32_t file_index, ast::File& ou
   const size_t before = sink.items().size();
   auto strategy = std::make_shared<FriendlyErrorStrategy>(index, sink, file_index);
   parser.setErrorHandler(strategy);
-  StatementWatcher watcher(*strategy);
-  parser.addParseListener(&watcher);
+  // No parse tree: includes_only() reads the rule contexts' labels, which
+  // are set without it, and the tree's node per token (an error node for
+  // each token skipped in recovery) was 40% of this path's memory.
+  parser.setBuildParseTree(false);
   TlsPolicyParser::PolicyFileContext* tree = parser.policyFile();
-  parser.removeParseListeners();
   if (sink.items().size() == before)  // cannot happen, but never report success silently
     sink.error("E0100", SourceLocation{file_index, 1, 1, 1}, "syntax error");
   builder.includes_only(tree);

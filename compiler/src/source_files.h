@@ -27,10 +27,13 @@ namespace tlsp {
 // The limits, documented in README "Diagnostics". None is hit by a policy
 // written by hand or by the 1M-entry benchmark (101 files of <= 0.7 MB).
 //
-// One file: parsing takes about 50 bytes of memory per byte of source
-// (tokens and parse tree, freed after the file), so a file at the limit
-// peaks near 800 MB. A larger policy can be split with `include`. [E0306]
-inline constexpr size_t kMaxPolicyFileBytes = size_t{16} << 20;
+// One file. Parsing takes memory in proportion to the tokens, freed after
+// the file: about 50 bytes per byte of source for a policy, and up to ~125
+// for a file of one-character tokens that are all syntax errors. So a file
+// at the limit peaks near 400 MB, or 1 GB if hostile, per parse worker.
+// That is 11x the benchmark's files; split a larger policy with `include`.
+// [E0306]
+inline constexpr size_t kMaxPolicyFileBytes = size_t{8} << 20;
 // All files of one compile together: their text is kept for diagnostics
 // and their IR until the table is built; 3.6x the 1M-entry benchmark's
 // 70 MB. [E0306]
