@@ -281,6 +281,10 @@ class Loader {
           continue;
         }
         if (state[e.target] == 2) continue;
+        // A file that could not be read is named without a location: say
+        // where it is included (the first place in file order).
+        if (FileSlot& t = *slots_[e.target]; t.read_failed && !t.sink.items().empty())
+          t.sink.items().front().notes.push_back({e.where, "included here"});
         state[e.target] = 1;
         final_of[e.target] = static_cast<uint32_t>(order.size());
         order.push_back(e.target);
