@@ -50,13 +50,9 @@ struct FileSlot {
 // A UTF-8 byte order mark, which some editors write at the start of a file.
 constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
 
-bool has_glob_magic(std::string_view s) {
-  return s.find_first_of("*?[") != std::string_view::npos;
-}
+bool has_glob_magic(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
 
-std::string error_text(const std::error_code& ec) {
-  return ec.message();
-}
+std::string error_text(const std::error_code& ec) { return ec.message(); }
 
 class Loader {
  public:
