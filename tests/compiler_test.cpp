@@ -4,10 +4,13 @@
 // against mangled input and hostile files (special files, huge files and
 // patterns, control characters, files that are not policies).
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -427,6 +430,25 @@ TEST(HostileFiles, IncludeOfAFifoIsRefusedWithoutBlocking) {
   // A FIFO given as a root is refused the same way.
   o.inputs = {(dir.path() / "pipe.tlsp").string()};
   EXPECT_EQ(codes(compile(o)).count("E0305"), 1u);
+}
+
+TEST(HostileFiles, IncludeOfASocketIsRefused) {
+  TempDir dir;
+  std::string root = dir.write("main.tlsp", policy("include \"sock.tlsp\";\n"));
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(s, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = (dir.path() / "sock.tlsp").string();
+  ASSERT_LT(path.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  CompileOptions o;
+  o.inputs = {root};
+  auto r = compile(o);
+  close(s);
+  EXPECT_EQ(codes(r).count("E0305"), 1u) << rendered(r);
+  EXPECT_NE(rendered(r).find("it is a socket, not a regular file"), std::string::npos) << rendered(r);
 }
 
 TEST(HostileFiles, FileLargerThanTheLimitIsRefused) {

@@ -70,7 +70,14 @@ bool read_policy_file(const std::string& path, std::string& text, ReadFailure& f
   // writer. It changes nothing for the regular files we go on to read.
   FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (fd.get() < 0) {
-    failure = {"E0303", std::strerror(errno)};
+    const int open_errno = errno;
+    // A socket cannot be opened at all (ENXIO): name it as what it is.
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+      failure = {"E0305", std::string("it is ") + file_kind(st.st_mode) + ", not a regular file"};
+      return false;
+    }
+    failure = {"E0303", std::strerror(open_errno)};
     return false;
   }
   struct stat st;
