@@ -1,14 +1,21 @@
 // compiler_test.cpp — the policy compiler through its public interface:
 // parsing, every diagnostic code, inheritance, disabled entries, includes,
 // precedence as seen through a compiled table, determinism, and robustness
-// against mangled input.
+// against mangled input and hostile files (special files, huge files and
+// patterns, control characters, files that are not policies).
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "tlsp/compiler.h"
 #include "tlsp/decision_table.h"
@@ -388,6 +395,175 @@ TEST(Compiler, MangledInputNeverCrashes) {
       }
     }
   }
+}
+
+// ------------------------------------------------------- hostile files
+// Each of these hung, crashed, or echoed raw bytes before issue 9.
+
+std::string rendered(const CompileResult& r) {
+  return render_diagnostics(r);
+}
+
+TEST(HostileFiles, GlobMatchingASymlinkToDevZeroIsRefused) {
+  TempDir dir;
+  std::string root = dir.write("main.tlsp", policy("include \"inc/*.tlsp\";\n"));
+  fs::create_directories(dir.path() / "inc");
+  fs::create_symlink("/dev/zero", dir.path() / "inc" / "zero.tlsp");
+  CompileOptions o;
+  o.inputs = {root};
+  auto r = compile(o);
+  EXPECT_TRUE(r.input_error);
+  EXPECT_EQ(codes(r).count("E0305"), 1u) << rendered(r);
+  EXPECT_NE(rendered(r).find("it is a character device, not a regular file"), std::string::npos) << rendered(r);
+  EXPECT_NE(rendered(r).find("main.tlsp:3:1: note: included here"), std::string::npos) << rendered(r);
+}
+
+TEST(HostileFiles, IncludeOfAFifoIsRefusedWithoutBlocking) {
+  TempDir dir;
+  std::string root = dir.write("main.tlsp", policy("include \"pipe.tlsp\";\n"));
+  ASSERT_EQ(mkfifo((dir.path() / "pipe.tlsp").c_str(), 0600), 0);
+  CompileOptions o;
+  o.inputs = {root};
+  auto r = compile(o);
+  EXPECT_TRUE(r.input_error);
+  EXPECT_EQ(codes(r).count("E0305"), 1u) << rendered(r);
+  // A FIFO given as a root is refused the same way.
+  o.inputs = {(dir.path() / "pipe.tlsp").string()};
+  EXPECT_EQ(codes(compile(o)).count("E0305"), 1u);
+}
+
+TEST(HostileFiles, IncludeOfASocketIsRefused) {
+  TempDir dir;
+  std::string root = dir.write("main.tlsp", policy("include \"sock.tlsp\";\n"));
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(s, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = (dir.path() / "sock.tlsp").string();
+  ASSERT_LT(path.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  CompileOptions o;
+  o.inputs = {root};
+  auto r = compile(o);
+  close(s);
+  EXPECT_EQ(codes(r).count("E0305"), 1u) << rendered(r);
+  EXPECT_NE(rendered(r).find("it is a socket, not a regular file"), std::string::npos) << rendered(r);
+}
+
+TEST(HostileFiles, FileLargerThanTheLimitIsRefused) {
+  TempDir dir;
+  std::string big = policy("") + "#" + std::string(8u << 20, 'x') + "\n";
+  CompileOptions o;
+  o.inputs = {dir.write("big.tlsp", big)};
+  auto r = compile(o);
+  EXPECT_TRUE(r.input_error);
+  EXPECT_EQ(codes(r), (std::multiset<std::string>{"E0306"})) << rendered(r);
+  EXPECT_NE(rendered(r).find("larger than the limit of 8 MiB"), std::string::npos) << rendered(r);
+}
+
+TEST(HostileFiles, TooManyFilesIsOneDiagnostic) {
+  TempDir dir;
+  std::string root = dir.write("main.tlsp", policy("include \"inc/*.tlsp\";\n"));
+  fs::create_directories(dir.path() / "inc");
+  for (int i = 0; i < 10000; ++i)  // with the root: one more than kMaxPolicyFiles
+    std::ofstream(dir.path() / "inc" / ("f" + std::to_string(i) + ".tlsp")) << "# empty\n";
+  CompileOptions o;
+  o.inputs = {root};
+  o.threads = 2;
+  auto r = compile(o);
+  EXPECT_FALSE(r.table);
+  EXPECT_EQ(codes(r), (std::multiset<std::string>{"E0308"})) << rendered(r);
+}
+
+TEST(HostileFiles, IncludePatternsAreBounded) {
+  // ~3,000 `*/` overflowed glob(3)'s recursion (SIGSEGV).
+  std::string deep;
+  for (int i = 0; i < 3000; ++i) deep += "*/";
+  auto r = compile_text(policy("include \"" + deep + "x.tlsp\";\n"));
+  EXPECT_EQ(codes(r).count("E0307"), 1u) << rendered(r);
+  // Under the length limit, many components are walked without recursion.
+  std::string many;
+  for (int i = 0; i < 500; ++i) many += "*/";
+  auto m = compile_text(policy("include \"" + many + "x.tlsp\";\n"));
+  EXPECT_EQ(codes(m).count("E0301"), 1u) << rendered(m);
+}
+
+TEST(HostileFiles, LeadingByteOrderMarkIsAccepted) {
+  auto r = compile_text("\xEF\xBB\xBF" + policy("domain \"a.example\" { }\n"));
+  EXPECT_TRUE(r.table) << rendered(r);
+  EXPECT_EQ(r.error_count, 0u);
+  // Columns on line 1 count from after it.
+  auto e = compile_text("\xEF\xBB\xBF}");
+  ASSERT_FALSE(e.diagnostics.empty());
+  EXPECT_EQ(e.diagnostics[0].where.column, 1u) << rendered(e);
+}
+
+TEST(HostileFiles, ControlCharactersAreEscapedInDiagnostics) {
+  auto r = compile_text(policy("domain \"a\x1b[2Jb.example\" { " + std::string(1, '\0') + " }\n" +
+                               "domain \"c\xe2\x80\xae.example\" { }\n"));
+  const std::string out = rendered(r);
+  for (unsigned char c : out) EXPECT_TRUE(c >= 0x20 || c == '\n' || c == '\t') << "raw byte " << int(c) << "\n" << out;
+  EXPECT_NE(out.find("\\x00"), std::string::npos) << out;
+  EXPECT_NE(out.find("\\x1b[2J"), std::string::npos) << out;
+  EXPECT_EQ(out.find("\xe2\x80\xae"), std::string::npos) << out;
+  // Escapes are wider than the character: the caret still points at it.
+  EXPECT_NE(out.find("{ \\x00 }\n     | " + std::string(29, ' ') + "^~~~\n"), std::string::npos) << out;
+}
+
+TEST(HostileFiles, QuotedTextAndExcerptsAreCapped) {
+  std::string body = "domain \"a.example\" { outbound { peer \"b.example\" { ";
+  for (int i = 0; i < 100000; ++i) body += "level mandatory; ";
+  body += "level " + std::string(100000, 'x') + " } } }\n";
+  auto r = compile_text(policy(body));
+  ASSERT_EQ(r.error_count, 1u) << rendered(r).substr(0, 2000);
+  const std::string out = rendered(r);
+  EXPECT_LT(out.size(), 2000u) << out.substr(0, 2000);
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) EXPECT_LT(line.size(), 400u) << line.substr(0, 400);
+}
+
+TEST(HostileFiles, NonPolicyFileStopsAfterAFewErrors) {
+  TempDir dir;
+  std::string root = dir.write("main.tlsp", policy("include \"other.conf\";\n"));
+  std::string conf;
+  for (int i = 0; i < 50; ++i) conf += "domain: d" + std::to_string(i) + ".example\ndefault: mandatory\n";
+  dir.write("other.conf", conf);
+  CompileOptions o;
+  o.inputs = {root};
+  auto r = compile(o);
+  EXPECT_EQ(r.error_count, 3u) << rendered(r);
+  EXPECT_NE(rendered(r).find("note: this does not look like a tlsp policy file"), std::string::npos) << rendered(r);
+}
+
+TEST(HostileFiles, PolicyWithManySyntaxErrorsIsCappedPerFile) {
+  std::string body;
+  for (int i = 0; i < 50; ++i) body += "domain \"d" + std::to_string(i) + ".example\" { outbound { peer x { } } }\n";
+  auto r = compile_text(policy(body));
+  EXPECT_EQ(r.error_count, 20u) << rendered(r);
+  EXPECT_NE(rendered(r).find("further syntax errors in this file are not reported"), std::string::npos);
+  // An error in the first statement does not make a file "not a policy".
+  auto t = compile_text("policy \"x\" versoin \"1\";\ndomain \"a.example\" { }\n" + body.substr(0, 400));
+  EXPECT_GT(t.error_count, 3u) << rendered(t);
+  EXPECT_EQ(rendered(t).find("does not look like"), std::string::npos) << rendered(t);
+}
+
+// The parser is linear: inputs that were quadratic (unclosed `/*`, each
+// scanned to the end of the file) or deep take well under the bound.
+TEST(HostileFiles, ParsingIsLinear) {
+  auto took = [](const std::string& text) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = compile_text(text, 1);
+    EXPECT_GT(r.error_count + r.warning_count, 0u);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  std::string comments, also_error, quotes(400001, '"'), braces(400000, '{');
+  for (int i = 0; i < 40000; ++i) comments += "/* ";
+  for (int i = 0; i < 40000; ++i) also_error += "} /* ";
+  EXPECT_LT(took(policy(comments)), 20.0);
+  EXPECT_LT(took(policy(also_error)), 20.0);
+  EXPECT_LT(took(policy(quotes)), 20.0);
+  EXPECT_LT(took(policy(braces)), 20.0);
 }
 
 }  // namespace

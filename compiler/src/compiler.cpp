@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "diagnostics.h"
 #include "load.h"
 #include "resolve.h"
 #include "tlsp/compiler.h"
@@ -55,6 +56,13 @@ void collect(CompileResult& r, std::vector<DiagnosticSink>& sinks, DiagnosticSin
 }
 
 // The source line, with a caret under `where` (tabs kept so it lines up).
+// The line is escaped as tlsp/diagnostic_text.h says, and at most
+// kMaxExcerptChars characters of it are shown, starting up to
+// kExcerptContext characters before the caret: a 16 MiB line of garbage is
+// not echoed whole, once per error.
+constexpr uint32_t kMaxExcerptChars = 160;
+constexpr uint32_t kExcerptContext = 60;
+
 void render_excerpt(std::string& out, const SourceLocation& where, const std::vector<LoadedSource>& sources) {
   if (!where.valid() || where.file >= sources.size() || where.length == 0) return;
   const LoadedSource& src = sources[where.file];
@@ -65,32 +73,50 @@ void render_excerpt(std::string& out, const SourceLocation& where, const std::ve
   std::string_view line(src.text.data() + begin, end - begin);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
 
-  std::string num = std::to_string(where.line);
-  std::string gutter(std::max<size_t>(num.size(), 4), ' ');
-  out += std::string(gutter.size() - num.size(), ' ') + num + " | " + std::string(line) + "\n";
-  out += gutter + " | ";
+  const uint32_t caret = std::max<uint32_t>(1, where.column);
+  const uint32_t first = caret > kExcerptContext ? caret - kExcerptContext : 1;  // first column shown
+  const uint32_t last = first + kMaxExcerptChars - 1;
+  const uint64_t underline_end = uint64_t{caret} + std::max<uint32_t>(1, where.length);  // one past
+  std::string text, marks;
+  if (first > 1) {
+    text += "...";
+    marks += "   ";
+  }
+  bool caret_placed = false;
   uint32_t col = 1;
   size_t i = 0;
-  for (; i < line.size() && col < where.column; ++i) {
-    unsigned char c = static_cast<unsigned char>(line[i]);
-    if ((c & 0xC0) == 0x80) continue;
-    out += c == '\t' ? '\t' : ' ';
-    ++col;
+  while (i < line.size() && col <= last) {
+    const size_t n = display_unit_length(line, i);
+    std::string_view unit = line.substr(i, n);
+    // Columns count lead bytes; only a line starting with a stray
+    // continuation byte has a unit that takes no column of its own.
+    const bool counts = !is_utf8_continuation(line[i]);
+    if (col >= first) {
+      const size_t width = append_display_unit(text, unit, /*keep_tab=*/true);
+      if (!counts || col < caret || col >= underline_end) {
+        if (col < caret || !counts) marks.append(width, unit == "\t" ? '\t' : ' ');
+      } else {
+        marks += caret_placed ? '~' : '^';
+        marks.append(width - 1, '~');
+        caret_placed = true;
+      }
+    }
+    i += n;
+    if (counts) ++col;
   }
-  // Count the characters left on the line, so the underline stops at its end.
-  uint32_t left = 0;
-  for (size_t k = i; k < line.size(); ++k)
-    if ((static_cast<unsigned char>(line[k]) & 0xC0) != 0x80) ++left;
-  uint32_t len = std::max<uint32_t>(1, std::min<uint32_t>(where.length, std::max<uint32_t>(left, 1)));
-  out += '^';
-  out += std::string(len - 1, '~');
-  out += '\n';
+  if (i < line.size()) text += "...";
+  if (!caret_placed) marks += '^';  // just past the end of the line
+
+  std::string num = std::to_string(where.line);
+  std::string gutter(std::max<size_t>(num.size(), 4), ' ');
+  out += std::string(gutter.size() - num.size(), ' ') + num + " | " + text + "\n";
+  out += gutter + " | " + marks + "\n";
 }
 
 std::string location_prefix(const SourceLocation& where, const std::vector<LoadedSource>& sources) {
   if (!where.valid() || where.file >= sources.size()) return "tlsp: ";
-  return sources[where.file].display_path + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) +
-         ": ";
+  return display_text(sources[where.file].display_path, std::string::npos) + ":" + std::to_string(where.line) + ":" +
+         std::to_string(where.column) + ": ";
 }
 
 }  // namespace

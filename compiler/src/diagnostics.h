@@ -36,15 +36,11 @@ class DiagnosticSink {
   size_t errors_ = 0;
 };
 
-// Quotes user text for a message: `text`.
+// Quotes user text for a message: `text`, escaped and capped as
+// display_text() does (tlsp/diagnostic_text.h), so no file's content can
+// reach the terminal raw through a message.
 inline std::string ticked(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '`';
-  out += s;
-  out += '`';
-  return out;
+  return '`' + display_text(s) + '`';
 }
-
 
 }  // namespace tlsp

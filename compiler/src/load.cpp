@@ -2,25 +2,29 @@
 // lower, served by worker threads, growing as include directives are found.
 // Workers share only the queue and the canonical-path map (under one
 // mutex); each file's results are written by the one worker that loads it.
+//
+// Limits (source_files.h): a file is read only if it is regular and small
+// enough; the files of one compile are bounded in number and in total
+// size. The last two are checked as workers race, so which file crosses
+// the line depends on timing: when one is hit, the whole result is that
+// one diagnostic, and nothing that depends on timing is reported.
 #include "load.h"
 
-#include <glob.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
-#include <cstring>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <sstream>
+#include <optional>
 #include <thread>
 
 #include "lower.h"
 #include "parse.h"
+#include "source_files.h"
 
 namespace fs = std::filesystem;
 
@@ -42,6 +46,9 @@ struct FileSlot {
   bool read_failed = false;
   bool syntax_error = false;
 };
+
+// A UTF-8 byte order mark, which some editors write at the start of a file.
+constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
 
 bool has_glob_magic(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
 
@@ -68,8 +75,9 @@ class Loader {
         input_error = true;
         continue;
       }
-      auto [id, fresh] = intern(canonical.string(), fs::path(r).lexically_normal().string());
-      if (fresh) root_ids_.push_back(id);
+      const size_t known = slots_.size();  // no worker runs yet
+      std::optional<uint32_t> id = intern(canonical.string(), fs::path(r).lexically_normal().string());
+      if (id && slots_.size() > known) root_ids_.push_back(*id);
     }
 
     std::vector<std::thread> pool;
@@ -80,11 +88,16 @@ class Loader {
   }
 
  private:
-  // Returns the file's provisional id, creating and queueing it if new.
-  std::pair<uint32_t, bool> intern(const std::string& canonical, const std::string& display) {
+  // Returns the file's provisional id, creating and queueing it if new;
+  // nullopt once kMaxPolicyFiles files are known.
+  std::optional<uint32_t> intern(const std::string& canonical, const std::string& display) {
     std::lock_guard lock(mu_);
     auto it = by_path_.find(canonical);
-    if (it != by_path_.end()) return {it->second, false};
+    if (it != by_path_.end()) return it->second;
+    if (slots_.size() == kMaxPolicyFiles) {
+      too_many_files_ = true;
+      return std::nullopt;
+    }
     uint32_t id = static_cast<uint32_t>(slots_.size());
     auto slot = std::make_unique<FileSlot>();
     slot->canonical = canonical;
@@ -97,7 +110,7 @@ class Loader {
     queue_.push_back(id);
     ++pending_;
     cv_.notify_one();
-    return {id, true};
+    return id;
   }
 
   void work() {
@@ -121,20 +134,34 @@ class Loader {
   }
 
   void load(uint32_t id, FileSlot& slot) {
-    std::ifstream in(slot.canonical, std::ios::binary);
-    std::ostringstream buf;
-    if (in) buf << in.rdbuf();
-    if (!in || in.bad()) {
-      slot.read_failed = true;
-      slot.sink.error("E0303", {}, "cannot read " + ticked(slot.source.display_path) + ": " + std::strerror(errno));
-      return;
+    {
+      std::lock_guard lock(mu_);
+      if (too_many_bytes_ || too_many_files_) return;  // the result is that error alone
     }
     LoadedSource& src = slot.source;
-    src.text = std::move(buf).str();
+    ReadFailure failure;
+    if (!read_policy_file(slot.canonical, src.text, failure)) {
+      slot.read_failed = true;
+      slot.sink.error(failure.code, {}, "cannot read " + ticked(slot.source.display_path) + ": " + failure.reason);
+      return;
+    }
+    {
+      std::lock_guard lock(mu_);
+      total_bytes_ += src.text.size();
+      if (total_bytes_ > kMaxPolicyBytes) {
+        too_many_bytes_ = true;
+        src.text.clear();
+        return;
+      }
+    }
+    // The digest is of the file as it is on disk, so it matches sha256sum.
+    SHA256(reinterpret_cast<const unsigned char*>(src.text.data()), src.text.size(), slot.sha256.data());
+    // A leading byte order mark is accepted and dropped, as C and C++
+    // compilers do; columns on line 1 then count from after it.
+    if (src.text.starts_with(kUtf8Bom)) src.text.erase(0, kUtf8Bom.size());
     src.line_starts.push_back(0);
     for (size_t i = 0; i < src.text.size(); ++i)
       if (src.text[i] == '\n') src.line_starts.push_back(static_cast<uint32_t>(i + 1));
-    SHA256(reinterpret_cast<const unsigned char*>(src.text.data()), src.text.size(), slot.sha256.data());
 
     ast::File tree;
     if (parse_policy(src, id, tree, slot.sink)) {
@@ -151,15 +178,24 @@ class Loader {
       slot.sink.error("E0301", inc.pattern.where, "empty include path");
       return;
     }
+    if (pattern.size() > kMaxIncludePatternBytes) {
+      slot.sink.error("E0307", inc.pattern.where,
+                      "include pattern is longer than the limit of " + describe_bytes(kMaxIncludePatternBytes));
+      return;
+    }
     fs::path dir = fs::path(slot.source.display_path).parent_path();
     fs::path full = fs::path(pattern).is_absolute() ? fs::path(pattern) : dir / pattern;
     const bool magic = has_glob_magic(pattern);
-    std::vector<std::string> matches;
-    glob_t g{};
-    int rc = glob(full.c_str(), GLOB_NOSORT, nullptr, &g);
-    if (rc == 0)
-      for (size_t i = 0; i < g.gl_pathc; ++i) matches.emplace_back(g.gl_pathv[i]);
-    globfree(&g);
+    IncludeExpansion expansion = expand_include_pattern(full.string());
+    if (expansion.too_broad) {
+      slot.sink
+          .error("E0307", inc.pattern.where,
+                 "include " + ticked(pattern) + " is too broad: expanding it read more than " +
+                     std::to_string(kMaxIncludeScanEntries) + " directory entries")
+          .help = "name the directories, and use wildcards only for the files in them, e.g. `tenants/*.tlsp`";
+      return;
+    }
+    std::vector<std::string>& matches = expansion.matches;
     std::sort(matches.begin(), matches.end());
 
     size_t taken = 0;
@@ -169,17 +205,17 @@ class Loader {
       if (ec) continue;
       if (fs::is_directory(canonical)) {
         if (!magic) {
-          slot.sink.error("E0304", inc.pattern.where, "include " + ticked(pattern) + " names a directory")
-              .help = "include the files in it with a pattern, e.g. `" + pattern + "/*.tlsp`";
+          slot.sink.error("E0304", inc.pattern.where, "include " + ticked(pattern) + " names a directory").help =
+              "include the files in it with a pattern, e.g. `" + pattern + "/*.tlsp`";
           return;
         }
         continue;
       }
       if (magic && canonical.string() == slot.canonical) continue;  // a glob never includes its own file
       ++taken;
-      auto [target, fresh] = intern(canonical.string(), fs::path(m).lexically_normal().string());
-      (void)fresh;
-      slot.includes.push_back({target, inc.where});
+      std::optional<uint32_t> target = intern(canonical.string(), fs::path(m).lexically_normal().string());
+      if (!target) return;  // kMaxPolicyFiles: reported once, in finish()
+      slot.includes.push_back({*target, inc.where});
     }
     if (taken == 0) {
       Diagnostic& d = slot.sink.error("E0301", inc.pattern.where, "include " + ticked(pattern) + " matches no file");
@@ -190,10 +226,23 @@ class Loader {
 
   // Final file order, include cycles, and remapping provisional ids.
   LoadedPolicy finish(DiagnosticSink global, bool input_error) {
+    if (too_many_files_ || too_many_bytes_) {
+      LoadedPolicy out;
+      out.input_error = too_many_bytes_;  // like one file too large; too many files is the policy's mistake
+      DiagnosticSink only;
+      if (too_many_files_)
+        only.error("E0308", {}, "the policy includes more than " + std::to_string(kMaxPolicyFiles) + " files").help =
+            "check the include patterns; this limit is there to stop a pattern that matches far too much";
+      else
+        only.error("E0306", {},
+                   "the policy's files together are larger than the limit of " + describe_bytes(kMaxPolicyBytes));
+      out.sinks.push_back(std::move(only));
+      return out;
+    }
     const size_t n = slots_.size();
-    std::vector<uint32_t> order;        // final index -> provisional id
+    std::vector<uint32_t> order;  // final index -> provisional id
     std::vector<uint32_t> final_of(n, kBuiltinFile);
-    std::vector<uint8_t> state(n, 0);   // 0 unseen, 1 on the DFS stack, 2 done
+    std::vector<uint8_t> state(n, 0);  // 0 unseen, 1 on the DFS stack, 2 done
     std::vector<uint32_t> stack;
 
     // Iterative DFS so a deep include chain cannot overflow the C++ stack.
@@ -228,6 +277,10 @@ class Loader {
           continue;
         }
         if (state[e.target] == 2) continue;
+        // A file that could not be read is named without a location: say
+        // where it is included (the first place in file order).
+        if (FileSlot& t = *slots_[e.target]; t.read_failed && !t.sink.items().empty())
+          t.sink.items().front().notes.push_back({e.where, "included here"});
         state[e.target] = 1;
         final_of[e.target] = static_cast<uint32_t>(order.size());
         order.push_back(e.target);
@@ -295,6 +348,10 @@ class Loader {
   std::map<std::string, uint32_t> by_path_;
   std::vector<std::unique_ptr<FileSlot>> slots_;
   std::vector<uint32_t> root_ids_;
+  // Under mu_: the limits on a whole compile (source_files.h).
+  size_t total_bytes_ = 0;
+  bool too_many_bytes_ = false;
+  bool too_many_files_ = false;
 };
 
 }  // namespace

@@ -8,7 +8,9 @@
 // contains it. Files get their final order (the table's source order and
 // the diagnostics' order) only after all are loaded: roots in command-line
 // order, each followed depth-first by its includes in directive order. So
-// the result never depends on which worker finished first.
+// the result never depends on which worker finished first. Only regular
+// files are read, within the limits of source_files.h; a leading UTF-8 byte
+// order mark is dropped from a file's text (not from its digest).
 #pragma once
 
 #include <string>

@@ -13,14 +13,12 @@
 
 #include <antlr4-runtime.h>
 
-#include "TlsPolicyLexer.h"
 #include "TlsPolicyParser.h"
 #include "policy_lexer_source.h"
 
 namespace tlsp {
 namespace {
 
-using gen::TlsPolicyLexer;
 using gen::TlsPolicyParser;
 
 // Maps ANTLR tokens (whose indexes count code points) back to byte offsets
@@ -140,8 +138,8 @@ std::string describe_found(const antlr4::Token* t) {
 
 class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
  public:
-  FriendlyErrorStrategy(const SourceIndex& index, DiagnosticSink& sink)
-      : index_(index), sink_(sink) {}
+  FriendlyErrorStrategy(const SourceIndex& index, DiagnosticSink& sink, uint32_t file)
+      : index_(index), sink_(sink), file_(file) {}
 
  protected:
   void reportNoViableAlternative(antlr4::Parser* p, const antlr4::NoViableAltException& e) override {
@@ -158,9 +156,28 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
     beginErrorCondition(p);
     report_unexpected(p, p->getCurrentToken(), getExpectedTokens(p));
   }
+  // Watches for a statement that parses without a syntax error, which is
+  // what makes a file look like a policy: its first token and its last
+  // (`;` or the block's `}`) matched with no error event in between.
+  void reportMatch(antlr4::Parser* p) override {
+    DefaultErrorStrategy::reportMatch(p);
+    antlr4::ParserRuleContext* ctx = p->getContext();
+    const size_t rule = ctx->getRuleIndex();
+    if (rule != TlsPolicyParser::RulePolicyHeader && rule != TlsPolicyParser::RuleIncludeDirective &&
+        rule != TlsPolicyParser::RuleDefaultDomainBlock && rule != TlsPolicyParser::RuleDomainBlock)
+      return;
+    antlr4::Token* t = p->getCurrentToken();
+    if (t == ctx->getStart()) {
+      events_at_statement_ = events_;
+    } else if ((t->getType() == TlsPolicyParser::SEMI || t->getType() == TlsPolicyParser::RBRACE) &&
+               events_ == events_at_statement_) {
+      ++clean_statements_;
+    }
+  }
   void reportMissingToken(antlr4::Parser* p) override {
     if (inErrorRecoveryMode(p)) return;
     beginErrorCondition(p);
+    ++events_;
     antlr4::Token* current = p->getCurrentToken();
     if (cascade(current) || special(current)) return;
     antlr4::Token* previous = p->getTokenStream()->LT(-1);
@@ -171,9 +188,9 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
       SourceLocation at = index_.where(previous);
       at.column += at.length;
       at.length = 1;
-      sink_.error("E0101", at, "expected " + expected + " after " + ticked(previous->getText()));
+      report("E0101", at, "expected " + expected + " after " + ticked(previous->getText()));
     } else {
-      sink_.error("E0101", index_.where(current), "expected " + expected + " before " + describe_found(current));
+      report("E0101", index_.where(current), "expected " + expected + " before " + describe_found(current));
     }
   }
 
@@ -185,7 +202,7 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
       // The string swallowed the rest of its line, braces included, so
       // whatever the parser says next is noise.
       silenced_ = true;
-      Diagnostic& d = sink_.error("E0102", index_.where(t), "unterminated string");
+      Diagnostic& d = report("E0102", index_.where(t), "unterminated string");
       d.help = "add the closing `\"` on the same line";
       return true;
     }
@@ -193,6 +210,7 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
   }
 
   void report_unexpected(antlr4::Parser* p, antlr4::Token* t, const antlr4::misc::IntervalSet& expected) {
+    ++events_;
     if (cascade(t) || special(t)) return;
     std::string what = describe_expected(expected, p);
     SourceLocation at = index_.where(t);
@@ -205,7 +223,7 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
         at.length = 1;
       }
     }
-    Diagnostic& d = sink_.error("E0100", at, "expected " + what + ", found " + describe_found(t));
+    Diagnostic& d = report("E0100", at, "expected " + what + ", found " + describe_found(t));
     // A misspelt keyword: `outbond` for `outbound`.
     if (t->getType() == TlsPolicyParser::IDENT) {
       for (size_t type : expected.toList()) {
@@ -230,10 +248,36 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
     return same;
   }
 
+  // Every syntax error goes through here. A file whose first errors come
+  // before any statement parses cleanly is most likely not a policy at all
+  // (`include "/etc/*"`): after kNotAPolicyErrors its errors stop; any
+  // file's stop after kMaxSyntaxErrorsPerFile, so memory stays bounded
+  // however many lines a file of garbage has.
+  Diagnostic& report(std::string code, SourceLocation at, std::string message) {
+    Diagnostic& d = sink_.error(std::move(code), at, std::move(message));
+    ++reported_;
+    const SourceLocation file_start{file_, 1, 1, 0};  // no excerpt for a note about the file
+    if (reported_ == kNotAPolicyErrors && clean_statements_ == 0) {
+      d.notes.push_back(
+          {file_start, "this does not look like a tlsp policy file; further errors in it are not reported"});
+      silenced_ = true;
+    } else if (reported_ == kMaxSyntaxErrorsPerFile) {
+      d.notes.push_back({file_start, "further syntax errors in this file are not reported (at most " +
+                                         std::to_string(kMaxSyntaxErrorsPerFile) + " are)"});
+      silenced_ = true;
+    }
+    return d;
+  }
+
   const SourceIndex& index_;
   DiagnosticSink& sink_;
+  uint32_t file_;
   size_t last_error_line_ = 0;
   bool silenced_ = false;
+  size_t events_ = 0;  // syntax errors met, reported or not
+  size_t events_at_statement_ = 0;
+  size_t reported_ = 0;
+  size_t clean_statements_ = 0;
 };
 
 // ----------------------------------------------------------- transform
@@ -392,17 +436,22 @@ bool parse_policy(const LoadedSource& source, uint32_t file_index, ast::File& ou
     }
   }
 
-  // A syntax error: parse again with the generated lexer, in full LL mode,
-  // recovering and reporting every error in words.
-  antlr4::ANTLRInputStream input(source.text.data(), source.text.size());
-  TlsPolicyLexer lexer(&input);
-  lexer.removeErrorListeners();  // BAD_CHAR makes every character a token
+  // A syntax error: parse again in full LL mode, recovering and reporting
+  // every error in words. The same hand-written lexer, now keeping each
+  // token's text for the messages: the generated one is quadratic on
+  // unclosed `/*` (each scans to the end of the file, then backs off).
+  PolicyTokenSource lexer(source.text, /*keep_text=*/true);
   antlr4::CommonTokenStream tokens(&lexer);
   TlsPolicyParser parser(&tokens);
   parser.removeErrorListeners();
   parser.getInterpreter<antlr4::atn::ParserATNSimulator>()->setPredictionMode(antlr4::atn::PredictionMode::LL);
   const size_t before = sink.items().size();
-  parser.setErrorHandler(std::make_shared<FriendlyErrorStrategy>(index, sink));
+  auto strategy = std::make_shared<FriendlyErrorStrategy>(index, sink, file_index);
+  parser.setErrorHandler(strategy);
+  // No parse tree: includes_only() reads the rule contexts' labels, which
+  // are set without it, and the tree's node per token (an error node for
+  // each token skipped in recovery) was 40% of this path's memory.
+  parser.setBuildParseTree(false);
   TlsPolicyParser::PolicyFileContext* tree = parser.policyFile();
   if (sink.items().size() == before)  // cannot happen, but never report success silently
     sink.error("E0100", SourceLocation{file_index, 1, 1, 1}, "syntax error");

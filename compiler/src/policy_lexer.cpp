@@ -43,7 +43,7 @@ size_t keyword_type(std::string_view w) {
 
 }  // namespace
 
-PolicyTokenSource::PolicyTokenSource(std::string_view text) : text_(text) {}
+PolicyTokenSource::PolicyTokenSource(std::string_view text, bool keep_text) : text_(text), keep_text_(keep_text) {}
 
 // Advances over one code point, keeping ANTLR's line/column counting
 // (a new line after '\n' only; columns count code points).
@@ -69,7 +69,7 @@ std::unique_ptr<antlr4::Token> PolicyTokenSource::nextToken() {
       eof->setCharPositionInLine(column_);
       return eof;
     }
-    const size_t start_cp = cp_, start_line = line_, start_col = column_;
+    const size_t start_cp = cp_, start_line = line_, start_col = column_, start_pos = pos_;
     const unsigned char c = static_cast<unsigned char>(text_[pos_]);
     size_t type;
     bool skip = false;
@@ -85,9 +85,8 @@ std::unique_ptr<antlr4::Token> PolicyTokenSource::nextToken() {
       while (pos_ < text_.size() && text_[pos_] != '\r' && text_[pos_] != '\n') advance();
       skip = true;
       type = TlsPolicyLexer::LINE_COMMENT;
-    } else if (c == '/' && pos_ + 1 < text_.size() && text_[pos_ + 1] == '*' &&
-               text_.find("*/", pos_ + 2) != std::string_view::npos) {
-      const size_t end = text_.find("*/", pos_ + 2) + 2;
+    } else if (c == '/' && pos_ + 1 < text_.size() && text_[pos_ + 1] == '*' && block_comment_end() != 0) {
+      const size_t end = block_comment_end();
       while (pos_ < end) advance();
       skip = true;
       type = TlsPolicyLexer::BLOCK_COMMENT;
@@ -119,8 +118,24 @@ std::unique_ptr<antlr4::Token> PolicyTokenSource::nextToken() {
                                                    antlr4::Token::DEFAULT_CHANNEL, start_cp, cp_ - 1);
     t->setLine(start_line);
     t->setCharPositionInLine(start_col);
+    if (keep_text_) t->setText(std::string(text_.substr(start_pos, pos_ - start_pos)));
     return t;
   }
+}
+
+// The byte offset just past the `*/` closing a comment opened at pos_, or 0
+// if none follows. A search's result stays valid until pos_ passes it, and a
+// failed search stays failed, so the text is scanned about once in all.
+size_t PolicyTokenSource::block_comment_end() {
+  const size_t from = pos_ + 2;
+  const bool known =
+      searched_ && close_search_from_ <= from && (close_at_ == std::string_view::npos || close_at_ >= from);
+  if (!known) {
+    searched_ = true;
+    close_search_from_ = from;
+    close_at_ = text_.find("*/", from);
+  }
+  return close_at_ == std::string_view::npos ? 0 : close_at_ + 2;
 }
 
 antlr4::TokenFactory<antlr4::CommonToken>* PolicyTokenSource::getTokenFactory() {
