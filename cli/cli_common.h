@@ -2,6 +2,10 @@
 // parsing with --help, and the compiler driver.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <boost/program_options.hpp>
 #include <iostream>
 #include <stdexcept>
@@ -94,8 +98,13 @@ inline std::optional<DecisionTable> table_or_policy(const std::vector<std::strin
                                                     int& exit_code) {
   char magic[8] = {};
   if (paths.size() == 1) {
-    std::ifstream in(paths[0], std::ios::binary);
-    in.read(magic, sizeof magic);
+    // Only a regular file is peeked at: a FIFO or a device must not block
+    // or be read here. Whatever it is, the loader or the compiler then
+    // refuses it with its own message.
+    const int fd = ::open(paths[0].c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) (void)!::pread(fd, magic, sizeof magic, 0);
+    if (fd >= 0) ::close(fd);
   }
   const bool is_table = std::string_view(magic, 8) == std::string_view("\x89TLSP\r\n\x1a", 8);
   return open_or_compile(is_table ? paths[0] : std::string(), paths, vm, exit_code);

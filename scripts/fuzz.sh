@@ -6,7 +6,7 @@
 # $TLSP_FUZZ_OUT (default: <build>/fuzz-out) and its path printed.
 #
 #   scripts/fuzz.sh [BUILD_DIR]            # default build dir: build-asan
-#   TLSP_FUZZ_SECONDS=N                    # seconds per target (default 20)
+#   TLSP_FUZZ_SECONDS=N                    # seconds per target (default 15)
 #
 # The build dir must be configured with -DTLSP_FUZZ=ON and clang
 # (scripts/test.sh does that); this script builds the targets in it.
@@ -14,7 +14,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-${TLSP_ASAN_BUILD_DIR:-$root/build-asan}}
-seconds=${TLSP_FUZZ_SECONDS:-20}
+seconds=${TLSP_FUZZ_SECONDS:-15}
 out=${TLSP_FUZZ_OUT:-$build/fuzz-out}
 
 targets=()

@@ -2,6 +2,7 @@
 // policy diff (tlsp/rollout.h), and the `tlsp matrix` / `tlsp diff`
 // commands with their exit codes.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -167,3 +168,17 @@ TEST(Commands, DiffExitCodesAndMatrixFormats) {
 }
 
 }  // namespace
+
+// A FIFO named where a table or a policy may stand is refused at once:
+// peeking at its first bytes for the table's magic must not wait for a
+// writer (issue 9); a hang would fail on the test timeout.
+TEST(Commands, DiffRefusesAFifoWithoutBlocking) {
+  std::string tmpl = (fs::temp_directory_path() / "tlsp-fifo-XXXXXX").string();
+  const fs::path dir = mkdtemp(tmpl.data());
+  const std::string fifo = (dir / "old.tlspdt").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  CommandRun r = run("diff '" + fifo + "' policies/example.tlsp");
+  fs::remove_all(dir);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("not a regular file"), std::string::npos) << r.out;
+}

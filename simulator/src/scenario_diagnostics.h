@@ -51,16 +51,13 @@ class ScenarioSink {
   std::optional<SourceLocation> first_dropped_;
 };
 
-// Quotes user text for a message: `text`. Text longer than kMaxQuoted bytes
-// is cut (at a UTF-8 character boundary) and marked with `...`: a message
-// names the offending word, and a megabyte-long word would only bury it.
+// Quotes user text for a message: `text`, escaped and capped as the
+// compiler's messages are (tlsp/diagnostic_text.h: control bytes, invalid
+// UTF-8 and invisible characters as escapes). Text longer than kMaxQuoted
+// characters is cut and marked with `...`: a message names the offending
+// word, and a megabyte-long word would only bury it.
 inline constexpr size_t kMaxQuoted = 80;
-inline std::string ticked(std::string_view s) {
-  if (s.size() <= kMaxQuoted) return "`" + std::string(s) + "`";
-  size_t cut = kMaxQuoted;
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  return "`" + std::string(s.substr(0, cut)) + "...`";
-}
+inline std::string ticked(std::string_view s) { return "`" + display_text(s, kMaxQuoted) + "`"; }
 
 // "did you mean `x`?" for the closest candidate within two edits, else "".
 inline std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates) {
