@@ -3,6 +3,7 @@
 // (`--config FILE`, `name = value` lines, the flag names without `--`);
 // flags win over the file. README "Running the relay" has an example.
 #include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <iostream>
 
@@ -44,6 +45,25 @@ std::chrono::seconds duration_or_zero_option(const po::variables_map& vm, const 
   return duration_option(vm, name, dflt);
 }
 
+// A whole number from 0 to `max`, digits only. Boost's own conversion
+// would take `-1` for a size_t as 18446744073709551615, and a port is
+// checked against 65535 rather than wrapped into 16 bits.
+uint64_t number_option(const po::variables_map& vm, const char* name, uint64_t max) {
+  const std::string& text = vm[name].as<std::string>();
+  uint64_t n = 0;
+  bool ok = !text.empty() && text.size() <= 20;
+  for (char ch : text) {
+    if (!ok) break;
+    const unsigned digit = static_cast<unsigned char>(ch) - '0';
+    ok = digit <= 9 && n <= (max - digit) / 10;
+    n = n * 10 + digit;
+  }
+  if (!ok)
+    throw UsageError(std::string("--") + name + ": `" + text + "` is not a whole number from 0 to " +
+                     std::to_string(max));
+  return n;
+}
+
 NextHop parse_next_hop(const std::string& text) {
   size_t eq = text.find('=');
   if (eq == std::string::npos) throw UsageError("--next-hop: `" + text + "` is not domain=host:port");
@@ -83,33 +103,33 @@ int cmd_relay(const Args& args) {
     ("table", po::value<std::string>(), "decision table (tlsp compile); reloaded on SIGHUP and when the file changes")
     ("spool", po::value<std::string>(), "spool directory")
     ("resolver", po::value<std::string>(), "DNS resolver address:port; must validate DNSSEC (default: /etc/resolv.conf)")
-    ("smtp-port", po::value<unsigned>(), "outbound SMTP port (default 25)")
+    ("smtp-port", po::value<std::string>(), "outbound SMTP port (default 25)")
     ("ca-file", po::value<std::string>(), "CA bundle for MTA-STS / WebPKI checks (default /etc/ssl/certs/ca-certificates.crt)")
-    ("mta-sts-port", po::value<unsigned>(), "HTTPS port of MTA-STS policy hosts (default 443)")
+    ("mta-sts-port", po::value<std::string>(), "HTTPS port of MTA-STS policy hosts (default 443)")
     ("mta-sts-cache", po::value<std::string>(), "MTA-STS policy cache directory (default <spool>/mta-sts)")
     ("submit-network", po::value<std::vector<std::string>>()->composing(), "client network allowed to send outbound (repeatable; default 127.0.0.0/8 and ::1)")
     ("next-hop", po::value<std::vector<std::string>>()->composing(), "managed domain's inbound next hop: domain=host:port (repeatable)")
     ("queue-lifetime", po::value<std::string>(), "bounce after this long in the queue (default 5d)")
     ("retry-schedule", po::value<std::string>(), "delays between attempts, the last repeats (default 1m,5m,15m,30m,1h,2h,4h)")
-    ("delivery-workers", po::value<unsigned>(), "concurrent deliveries (default 8)")
+    ("delivery-workers", po::value<std::string>(), "concurrent deliveries (default 8)")
     ("log-file", po::value<std::string>(), "log file (default: standard error)")
-    ("max-connections", po::value<size_t>(), "concurrent SMTP sessions (default 100)")
-    ("max-connections-per-client", po::value<size_t>(), "concurrent sessions from one address (default 20)")
-    ("max-line-length", po::value<size_t>(), "command line length in octets (default 1000)")
-    ("max-data-line-length", po::value<size_t>(), "message line length in octets (default 65536)")
-    ("max-commands", po::value<size_t>(), "commands per session (default 1000)")
-    ("max-errors", po::value<size_t>(), "bad commands per session (default 20)")
-    ("max-recipients", po::value<size_t>(), "recipients per message (default 100)")
-    ("max-message-size", po::value<size_t>(), "message size in octets (default 10485760)")
+    ("max-connections", po::value<std::string>(), "concurrent SMTP sessions (default 100)")
+    ("max-connections-per-client", po::value<std::string>(), "concurrent sessions from one address (default 20)")
+    ("max-line-length", po::value<std::string>(), "command line length in octets (default 1000)")
+    ("max-data-line-length", po::value<std::string>(), "message line length in octets (default 65536)")
+    ("max-commands", po::value<std::string>(), "commands per session (default 1000)")
+    ("max-errors", po::value<std::string>(), "bad commands per session (default 20)")
+    ("max-recipients", po::value<std::string>(), "recipients per message (default 100)")
+    ("max-message-size", po::value<std::string>(), "message size in octets (default 10485760)")
     ("idle-timeout", po::value<std::string>(), "read one whole client command or message line (default 5m)")
     ("session-timeout", po::value<std::string>(), "one whole SMTP session (default 30m)")
     ("data-phase-timeout", po::value<std::string>(), "inbound: from the 354 to the final dot (default 10m)")
-    ("stress-threshold", po::value<size_t>(), "sessions in use, percent of max-connections, from which stress timeouts apply (default 80; 0 disables)")
+    ("stress-threshold", po::value<std::string>(), "sessions in use, percent of max-connections, from which stress timeouts apply (default 80; 0 disables)")
     ("stress-idle-timeout", po::value<std::string>(), "idle-timeout under stress (default 10s)")
-    ("stress-max-errors", po::value<size_t>(), "max-errors under stress (default 1)")
+    ("stress-max-errors", po::value<std::string>(), "max-errors under stress (default 1)")
     ("admission-wait", po::value<std::string>(), "all slots taken: how long a new client waits for one before 421 (default 10s; 0 refuses at once)")
     ("evict-stalled-after", po::value<std::string>(), "all slots taken: a new client displaces the session waiting longest for a command, once it waited this long (default 5s; 0 disables)")
-    ("max-connection-rate-per-client", po::value<size_t>(), "connections per connection-rate-time-unit from one address outside submit-network (default 60; 0 disables)")
+    ("max-connection-rate-per-client", po::value<std::string>(), "connections per connection-rate-time-unit from one address outside submit-network (default 60; 0 disables)")
     ("connection-rate-time-unit", po::value<std::string>(), "the time unit of max-connection-rate-per-client (default 60s)")
     ("connect-timeout", po::value<std::string>(), "outbound TCP connect (default 30s)")
     ("command-timeout", po::value<std::string>(), "outbound: each SMTP reply (default 5m)")
@@ -119,7 +139,7 @@ int cmd_relay(const Args& args) {
     ("shutdown-grace", po::value<std::string>(), "SIGTERM: time for sessions and deliveries to finish (default 10s)")
     ("table-check-interval", po::value<std::string>(), "how often the table file is checked for changes (default 2s)")
     ("connection-cache-time", po::value<std::string>(), "keep a delivering outbound session open this long for the next message to the same destination (default 2s; 0 disables)")
-    ("connection-reuse-limit", po::value<size_t>(), "messages per cached outbound session (default 100)");
+    ("connection-reuse-limit", po::value<std::string>(), "messages per cached outbound session (default 100)");
   // clang-format on
   po::variables_map vm;
   if (!parse_options("relay", "[--config FILE] [options]",
@@ -142,7 +162,7 @@ int cmd_relay(const Args& args) {
     if (vm.count(n)) out = vm[n].as<std::string>();
   };
   auto size = [&](const char* n, size_t& out) {
-    if (vm.count(n)) out = vm[n].as<size_t>();
+    if (vm.count(n)) out = number_option(vm, n, SIZE_MAX);
   };
   if (vm.count("listen")) c.listen = vm["listen"].as<std::vector<std::string>>();
   str("hostname", c.hostname);
@@ -155,9 +175,9 @@ int cmd_relay(const Args& args) {
   str("mta-sts-cache", c.mta_sts_cache);
   str("log-file", c.log_file);
   str("retry-schedule", c.retry_schedule);
-  if (vm.count("smtp-port")) c.smtp_port = static_cast<uint16_t>(vm["smtp-port"].as<unsigned>());
-  if (vm.count("mta-sts-port")) c.mta_sts_port = static_cast<uint16_t>(vm["mta-sts-port"].as<unsigned>());
-  if (vm.count("delivery-workers")) c.delivery_workers = vm["delivery-workers"].as<unsigned>();
+  if (vm.count("smtp-port")) c.smtp_port = static_cast<uint16_t>(number_option(vm, "smtp-port", 65535));
+  if (vm.count("mta-sts-port")) c.mta_sts_port = static_cast<uint16_t>(number_option(vm, "mta-sts-port", 65535));
+  if (vm.count("delivery-workers")) c.delivery_workers = number_option(vm, "delivery-workers", 1024);
   if (vm.count("submit-network")) c.submit_networks = vm["submit-network"].as<std::vector<std::string>>();
   if (vm.count("next-hop"))
     for (const std::string& h : vm["next-hop"].as<std::vector<std::string>>()) c.next_hops.push_back(parse_next_hop(h));

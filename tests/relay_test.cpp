@@ -38,6 +38,7 @@
 #include "tlsp/sim/test_pki.h"
 #include "tlsp/stream.h"
 #include "tlsp/tls.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -1200,6 +1201,29 @@ TEST_F(RelayWorld, ConfigFileGivesTheSameSettings) {
 }
 
 // ------------------------------------------------------ hardening (issue 9)
+
+// A careless number in the configuration is an error naming the setting,
+// never a wrapped value: `-1` was taken as 18446744073709551615 sessions,
+// and port 70000 as port 4464.
+TEST(RelayConfig, NumbersOutOfRangeAreRefused) {
+  tlsp::testing_support::TempDir dir;
+  for (const std::string line : {"max-connections = -1", "smtp-port = 70000", "max-recipients = 1e3",
+                                 "delivery-workers = 99999999999999999999999"}) {
+    const std::string conf = dir.path() + "/relay.conf";
+    std::ofstream(conf) << line << "\n";
+    const std::string cmd = "'" TLSP_BINARY "' relay --config '" + conf + "' --check-config 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[512];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    const int status = pclose(p);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << line << ": " << out;
+    const std::string name = line.substr(0, line.find(' '));
+    EXPECT_NE(out.find("--" + name + ": `"), std::string::npos) << line << ": " << out;
+    EXPECT_NE(out.find("is not a whole number"), std::string::npos) << line << ": " << out;
+  }
+}
 
 // A raw client for the byte-level cases: what a reply-reading SMTP client
 // would not let a test see (a reset, bytes that are not lines).
