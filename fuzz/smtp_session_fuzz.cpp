@@ -63,7 +63,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static std::atomic<bool> stopping{false};
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) std::abort();
-  std::thread session([fd = fds[0]] { relay::serve_smtp_session(*ctx, Stream(fd), stopping); });
+  std::thread session([fd = fds[0]] {
+    Stream stream(fd);
+    relay::SessionSlot slot;
+    slot.fd = fd;
+    relay::serve_smtp_session(*ctx, stream, stopping, slot);
+  });
   // Send the input while draining the replies, then half-close: the
   // session must end on its own (end of input or a limit).
   fcntl(fds[1], F_SETFL, O_NONBLOCK);
