@@ -312,7 +312,9 @@ TEST_F(RelayWorld, MandatoryRefusesAPeerWithoutStarttlsAndKeepsTheMessage) {
   dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
   start_relay(compile_table(write_policy("    peer \"partner.example\" { level mandatory; }\n")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
-  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "starttls-not-supported"}})) << log();
+  ASSERT_TRUE(
+      wait_log("attempt", {{"outcome", "refuse"}, {"reason", "starttls-not-supported"}, {"to", "bob@partner.example"}}))
+      << log();
   ASSERT_TRUE(wait_log("queue", {{"result", "deferred"}})) << log();
   EXPECT_EQ(mx.messages().size(), 0u);
 }
@@ -380,7 +382,9 @@ TEST_F(RelayWorld, OpportunisticFallsBackToPlaintextOnlyWhenNoHostHasWorkingTls)
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
   ASSERT_TRUE(mx1.wait_for_messages(1, kWait)) << log();
   EXPECT_EQ(mx1.messages()[0].tls, TlsVersion::none);
-  EXPECT_TRUE(wait_log("attempt", {{"action", "sent-last-resort"}, {"channel", "plaintext"}})) << log();
+  EXPECT_TRUE(
+      wait_log("attempt", {{"action", "sent-last-resort"}, {"channel", "plaintext"}, {"to", "bob@partner.example"}}))
+      << log();
 }
 
 TEST_F(RelayWorld, DaneOnlyDeliversAuthenticatedWithAMatchingDaneEeRecord) {
@@ -462,8 +466,27 @@ TEST_F(RelayWorld, MxLookupFailureRefusesAtEveryLevel) {
   SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
   start_relay(compile_table(write_policy("")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
-  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "mx-lookup-failed"}})) << log();
+  ASSERT_TRUE(wait_log(
+      "attempt",
+      {{"outcome", "refuse"}, {"reason", "mx-lookup-failed"}, {"action", "defer"}, {"to", "bob@partner.example"}}))
+      << log();
   EXPECT_EQ(mx.messages().size(), 0u);
+}
+
+// Issue 10: a delivering attempt line logged to="" (the recipients were
+// joined after the transaction had settled the pending list). It names
+// every recipient the transaction was for, in order.
+TEST_F(RelayWorld, ADeliveringAttemptLineNamesItsRecipients) {
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example", "carol@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_TRUE(wait_log("attempt", {{"action", "sent"},
+                                   {"direction", "outbound"},
+                                   {"outcome", "deliver"},
+                                   {"to", "bob@partner.example,carol@partner.example"}}))
+      << log();
 }
 
 class MtaStsWorld : public RelayWorld {
@@ -569,8 +592,11 @@ TEST_F(RelayWorld, ADeliveringSessionIsReusedForTheNextMessageToTheSameDestinati
   ASSERT_TRUE(wait_log("queue", {{"result", "removed"}})) << log();
   ASSERT_TRUE(submit("alice@acme.example", {"carol@partner.example"}).accepted);
   ASSERT_TRUE(mx.wait_for_messages(2, kWait)) << log();
-  EXPECT_TRUE(wait_log("attempt", {{"detail", "reused connection"}, {"outcome", "deliver"}, {"channel", "encrypted"},
-                                   {"rule", "mandatory"}}))
+  EXPECT_TRUE(wait_log("attempt", {{"detail", "reused connection"},
+                                   {"outcome", "deliver"},
+                                   {"channel", "encrypted"},
+                                   {"rule", "mandatory"},
+                                   {"to", "carol@partner.example"}}))
       << log();
   EXPECT_EQ(mx.messages()[1].tls, TlsVersion::tls1_3);
   // The shutdown closes the cached session: one TLS session carried both.
@@ -670,6 +696,9 @@ TEST_F(InboundWorld, MandatoryPeerWithStarttlsIsAcceptedAndDeliveredToTheNextHop
   auto m = hop_->messages()[0];
   EXPECT_EQ(m.rcpts, std::vector<std::string>{"alice@acme.example"});
   EXPECT_NE(m.data.find("using tls1.3"), std::string::npos) << m.data;  // our Received: line
+  // Issue 10: the next-hop leg's line names its recipient (it said to="").
+  EXPECT_TRUE(wait_log("attempt", {{"direction", "inbound"}, {"action", "sent"}, {"to", "alice@acme.example"}}))
+      << log();
 }
 
 TEST_F(InboundWorld, BelowTheMinimumVersionIsRefusedNamingTheVersion) {
