@@ -489,6 +489,35 @@ TEST_F(RelayWorld, ADeliveringAttemptLineNamesItsRecipients) {
       << log();
 }
 
+// Issue 10: the queue's deferral said "(nxdomain)" while the attempt said
+// NODATA. Both lines now carry one text, quoting the resolver's answer, so
+// they agree, and for each kind of denial it is that denial's name.
+TEST_F(RelayWorld, TheDeferralAndTheAttemptNameTheSameDenial) {
+  // mx1.nodata.example exists without addresses (NODATA); mx1.gone.example
+  // is unknown to the responder (NXDOMAIN).
+  dns_.set({"nodata.example", dns_type::MX, {"10 mx1.nodata.example."}});
+  dns_.set_name("mx1.nodata.example", DnsBehaviour::answer);
+  dns_.set({"gone.example", dns_type::MX, {"10 mx1.gone.example."}});
+  start_relay(compile_table(write_policy("")));
+  struct Case {
+    std::string rcpt, host, says, not_says;
+  };
+  for (const Case& c : {Case{"bob@nodata.example", "mx1.nodata.example", "NODATA", "NXDOMAIN"},
+                        Case{"bob@gone.example", "mx1.gone.example", "NXDOMAIN", "NODATA"}}) {
+    SCOPED_TRACE(c.host);
+    ASSERT_TRUE(submit("alice@acme.example", {c.rcpt}).accepted);
+    std::string line;
+    ASSERT_TRUE(wait_log("attempt", {{"mx", c.host}, {"to", c.rcpt}}, &line)) << log();
+    Fields attempt = parse_relay_log_line(line);
+    ASSERT_TRUE(wait_log("queue", {{"queue_id", attempt["queue_id"]}, {"result", "deferred"}}, &line)) << log();
+    Fields queue = parse_relay_log_line(line);
+    EXPECT_EQ(queue["reason"], attempt["detail"]) << log();
+    EXPECT_NE(queue["reason"].find(c.says), std::string::npos) << queue["reason"];
+    EXPECT_EQ(queue["reason"].find(c.not_says), std::string::npos) << queue["reason"];
+    EXPECT_NE(queue["reason"].find(c.host), std::string::npos) << queue["reason"];
+  }
+}
+
 class MtaStsWorld : public RelayWorld {
  protected:
   void serve_policy(const std::string& domain, const std::string& body, CertKind kind = CertKind::valid) {

@@ -97,6 +97,14 @@ std::string join(const std::vector<std::string>& v) {
   return r;
 }
 
+// The one text of a failed lookup, for both the attempt line's detail and
+// the queue line's reason (via last_problem_), so the two cannot disagree.
+// It quotes the resolver's detail: the status name alone ("nxdomain")
+// covers NODATA too, and the detail says which answer it was.
+std::string lookup_problem(std::string_view what, std::string_view name, const std::string& detail) {
+  return std::string(what) + " for " + std::string(name) + ": " + detail;
+}
+
 constexpr TlsaKindSet kUsable = tlsa_bit(TlsaKind::dane_ee_match) | tlsa_bit(TlsaKind::dane_ee_mismatch) |
                                 tlsa_bit(TlsaKind::dane_ta_match) | tlsa_bit(TlsaKind::dane_ta_mismatch);
 
@@ -429,8 +437,8 @@ class EntryDelivery {
       PeerFacts f;
       f.mx_dnssec = mx.status;
       Outcome out = decide(Direction::outbound, rule_, f);
-      log_attempt("-", "-", out, "defer", "", "none", "MX lookup: " + mx.detail);
-      last_problem_ = "MX lookup for " + domain + " failed (" + std::string(to_string(mx.status)) + ")";
+      last_problem_ = lookup_problem("MX lookup", domain, mx.detail);
+      log_attempt("-", "-", out, "defer", "", "none", last_problem_);
       return finish();
     }
 
@@ -479,8 +487,8 @@ class EntryDelivery {
     if (addrs.status != DnsStatus::nxdomain) exists = true;
     if (!addrs.found()) {
       Outcome out = decide(Direction::outbound, rule_, facts);
-      log_attempt(h.host, "-", out, "next-host", "", "none", "address lookup: " + addrs.detail);
-      last_problem_ = "address lookup for " + h.host + " failed (" + std::string(to_string(addrs.status)) + ")";
+      last_problem_ = lookup_problem("address lookup", h.host, addrs.detail);
+      log_attempt(h.host, "-", out, "next-host", "", "none", last_problem_);
       return false;
     }
     const Level level = rule_.level;
