@@ -312,7 +312,9 @@ TEST_F(RelayWorld, MandatoryRefusesAPeerWithoutStarttlsAndKeepsTheMessage) {
   dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
   start_relay(compile_table(write_policy("    peer \"partner.example\" { level mandatory; }\n")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
-  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "starttls-not-supported"}})) << log();
+  ASSERT_TRUE(
+      wait_log("attempt", {{"outcome", "refuse"}, {"reason", "starttls-not-supported"}, {"to", "bob@partner.example"}}))
+      << log();
   ASSERT_TRUE(wait_log("queue", {{"result", "deferred"}})) << log();
   EXPECT_EQ(mx.messages().size(), 0u);
 }
@@ -380,7 +382,9 @@ TEST_F(RelayWorld, OpportunisticFallsBackToPlaintextOnlyWhenNoHostHasWorkingTls)
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
   ASSERT_TRUE(mx1.wait_for_messages(1, kWait)) << log();
   EXPECT_EQ(mx1.messages()[0].tls, TlsVersion::none);
-  EXPECT_TRUE(wait_log("attempt", {{"action", "sent-last-resort"}, {"channel", "plaintext"}})) << log();
+  EXPECT_TRUE(
+      wait_log("attempt", {{"action", "sent-last-resort"}, {"channel", "plaintext"}, {"to", "bob@partner.example"}}))
+      << log();
 }
 
 TEST_F(RelayWorld, DaneOnlyDeliversAuthenticatedWithAMatchingDaneEeRecord) {
@@ -462,8 +466,56 @@ TEST_F(RelayWorld, MxLookupFailureRefusesAtEveryLevel) {
   SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
   start_relay(compile_table(write_policy("")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
-  ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "mx-lookup-failed"}})) << log();
+  ASSERT_TRUE(wait_log(
+      "attempt",
+      {{"outcome", "refuse"}, {"reason", "mx-lookup-failed"}, {"action", "defer"}, {"to", "bob@partner.example"}}))
+      << log();
   EXPECT_EQ(mx.messages().size(), 0u);
+}
+
+// Issue 10: a delivering attempt line logged to="" (the recipients were
+// joined after the transaction had settled the pending list). It names
+// every recipient the transaction was for, in order.
+TEST_F(RelayWorld, ADeliveringAttemptLineNamesItsRecipients) {
+  SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("")));
+  ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example", "carol@partner.example"}).accepted);
+  ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
+  EXPECT_TRUE(wait_log("attempt", {{"action", "sent"},
+                                   {"direction", "outbound"},
+                                   {"outcome", "deliver"},
+                                   {"to", "bob@partner.example,carol@partner.example"}}))
+      << log();
+}
+
+// Issue 10: the queue's deferral said "(nxdomain)" while the attempt said
+// NODATA. Both lines now carry one text, quoting the resolver's answer, so
+// they agree, and for each kind of denial it is that denial's name.
+TEST_F(RelayWorld, TheDeferralAndTheAttemptNameTheSameDenial) {
+  // mx1.nodata.example exists without addresses (NODATA); mx1.gone.example
+  // is unknown to the responder (NXDOMAIN).
+  dns_.set({"nodata.example", dns_type::MX, {"10 mx1.nodata.example."}});
+  dns_.set_name("mx1.nodata.example", DnsBehaviour::answer);
+  dns_.set({"gone.example", dns_type::MX, {"10 mx1.gone.example."}});
+  start_relay(compile_table(write_policy("")));
+  struct Case {
+    std::string rcpt, host, says, not_says;
+  };
+  for (const Case& c : {Case{"bob@nodata.example", "mx1.nodata.example", "NODATA", "NXDOMAIN"},
+                        Case{"bob@gone.example", "mx1.gone.example", "NXDOMAIN", "NODATA"}}) {
+    SCOPED_TRACE(c.host);
+    ASSERT_TRUE(submit("alice@acme.example", {c.rcpt}).accepted);
+    std::string line;
+    ASSERT_TRUE(wait_log("attempt", {{"mx", c.host}, {"to", c.rcpt}}, &line)) << log();
+    Fields attempt = parse_relay_log_line(line);
+    ASSERT_TRUE(wait_log("queue", {{"queue_id", attempt["queue_id"]}, {"result", "deferred"}}, &line)) << log();
+    Fields queue = parse_relay_log_line(line);
+    EXPECT_EQ(queue["reason"], attempt["detail"]) << log();
+    EXPECT_NE(queue["reason"].find(c.says), std::string::npos) << queue["reason"];
+    EXPECT_EQ(queue["reason"].find(c.not_says), std::string::npos) << queue["reason"];
+    EXPECT_NE(queue["reason"].find(c.host), std::string::npos) << queue["reason"];
+  }
 }
 
 class MtaStsWorld : public RelayWorld {
@@ -569,8 +621,11 @@ TEST_F(RelayWorld, ADeliveringSessionIsReusedForTheNextMessageToTheSameDestinati
   ASSERT_TRUE(wait_log("queue", {{"result", "removed"}})) << log();
   ASSERT_TRUE(submit("alice@acme.example", {"carol@partner.example"}).accepted);
   ASSERT_TRUE(mx.wait_for_messages(2, kWait)) << log();
-  EXPECT_TRUE(wait_log("attempt", {{"detail", "reused connection"}, {"outcome", "deliver"}, {"channel", "encrypted"},
-                                   {"rule", "mandatory"}}))
+  EXPECT_TRUE(wait_log("attempt", {{"detail", "reused connection"},
+                                   {"outcome", "deliver"},
+                                   {"channel", "encrypted"},
+                                   {"rule", "mandatory"},
+                                   {"to", "carol@partner.example"}}))
       << log();
   EXPECT_EQ(mx.messages()[1].tls, TlsVersion::tls1_3);
   // The shutdown closes the cached session: one TLS session carried both.
@@ -670,6 +725,9 @@ TEST_F(InboundWorld, MandatoryPeerWithStarttlsIsAcceptedAndDeliveredToTheNextHop
   auto m = hop_->messages()[0];
   EXPECT_EQ(m.rcpts, std::vector<std::string>{"alice@acme.example"});
   EXPECT_NE(m.data.find("using tls1.3"), std::string::npos) << m.data;  // our Received: line
+  // Issue 10: the next-hop leg's line names its recipient (it said to="").
+  EXPECT_TRUE(wait_log("attempt", {{"direction", "inbound"}, {"action", "sent"}, {"to", "alice@acme.example"}}))
+      << log();
 }
 
 TEST_F(InboundWorld, BelowTheMinimumVersionIsRefusedNamingTheVersion) {

@@ -97,6 +97,14 @@ std::string join(const std::vector<std::string>& v) {
   return r;
 }
 
+// The one text of a failed lookup, for both the attempt line's detail and
+// the queue line's reason (via last_problem_), so the two cannot disagree.
+// It quotes the resolver's detail: the status name alone ("nxdomain")
+// covers NODATA too, and the detail says which answer it was.
+std::string lookup_problem(std::string_view what, std::string_view name, const std::string& detail) {
+  return std::string(what) + " for " + std::string(name) + ": " + detail;
+}
+
 constexpr TlsaKindSet kUsable = tlsa_bit(TlsaKind::dane_ee_match) | tlsa_bit(TlsaKind::dane_ee_mismatch) |
                                 tlsa_bit(TlsaKind::dane_ta_match) | tlsa_bit(TlsaKind::dane_ta_mismatch);
 
@@ -145,6 +153,12 @@ struct Observation {
   bool size_ext = false;
 };
 
+// One SMTP transaction, for its log line.
+struct Transfer {
+  std::vector<std::string> offered;  // the recipients it was for
+  std::string smtp;                  // the last reply (or why there was none)
+};
+
 class EntryDelivery {
  public:
   EntryDelivery(RelayContext& ctx, const QueueEntry& entry, const std::string& data)
@@ -165,10 +179,13 @@ class EntryDelivery {
 
   using Fields = std::vector<std::pair<std::string, std::string>>;
 
-  Fields base_fields(std::string_view mx, std::string_view address) const {
+  // `to`: the recipients this attempt is for. A sending attempt passes the
+  // list it offered (transfer() settles pending_ before the line is
+  // written, so pending_ would name only those left over).
+  Fields base_fields(std::string_view mx, std::string_view address, const std::vector<std::string>& to) const {
     return {{"queue_id", entry_.id},
             {"from", entry_.mail_from},
-            {"to", join(pending_)},
+            {"to", join(to)},
             {"direction", std::string(to_string(entry_.direction))},
             {"peer", entry_.direction == Direction::outbound ? entry_.destination : entry_.sender_peer},
             {"mx", std::string(mx)},
@@ -178,10 +195,22 @@ class EntryDelivery {
             {"source", table_->describe(decision_.level_from)}};
   }
 
+  // An attempt that sent nothing: it was for every recipient still pending.
   void log_attempt(std::string_view mx, std::string_view address, const Outcome& out, std::string_view action,
-                   const std::string& cipher, std::string_view auth, const std::string& smtp,
-                   const std::string& detail = {}) {
-    Fields f = base_fields(mx, address);
+                   const std::string& cipher, std::string_view auth, const std::string& detail = {}) {
+    write_attempt(pending_, mx, address, out, action, cipher, auth, "", detail);
+  }
+
+  // An attempt that ran a transaction: it was for the recipients offered.
+  void log_sent(std::string_view mx, std::string_view address, const Outcome& out, std::string_view action,
+                const std::string& cipher, std::string_view auth, const Transfer& t, const std::string& detail = {}) {
+    write_attempt(t.offered, mx, address, out, action, cipher, auth, t.smtp, detail);
+  }
+
+  void write_attempt(const std::vector<std::string>& to, std::string_view mx, std::string_view address,
+                     const Outcome& out, std::string_view action, const std::string& cipher, std::string_view auth,
+                     const std::string& smtp, const std::string& detail) {
+    Fields f = base_fields(mx, address, to);
     f.push_back({"outcome", std::string(to_string(out.kind))});
     f.push_back({"applied", std::string(to_string(out.applied))});
     f.push_back({"channel", std::string(to_string(out.channel))});
@@ -198,7 +227,7 @@ class EntryDelivery {
   // A failure below the engine (no connection, a broken SMTP dialogue).
   void log_transport(std::string_view mx, std::string_view address, std::string_view reason,
                      const std::string& detail) {
-    Fields f = base_fields(mx, address);
+    Fields f = base_fields(mx, address, pending_);
     f.push_back({"outcome", "refuse"});
     f.push_back({"channel", "none"});
     f.push_back({"reason", std::string(reason)});
@@ -280,8 +309,10 @@ class EntryDelivery {
   }
 
   // MAIL, RCPT for each pending recipient, DATA. Updates the report.
-  // Returns the SMTP summary for the log.
-  std::string transfer(Observation& o, const std::string& mx, bool keep_open = false) {
+  // Returns what the log line needs.
+  Transfer transfer(Observation& o, const std::string& mx, bool keep_open = false) {
+    Transfer out;
+    out.offered = pending_;
     Stream& s = *o.stream;
     kept_open_ = false;
     const auto t = std::chrono::duration_cast<std::chrono::milliseconds>(limits_.command_timeout);
@@ -292,7 +323,8 @@ class EntryDelivery {
     if (r.code / 100 != 2) {
       settle_all(r, mx);
       command(s, "QUIT", t);
-      return r.code ? r.text : r.problem;
+      out.smtp = r.code ? r.text : r.problem;
+      return out;
     }
     std::vector<std::string> accepted;
     std::vector<std::string> still;
@@ -311,7 +343,8 @@ class EntryDelivery {
     if (accepted.empty()) {
       pending_ = still;
       command(s, "QUIT", t);
-      return "no recipient accepted";
+      out.smtp = "no recipient accepted";
+      return out;
     }
     Reply d = command(s, "DATA", t);
     if (d.code != 354) {
@@ -319,7 +352,8 @@ class EntryDelivery {
       pending_.insert(pending_.end(), accepted.begin(), accepted.end());
       settle_list(accepted, d, mx);
       command(s, "QUIT", t);
-      return d.code ? d.text : d.problem;
+      out.smtp = d.code ? d.text : d.problem;
+      return out;
     }
     std::string wire;
     wire.reserve(data_.size() + data_.size() / 64 + 8);
@@ -350,7 +384,8 @@ class EntryDelivery {
       pending_.insert(pending_.end(), accepted.begin(), accepted.end());
       settle_list(accepted, fin, mx);
     }
-    return fin.code ? fin.text : fin.problem;
+    out.smtp = fin.code ? fin.text : fin.problem;
+    return out;
   }
 
   // A reply that covers every pending recipient.
@@ -402,8 +437,8 @@ class EntryDelivery {
       PeerFacts f;
       f.mx_dnssec = mx.status;
       Outcome out = decide(Direction::outbound, rule_, f);
-      log_attempt("-", "-", out, "defer", "", "none", "", "MX lookup: " + mx.detail);
-      last_problem_ = "MX lookup for " + domain + " failed (" + std::string(to_string(mx.status)) + ")";
+      last_problem_ = lookup_problem("MX lookup", domain, mx.detail);
+      log_attempt("-", "-", out, "defer", "", "none", last_problem_);
       return finish();
     }
 
@@ -452,8 +487,8 @@ class EntryDelivery {
     if (addrs.status != DnsStatus::nxdomain) exists = true;
     if (!addrs.found()) {
       Outcome out = decide(Direction::outbound, rule_, facts);
-      log_attempt(h.host, "-", out, "next-host", "", "none", "", "address lookup: " + addrs.detail);
-      last_problem_ = "address lookup for " + h.host + " failed (" + std::string(to_string(addrs.status)) + ")";
+      last_problem_ = lookup_problem("address lookup", h.host, addrs.detail);
+      log_attempt(h.host, "-", out, "next-host", "", "none", last_problem_);
       return false;
     }
     const Level level = rule_.level;
@@ -485,7 +520,7 @@ class EntryDelivery {
     Outcome pre = decide(Direction::outbound, rule_, best);
     if (pre.kind == OutcomeKind::refuse) {
       Outcome out = decide(Direction::outbound, rule_, facts);
-      log_attempt(h.host, "-", out.kind == OutcomeKind::refuse ? out : pre, "next-host", "", "none", "",
+      log_attempt(h.host, "-", out.kind == OutcomeKind::refuse ? out : pre, "next-host", "", "none",
                   "refused before connecting");
       last_problem_ = "TLS policy refused " + h.host + " (" + std::string(to_string(pre.reason)) + ")";
       return false;
@@ -572,12 +607,12 @@ class EntryDelivery {
     std::string detail = o.tls_attempted && !o.tls.ok ? "handshake: " + o.tls.error : "";
     if (o.tls.ok && !o.tls.dane_detail.empty() && dane) detail = "dane: " + o.tls.dane_detail;
     if (out.kind == OutcomeKind::refuse) {
-      log_attempt(h.host, address, out, "next-host", cipher, "none", "", detail);
+      log_attempt(h.host, address, out, "next-host", cipher, "none", detail);
       last_problem_ = "TLS policy refused " + h.host + "[" + address + "] (" + std::string(to_string(out.reason)) + ")";
       return false;
     }
     if (out.last_resort) {
-      log_attempt(h.host, address, out, "set-aside", cipher, "none", "", detail);
+      log_attempt(h.host, address, out, "set-aside", cipher, "none", detail);
       set_aside.push_back({h, address});
       last_problem_ = h.host + "[" + address + "]: TLS handshake failed";
       return false;
@@ -590,12 +625,12 @@ class EntryDelivery {
     if (!o.stream || !matches) {
       Outcome r = out;
       r.kind = OutcomeKind::refuse;
-      log_attempt(h.host, address, r, "next-host", cipher, "none", "", "session does not match the decision");
+      log_attempt(h.host, address, r, "next-host", cipher, "none", "session does not match the decision");
       last_problem_ = h.host + "[" + address + "]: session does not match the decision";
       return false;
     }
-    std::string smtp = transfer(o, h.host, caching());
-    log_attempt(h.host, address, out, "sent", cipher, auth, smtp, detail);
+    Transfer sent = transfer(o, h.host, caching());
+    log_sent(h.host, address, out, "sent", cipher, auth, sent, detail);
     if (kept_open_) keep(o, h.host, address, out, cipher, auth, 0);
     return pending_.empty();
   }
@@ -646,8 +681,8 @@ class EntryDelivery {
       o.eightbitmime = c->eightbitmime;
       o.size_ext = c->size_ext;
       o.stream.emplace(std::move(*c->stream));
-      std::string smtp = transfer(o, c->host, true);
-      log_attempt(c->host, c->address, c->outcome, "sent", c->cipher, c->auth, smtp, "reused connection");
+      Transfer sent = transfer(o, c->host, true);
+      log_sent(c->host, c->address, c->outcome, "sent", c->cipher, c->auth, sent, "reused connection");
       if (kept_open_) keep(o, c->host, c->address, c->outcome, c->cipher, c->auth, c->uses);
       return pending_.empty();
     }
@@ -664,8 +699,8 @@ class EntryDelivery {
     Outcome out{OutcomeKind::downgrade, Channel::plaintext, Level::opportunistic, TlsVersion::none,
                 Reason::tls_handshake_failure, true};
     if (rule_.level == Level::opportunistic) out.kind = OutcomeKind::deliver;
-    std::string smtp = transfer(o, h.host);
-    log_attempt(h.host, address, out, "sent-last-resort", "", "none", smtp);
+    Transfer sent = transfer(o, h.host);
+    log_sent(h.host, address, out, "sent-last-resort", "", "none", sent);
   }
 
   // ------------------------------------------------------- inbound
@@ -706,9 +741,8 @@ class EntryDelivery {
     out.channel = o.stream->is_tls() ? Channel::encrypted : Channel::plaintext;
     out.tls = o.stream->is_tls() ? o.tls.version : TlsVersion::none;
     out.reason = Reason::ok;
-    std::string smtp = transfer(o, host);
-    log_attempt(host, host, out, "sent", o.stream && o.stream->is_tls() ? o.tls.cipher : "", "none", smtp,
-                "next hop");
+    Transfer sent = transfer(o, host);
+    log_sent(host, host, out, "sent", o.stream && o.stream->is_tls() ? o.tls.cipher : "", "none", sent, "next hop");
     return finish();
   }
 
