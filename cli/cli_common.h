@@ -6,7 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -30,11 +33,32 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A usage error already worded for the user, with the command's name and
+// usage line: main() prints it as it is, without the generic prefix.
+struct CommandUsageError : UsageError {
+  using UsageError::UsageError;
+};
+
+// What a positional argument is, in the user's words: "no policy file given"
+// names the thing they left out, never the internal option that holds it.
+struct Positional {
+  std::string option;  // the option the positional arguments are stored in
+  std::string what;    // "policy file"
+};
+
 // Parses a subcommand's options; prints its help and returns false for --help.
+// Every Boost error is reworded here, for every command at once: the
+// internal names of positional options (`--policy` for `tlsp check FILE`)
+// never reach the user, and each message ends with the usage line.
 inline bool parse_options(const std::string& name, const std::string& synopsis, const std::string& about,
-                   po::options_description& opts, po::positional_options_description* pos,
-                   const std::vector<std::string>& args, po::variables_map& vm) {
+                          po::options_description& opts, po::positional_options_description* pos,
+                          const std::vector<std::string>& args, po::variables_map& vm,
+                          const std::vector<Positional>& positionals = {}) {
   opts.add_options()("help,h", "show this help");
+  const std::string usage = "usage: tlsp " + name + " " + synopsis + "\n(`tlsp " + name + " --help` for more)";
+  auto fail = [&](const std::string& what) -> CommandUsageError {
+    return CommandUsageError("tlsp " + name + ": " + what + "\n" + usage);
+  };
   try {
     po::command_line_parser parser(args);
     parser.options(opts);
@@ -45,10 +69,30 @@ inline bool parse_options(const std::string& name, const std::string& synopsis, 
       return false;
     }
     po::notify(vm);
+  } catch (const po::required_option& e) {
+    // Boost names the option as `--policy`; match it against ours.
+    for (const auto& p : positionals)
+      if (e.get_option_name() == "--" + p.option) throw fail("no " + p.what + " given");
+    throw fail(e.get_option_name() + " is required");
+  } catch (const po::too_many_positional_options_error&) {
+    throw fail("too many arguments");
+  } catch (const po::unknown_option& e) {
+    throw fail("unknown option `" + e.get_option_name() + "`");
   } catch (const po::error& e) {
-    throw UsageError(std::string(e.what()) + "\n(see `tlsp " + name + " --help`)");
+    throw fail(e.what());
   }
   return true;
+}
+
+// At most one of `names` may be given (`matrix --csv --json`): silently
+// preferring one would hide the user's mistake.
+inline void at_most_one_of(const po::variables_map& vm, const std::vector<std::string>& names) {
+  std::string given;
+  for (const auto& n : names)
+    if (vm.count(n) && !vm[n].defaulted()) {
+      if (!given.empty()) throw UsageError("--" + given + " and --" + n + " cannot be used together");
+      given = n;
+    }
 }
 
 inline void add_compile_options(po::options_description& opts) {
@@ -56,9 +100,28 @@ inline void add_compile_options(po::options_description& opts) {
       "threads", po::value<unsigned>()->default_value(0), "parse workers (0: one per core)");
 }
 
+// Standard input, for a policy named `-`: read here because the compiler
+// reads only regular files (source_files.h), and at most one byte past its
+// per-file limit, so that a endless pipe is refused as too large (E0306)
+// instead of filling memory.
+inline std::string read_stdin_policy() {
+  const size_t limit = max_policy_file_bytes() + 1;
+  std::string text;
+  char buf[65536];
+  while (text.size() < limit) {
+    const ssize_t n = ::read(STDIN_FILENO, buf, std::min(sizeof buf, limit - text.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw std::runtime_error(std::string("cannot read standard input: ") + std::strerror(errno));
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return text;
+}
+
 inline CompileResult run_compiler(const po::variables_map& vm, const std::vector<std::string>& inputs) {
   CompileOptions co;
   co.inputs = inputs;
+  if (std::find(inputs.begin(), inputs.end(), "-") != inputs.end()) co.stdin_text = read_stdin_policy();
   co.werror = vm.count("werror") > 0;
   co.threads = vm["threads"].as<unsigned>();
   CompileResult r = compile(co);
@@ -85,6 +148,10 @@ inline std::optional<DecisionTable> open_or_compile(const std::string& table_pat
       return std::nullopt;
     }
     return DecisionTable::from_bytes(encode_table(*r.table));
+  } catch (const TableReadError& e) {
+    std::cerr << "tlsp: error: " << e.what() << "\n";
+    exit_code = kExitUsage;  // could not be read: like a policy file that cannot be read
+    return std::nullopt;
   } catch (const TableError& e) {
     std::cerr << "tlsp: error: " << e.what() << "\n";
     exit_code = kExitErrors;

@@ -200,7 +200,7 @@ int cmd_decide(const Args& args) {
   if (!parse_options("decide", "[FILE]",
                      "Reads delivery facts as JSON Lines and writes the engine's outcome for each line "
                      "(docs/decide.md).",
-                     opts, &pos, args, vm))
+                     opts, &pos, args, vm, {{"input", "input file"}}))
     return 0;
   std::ifstream file;
   std::istream* in = &std::cin;

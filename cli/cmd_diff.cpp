@@ -41,7 +41,7 @@ int cmd_diff(const Args& args) {
                      "Shows what changing from OLD to NEW does to delivery: every (domain, peer, direction, peer "
                      "behaviour) whose outcome changes.\nOLD and NEW are decision tables or policy files. Exit 0: "
                      "no change; 3: changes; 1/2: errors.",
-                     opts, &pos, args, vm))
+                     opts, &pos, args, vm, {{"old", "OLD policy"}, {"new", "NEW policy"}}))
     return kExitOk;
   int code = kExitOk;
   auto old_table = table_or_policy({old_path}, vm, code);

@@ -37,6 +37,7 @@ int cmd_matrix(const Args& args) {
                      "of peer behaviours and prints the decision matrix.",
                      opts, nullptr, args, vm))
     return kExitOk;
+  at_most_one_of(vm, {"csv", "json"});
   if (vm.count("behaviours")) {
     for (const auto& b : behaviour_catalogue())
       std::cout << to_string(b.direction) << "  " << b.name << "  " << b.description << "\n";

@@ -548,13 +548,16 @@ int cmd_simulate(const Args& args) {
   po::positional_options_description pos;
   pos.add("scenarios", -1);
   po::variables_map vm;
-  if (!parse_options("simulate", "(--policy POLICY [--policy ...] | --table TABLE) SCENARIO_FILE_OR_DIR... [--json] [--junit FILE] [--live [--jobs N] [--timings]]",
-                     "Replays the scenarios against the policy through the enforcement engine and checks each expected "
-                     "outcome. Directories are searched recursively for *.scenario files (docs/scenarios.md).\n"
-                     "With --live: each scenario also runs on the wire, through a real `tlsp relay` against scripted peers on "
-                     "127.20.0.0/16, and passes only when expected, model and live outcomes agree.\n"
-                     "With --matrix (and no scenarios): the decision matrix, as `tlsp matrix` (see its --help).",
-                     opts, &pos, args, vm))
+  if (!parse_options(
+          "simulate",
+          "(--policy POLICY [--policy ...] | --table TABLE) SCENARIO_FILE_OR_DIR... [--json] [--junit FILE] [--live "
+          "[--jobs N] [--timings]]",
+          "Replays the scenarios against the policy through the enforcement engine and checks each expected "
+          "outcome. Directories are searched recursively for *.scenario files (docs/scenarios.md).\n"
+          "With --live: each scenario also runs on the wire, through a real `tlsp relay` against scripted peers on "
+          "127.20.0.0/16, and passes only when expected, model and live outcomes agree.\n"
+          "With --matrix (and no scenarios): the decision matrix, as `tlsp matrix` (see its --help).",
+          opts, &pos, args, vm, {{"scenarios", "scenario file or directory"}}))
     return kExitOk;
   if (table_path.empty() == policies.empty()) throw UsageError("give exactly one of --table and --policy");
   const bool json = vm.count("json") > 0;
@@ -566,8 +569,6 @@ int cmd_simulate(const Args& args) {
   std::vector<std::string> texts;
   for (const auto& p : paths) texts.push_back(read_file(p));
 
-  if (!table_path.empty() && !fs::exists(table_path))
-    throw UsageError("cannot read `" + table_path + "`: no such file");
   int code = kExitOk;
   std::optional<DecisionTable> table = open_or_compile(table_path, policies, vm, code);
   if (!table) return code;

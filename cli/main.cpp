@@ -25,7 +25,7 @@ int cmd_check(const std::vector<std::string>& args) {
   pos.add("policy", -1);
   po::variables_map vm;
   if (!parse_options("check", "POLICY...", "Compiles the policy and reports problems; writes nothing.", opts, &pos,
-                     args, vm))
+                     args, vm, {{"policy", "policy file"}}))
     return kExitOk;
   return exit_code_of(run_compiler(vm, inputs));
 }
@@ -45,7 +45,7 @@ int cmd_compile(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse_options("compile", "POLICY... -o TABLE [--format binary|json]",
                      "Compiles the policy into a decision table (binary, or the same content as JSON).", opts, &pos,
-                     args, vm))
+                     args, vm, {{"policy", "policy file"}}))
     return kExitOk;
   if (format != "binary" && format != "json") throw UsageError("unknown --format `" + format + "` (binary or json)");
   if (format == "binary" && output == "-") throw UsageError("a binary table cannot go to standard output; use -o FILE");
@@ -160,7 +160,7 @@ int cmd_inspect(const std::vector<std::string>& args) {
   pos.add("table", 1);
   po::variables_map vm;
   if (!parse_options("inspect", "TABLE [--json]", "Validates a decision table and says what it holds.", opts, &pos,
-                     args, vm))
+                     args, vm, {{"table", "table file"}}))
     return kExitOk;
   try {
     DecisionTable t = DecisionTable::open(table_path);
@@ -175,6 +175,9 @@ int cmd_inspect(const std::vector<std::string>& args) {
               << "domains        " << t.domain_count() << "\n"
               << "peer entries   " << t.peer_count() << "\n"
               << "source files   " << t.source_count() << "\n";
+  } catch (const TableReadError& e) {
+    std::cerr << "tlsp: error: " << e.what() << "\n";
+    return kExitUsage;  // not read at all, unlike a refused table below
   } catch (const TableError& e) {
     std::cerr << "tlsp: error: " << e.what() << "\n";
     return kExitErrors;
@@ -196,7 +199,8 @@ static const char* kTopHelp =
     "  simulate  replay scenario files against a policy and check the expected outcomes\n"
     "  relay     run the SMTP relay that enforces a decision table\n"
     "\n"
-    "`tlsp <command> --help` describes each command.\n"
+    "`tlsp help <command>` (or `tlsp <command> --help`) describes each command;\n"
+    "`tlsp --version` (-V) prints the version.\n"
     "exit codes: 0 success, 1 errors in the input, 2 bad usage or unreadable input\n";
 
 }  // namespace tlsp::cli
@@ -210,15 +214,21 @@ int main(int argc, char** argv) {
     std::cerr << kTopHelp;
     return kExitUsage;
   }
-  const std::string cmd = args.front();
+  std::string cmd = args.front();
   args.erase(args.begin());
   try {
-    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    if (cmd == "help" && !args.empty()) {
+      // `tlsp help CMD` is `tlsp CMD --help`; more words are a usage error there.
+      cmd = args.front();
+      args.erase(args.begin());
+      if (!args.empty()) throw UsageError("`tlsp help` takes one command name");
+      args = {"--help"};
+    } else if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       std::cout << kTopHelp;
       return kExitOk;
     }
-    if (cmd == "--version") {
-      std::cout << "tlsp 0.1.0\n";
+    if (cmd == "--version" || cmd == "-V") {
+      std::cout << "tlsp " TLSP_VERSION "\n";  // the CMake project version (CMakeLists.txt)
       return kExitOk;
     }
     if (cmd == "check") return cmd_check(args);
@@ -231,6 +241,9 @@ int main(int argc, char** argv) {
     if (cmd == "simulate") return cmd_simulate(args);
     if (cmd == "relay") return cmd_relay(args);
     std::cerr << "tlsp: error: unknown command `" << cmd << "`\n" << kTopHelp;
+    return kExitUsage;
+  } catch (const CommandUsageError& e) {
+    std::cerr << e.what() << "\n";  // already names the command and its usage
     return kExitUsage;
   } catch (const UsageError& e) {
     std::cerr << "tlsp: error: " << e.what() << "\n";

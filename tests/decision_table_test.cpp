@@ -1061,6 +1061,27 @@ TEST(DecisionTableDamage, ForeignFilesAreNamedAsSuch) {
   EXPECT_EQ(read_field<uint32_t>(bytes, kVersionOffset), 2u);
 }
 
+// A file that cannot be read is a TableReadError (the CLI's exit 2); one
+// that is read and refused only a TableError (exit 1).
+TEST(DecisionTableDamage, UnreadableIsTellableFromRefused) {
+  TempDir dir;
+  EXPECT_THROW(DecisionTable::open(dir.file("missing.tlspdt")), TableReadError);
+  EXPECT_THROW(DecisionTable::open(dir.path().string()), TableReadError);  // a directory: not a regular file
+  const std::string text = dir.file("policy.tlsp");
+  write_bytes(text, "domain example.com {\n}\n");
+  const std::string empty = dir.file("empty.tlspdt");
+  write_bytes(empty, "");
+  for (const std::string& refused : {text, empty}) {
+    try {
+      DecisionTable::open(refused);
+      ADD_FAILURE() << refused << " opened";
+    } catch (const TableReadError& e) {
+      ADD_FAILURE() << refused << " was read and refused, not unreadable: " << e.what();
+    } catch (const TableError&) {
+    }
+  }
+}
+
 TEST(DecisionTableDamage, OpenNamesThePath) {
   TempDir dir;
   const std::string missing = dir.file("missing.tlspdt");

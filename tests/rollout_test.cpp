@@ -182,3 +182,164 @@ TEST(Commands, DiffRefusesAFifoWithoutBlocking) {
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("not a regular file"), std::string::npos) << r.out;
 }
+
+// Issue 10: the command line's contract, the same for every command. Usage
+// errors say what the user typed wrong in their words (never an internal
+// option name such as `--policy` for a positional argument) and end with the
+// usage line; exit codes are README's: 0 success, 1 errors in the input (a
+// refused table), 2 bad usage or an input that cannot be read.
+namespace {
+
+bool has(const CommandRun& r, const std::string& text) {
+  return r.out.find(text) != std::string::npos;
+}
+
+}  // namespace
+
+TEST(CommandLine, MissingPositionalNamesWhatTheUserLeftOut) {
+  CommandRun check = run("check");
+  EXPECT_EQ(check.code, 2) << check.out;
+  EXPECT_TRUE(has(check, "tlsp check: no policy file given\nusage: tlsp check POLICY...")) << check.out;
+  EXPECT_FALSE(has(check, "--policy")) << check.out;
+
+  CommandRun diff = run("diff policies/example.tlsp");
+  EXPECT_EQ(diff.code, 2) << diff.out;
+  EXPECT_TRUE(has(diff, "tlsp diff: no NEW policy given\nusage: tlsp diff OLD NEW")) << diff.out;
+  EXPECT_FALSE(has(diff, "--new")) << diff.out;
+
+  CommandRun inspect = run("inspect");
+  EXPECT_EQ(inspect.code, 2) << inspect.out;
+  EXPECT_TRUE(has(inspect, "tlsp inspect: no table file given")) << inspect.out;
+  EXPECT_FALSE(has(inspect, "--table")) << inspect.out;
+
+  CommandRun compile = run("compile -o /dev/null");
+  EXPECT_EQ(compile.code, 2) << compile.out;
+  EXPECT_TRUE(has(compile, "tlsp compile: no policy file given")) << compile.out;
+
+  CommandRun simulate = run("simulate --policy policies/example.tlsp");
+  EXPECT_EQ(simulate.code, 2) << simulate.out;
+  EXPECT_TRUE(has(simulate, "tlsp simulate: no scenario file or directory given")) << simulate.out;
+  EXPECT_FALSE(has(simulate, "--scenarios")) << simulate.out;
+}
+
+TEST(CommandLine, OtherUsageErrorsAreWordedForTheUser) {
+  CommandRun many = run("inspect a.tlspdt b.tlspdt");
+  EXPECT_EQ(many.code, 2) << many.out;
+  EXPECT_TRUE(has(many, "tlsp inspect: too many arguments\nusage: tlsp inspect TABLE")) << many.out;
+  CommandRun many_diff = run("diff a b c");
+  EXPECT_EQ(many_diff.code, 2) << many_diff.out;
+  EXPECT_TRUE(has(many_diff, "tlsp diff: too many arguments")) << many_diff.out;
+
+  CommandRun unknown = run("check --frobnicate policies/example.tlsp");
+  EXPECT_EQ(unknown.code, 2) << unknown.out;
+  EXPECT_TRUE(has(unknown, "tlsp check: unknown option `--frobnicate`\nusage: tlsp check")) << unknown.out;
+
+  CommandRun value = run("compile policies/example.tlsp -o");
+  EXPECT_EQ(value.code, 2) << value.out;
+  EXPECT_TRUE(has(value, "tlsp compile: ")) << value.out;
+  EXPECT_TRUE(has(value, "usage: tlsp compile")) << value.out;
+
+  CommandRun required = run("explain --table x --domain a.example --peer b.example");
+  EXPECT_EQ(required.code, 2) << required.out;
+  EXPECT_TRUE(has(required, "tlsp explain: --direction is required")) << required.out;
+}
+
+TEST(CommandLine, AnInputThatCannotBeReadIsExitTwoEverywhere) {
+  for (const std::string args :
+       {"inspect nosuch.tlspdt", "check nosuch.tlsp", "compile nosuch.tlsp -o /tmp/tlsp-never-written",
+        "explain --table nosuch.tlspdt --direction outbound --domain a.example --peer b.example",
+        "simulate --table nosuch.tlspdt policies/scenarios", "diff nosuch.tlsp policies/example.tlsp",
+        "diff policies/example.tlsp nosuch.tlsp", "matrix --table nosuch.tlspdt", "matrix --policy nosuch.tlsp",
+        "decide nosuch.jsonl"}) {
+    CommandRun r = run(args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
+    EXPECT_TRUE(has(r, "nosuch")) << args << "\n" << r.out;
+  }
+}
+
+TEST(CommandLine, ATableThatIsReadAndRefusedIsExitOne) {
+  std::string tmpl = (fs::temp_directory_path() / "tlsp-cli-XXXXXX").string();
+  const fs::path dir = mkdtemp(tmpl.data());
+  std::ofstream(dir / "bad.tlspdt") << "this is not a decision table\n";
+  const std::string bad = "'" + (dir / "bad.tlspdt").string() + "'";
+  CommandRun inspect = run("inspect " + bad);
+  CommandRun explain = run("explain --table " + bad + " --direction outbound --domain a.example --peer b.example");
+  fs::remove_all(dir);
+  EXPECT_EQ(inspect.code, 1) << inspect.out;
+  EXPECT_TRUE(has(inspect, "not a tlsp decision table")) << inspect.out;
+  EXPECT_EQ(explain.code, 1) << explain.out;
+}
+
+TEST(CommandLine, HelpAndVersion) {
+  CommandRun top = run("help");
+  EXPECT_EQ(top.code, 0) << top.out;
+  EXPECT_TRUE(has(top, "usage: tlsp <command> [options]")) << top.out;
+  CommandRun help = run("help check");
+  CommandRun flag = run("check --help");
+  EXPECT_EQ(help.code, 0) << help.out;
+  EXPECT_TRUE(has(help, "usage: tlsp check POLICY...")) << help.out;
+  EXPECT_EQ(help.out, flag.out);
+  CommandRun nosuch = run("help frobnicate");
+  EXPECT_EQ(nosuch.code, 2) << nosuch.out;
+  EXPECT_TRUE(has(nosuch, "unknown command `frobnicate`")) << nosuch.out;
+
+  for (const std::string v : {"--version", "-V"}) {
+    CommandRun r = run(v);
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(r.out, "tlsp " TLSP_VERSION "\n");
+  }
+}
+
+TEST(CommandLine, ConflictingFlagsAreAnError) {
+  CommandRun r = run("matrix --policy policies/example.tlsp --csv --json");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(has(r, "--csv and --json cannot be used together")) << r.out;
+  CommandRun sim = run("simulate --matrix --policy policies/example.tlsp --json --csv");
+  EXPECT_EQ(sim.code, 2) << sim.out;
+}
+
+// `tlsp check -` and `tlsp compile -`: standard input is read by the CLI
+// (the compiler reads regular files only) and shown as `<stdin>`; its
+// includes resolve relative to the cwd (here the source tree).
+TEST(CommandLine, PolicyFromStandardInput) {
+  std::string tmpl = (fs::temp_directory_path() / "tlsp-stdin-XXXXXX").string();
+  const fs::path dir = mkdtemp(tmpl.data());
+  const std::string head =
+      "policy \"stdin\" version \"1\";\n"
+      "default domain { outbound { default peer { level opportunistic; } } inbound { default peer { level "
+      "opportunistic; } } }\n";
+  auto file = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    return "'" + (dir / name).string() + "'";
+  };
+  const std::string clean = file("clean.tlsp", head);
+  const std::string twice = file("twice.tlsp", head + "domain \"a.example\" { }\ndomain \"a.example\" { }\n");
+  const std::string included = file("included.tlsp", head + "include \"policies/tenants/globex.tlsp\";\n");
+  const std::string missing = file("missing.tlsp", head + "include \"nosuch-from-cwd.tlsp\";\n");
+  CommandRun ok = run("check - < " + clean);
+  CommandRun piped = run("compile - -o - --format json < " + clean);
+  CommandRun bad = run("check - < " + twice);
+  CommandRun with_include = run("check - < " + included);
+  CommandRun no_include = run("check - < " + missing);
+  fs::remove_all(dir);
+
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  EXPECT_EQ(ok.out, "");
+  EXPECT_EQ(piped.code, 0) << piped.out.substr(0, 300);
+  EXPECT_TRUE(has(piped, "<stdin>")) << piped.out.substr(0, 300);
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_EQ(bad.out.rfind("<stdin>:4:", 0), 0u) << bad.out;
+  EXPECT_TRUE(has(bad, "E0201")) << bad.out;
+  // Includes resolve from the cwd (the source tree here), not from where
+  // the text came from.
+  EXPECT_EQ(with_include.code, 0) << with_include.out;
+  EXPECT_EQ(no_include.code, 1) << no_include.out;
+  EXPECT_TRUE(has(no_include, "<stdin>:3:9: error: include `nosuch-from-cwd.tlsp` matches no file")) << no_include.out;
+  EXPECT_TRUE(has(no_include, "(`.`)")) << no_include.out;
+
+  // Bounded like a file: one byte past the per-file limit is refused.
+  CommandRun big = run("check - < /dev/zero");
+  EXPECT_EQ(big.code, 2) << big.out.substr(0, 300);
+  EXPECT_TRUE(has(big, "cannot read `<stdin>`: it is larger than the limit of 8 MiB per file [E0306]"))
+      << big.out.substr(0, 300);
+}

@@ -13,6 +13,7 @@
 #include "diagnostics.h"
 #include "load.h"
 #include "resolve.h"
+#include "source_files.h"
 #include "tlsp/compiler.h"
 
 namespace tlsp {
@@ -121,13 +122,17 @@ std::string location_prefix(const SourceLocation& where, const std::vector<Loade
 
 }  // namespace
 
+size_t max_policy_file_bytes() {
+  return kMaxPolicyFileBytes;
+}
+
 CompileResult compile(const CompileOptions& opts) {
   unsigned threads = opts.threads != 0 ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
 
   using Clock = std::chrono::steady_clock;
   const bool timings = std::getenv("TLSP_TIMINGS") != nullptr;
   auto t0 = Clock::now();
-  LoadedPolicy policy = load_policy(opts.inputs, threads);
+  LoadedPolicy policy = load_policy(opts.inputs, threads, opts.stdin_text ? &*opts.stdin_text : nullptr);
   auto t1 = Clock::now();
 
   bool earlier_errors = false;

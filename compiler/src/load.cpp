@@ -56,13 +56,21 @@ std::string error_text(const std::error_code& ec) { return ec.message(); }
 
 class Loader {
  public:
-  explicit Loader(unsigned threads) : threads_(threads) {}
+  Loader(unsigned threads, const std::string* stdin_text) : threads_(threads), stdin_text_(stdin_text) {}
 
   LoadedPolicy run(const std::vector<std::string>& roots) {
     DiagnosticSink global;
     bool input_error = false;
     if (!roots.empty()) base_dir_ = fs::absolute(fs::path(roots.front())).parent_path().lexically_normal();
     for (const auto& r : roots) {
+      if (r == "-" && stdin_text_) {
+        // Keyed by a name no canonical (absolute) path can have; its
+        // display path has no directory, so its includes resolve from the cwd.
+        const size_t known = slots_.size();
+        std::optional<uint32_t> id = intern(kStdinKey, kStdinKey);
+        if (id && slots_.size() > known) root_ids_.push_back(*id);
+        continue;
+      }
       std::error_code ec;
       fs::path canonical = fs::canonical(r, ec);
       if (ec) {
@@ -104,7 +112,7 @@ class Loader {
     slot->source.display_path = display;
     fs::path abs = fs::absolute(fs::path(display)).lexically_normal();
     fs::path rel = abs.lexically_relative(base_dir_);
-    slot->source.table_path = rel.empty() ? display : rel.string();
+    slot->source.table_path = rel.empty() || canonical == kStdinKey ? display : rel.string();
     slots_.push_back(std::move(slot));
     by_path_.emplace(canonical, id);
     queue_.push_back(id);
@@ -140,7 +148,17 @@ class Loader {
     }
     LoadedSource& src = slot.source;
     ReadFailure failure;
-    if (!read_policy_file(slot.canonical, src.text, failure)) {
+    if (slot.canonical == kStdinKey) {
+      // Read by the caller; held to the per-file limit like any file.
+      if (stdin_text_->size() > kMaxPolicyFileBytes) {
+        slot.read_failed = true;
+        slot.sink.error("E0306", {},
+                        "cannot read `<stdin>`: it is larger than the limit of " + describe_bytes(kMaxPolicyFileBytes) +
+                            " per file");
+        return;
+      }
+      src.text = *stdin_text_;
+    } else if (!read_policy_file(slot.canonical, src.text, failure)) {
       slot.read_failed = true;
       slot.sink.error(failure.code, {}, "cannot read " + ticked(slot.source.display_path) + ": " + failure.reason);
       return;
@@ -348,6 +366,9 @@ class Loader {
   std::map<std::string, uint32_t> by_path_;
   std::vector<std::unique_ptr<FileSlot>> slots_;
   std::vector<uint32_t> root_ids_;
+  static constexpr const char* kStdinKey = "<stdin>";
+  const std::string* stdin_text_;  // the text of the root `-`, or null
+
   // Under mu_: the limits on a whole compile (source_files.h).
   size_t total_bytes_ = 0;
   bool too_many_bytes_ = false;
@@ -356,8 +377,8 @@ class Loader {
 
 }  // namespace
 
-LoadedPolicy load_policy(const std::vector<std::string>& roots, unsigned threads) {
-  return Loader(std::max(1u, threads)).run(roots);
+LoadedPolicy load_policy(const std::vector<std::string>& roots, unsigned threads, const std::string* stdin_text) {
+  return Loader(std::max(1u, threads), stdin_text).run(roots);
 }
 
 }  // namespace tlsp

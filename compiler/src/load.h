@@ -31,6 +31,9 @@ struct LoadedPolicy {
   bool syntax_error = false;
 };
 
-LoadedPolicy load_policy(const std::vector<std::string>& roots, unsigned threads);
+// `stdin_text`, when given, is the text of a root named `-` (see
+// CompileOptions::stdin_text); it is never read from a file.
+LoadedPolicy load_policy(const std::vector<std::string>& roots, unsigned threads,
+                         const std::string* stdin_text = nullptr);
 
 }  // namespace tlsp

@@ -75,7 +75,7 @@ uint64_t round_up(uint64_t n, uint64_t to) {
 }
 
 [[noreturn]] void file_error(const std::string& label, const std::string& what) {
-  throw TableError("decision table " + label + ": " + what);
+  throw TableReadError("decision table " + label + ": " + what);
 }
 
 // Memory for an image of `size` bytes, owned by `t`, aligned to a cache
@@ -160,7 +160,8 @@ void read_image(int fd, const std::string& label, DecisionTable::Impl& t) {
     do n = ::pread(fd, magic.data(), magic.size(), 0);
     while (n < 0 && errno == EINTR);
     if (n == static_cast<ssize_t>(magic.size()) && magic != tl::kMagic)
-      file_error(label, "not a tlsp decision table (wrong magic number)");
+      // Read, and refused: a TableError, not a TableReadError.
+      throw TableError("decision table " + label + ": not a tlsp decision table (wrong magic number)");
   }
   uint8_t* const image = allocate_image(t, size, label);
   uint64_t done = 0;

@@ -58,7 +58,15 @@ struct CompileOptions {
   bool werror = false;              // warnings count as errors
   unsigned threads = 0;             // parse workers; 0 = one per core
   size_t max_errors = 100;          // stop reporting after this many errors
+  // The text of the root named `-` (standard input, read by the caller):
+  // shown as `<stdin>`, its includes resolved relative to the cwd, and held
+  // to the same per-file size limit as a file. Without it, `-` is a path.
+  std::optional<std::string> stdin_text;
 };
+
+// The largest policy file read (E0306): a caller reading standard input
+// for CompileOptions::stdin_text needs read no more than one byte past it.
+size_t max_policy_file_bytes();
 
 struct CompileResult {
   std::optional<TableContent> table;  // set when there were no errors

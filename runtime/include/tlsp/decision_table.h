@@ -129,6 +129,14 @@ class TableError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The file could not be read at all (missing, unreadable, not a regular
+// file, too large, changed while read), as opposed to a table that was read
+// and refused: the CLI exits 2 for this one and 1 for a refused table.
+class TableReadError : public TableError {
+ public:
+  using TableError::TableError;
+};
+
 // Test hook: recomputes the checksum of a table image (which may be
 // deliberately damaged elsewhere) so that tests reach the loader's
 // structural checks. Images shorter than the header are returned unchanged.
