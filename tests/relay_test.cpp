@@ -489,6 +489,31 @@ TEST_F(RelayWorld, ADeliveringAttemptLineNamesItsRecipients) {
       << log();
 }
 
+// A peer that goes away in the middle of the RCPTs: every recipient stays
+// queued, the ones after the broken RCPT too, and all of them arrive at
+// the next attempt. (The recipients not yet tried were dropped, and the
+// entry left the queue without them: mail lost without a trace.)
+TEST_F(RelayWorld, ASessionBrokenDuringRcptKeepsEveryRecipientQueued) {
+  SmtpPeerConfig breaking = mx_config("mx1.partner.example");
+  breaking.rcpt_replies["carol@partner.example"] = std::string(kPeerCloseScript);
+  SmtpPeer& first = peer("127.0.0.2", breaking);
+  dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
+  start_relay(compile_table(write_policy("")));
+  const std::vector<std::string> rcpts = {"bob@partner.example", "carol@partner.example", "dave@partner.example"};
+  ASSERT_TRUE(submit("alice@acme.example", rcpts).accepted);
+  ASSERT_TRUE(wait_log("queue", {{"result", "deferred"}})) << log();
+  EXPECT_TRUE(first.messages().empty());
+  first.stop();
+  SmtpPeer& second = peer("127.0.0.2", mx_config("mx1.partner.example"));
+  ASSERT_TRUE(second.wait_for_messages(1, kWait)) << log();
+  const std::vector<PeerMessage> got = second.messages();
+  ASSERT_EQ(got.size(), 1u);
+  std::vector<std::string> arrived = got[0].rcpts;
+  std::sort(arrived.begin(), arrived.end());
+  EXPECT_EQ(arrived, rcpts) << log();
+  EXPECT_TRUE(wait_log("queue", {{"result", "removed"}})) << log();
+}
+
 // Issue 10: the queue's deferral said "(nxdomain)" while the attempt said
 // NODATA. Both lines now carry one text, quoting the resolver's answer, so
 // they agree, and for each kind of denial it is that denial's name.

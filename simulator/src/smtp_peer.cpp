@@ -239,6 +239,7 @@ class ServerSession {
     if (rcpts_.size() >= config_.max_recipients) return reply("452 4.5.3 too many recipients");
     std::string scripted = config_.rcpt_reply;
     if (auto it = config_.rcpt_replies.find(lower(to)); it != config_.rcpt_replies.end()) scripted = it->second;
+    if (scripted == kPeerCloseScript) return false;
     if (!scripted.empty()) {
       if (!reply(scripted)) return false;
       if (positive(code_of(scripted))) rcpts_.push_back(to);

@@ -328,7 +328,8 @@ class EntryDelivery {
     }
     std::vector<std::string> accepted;
     std::vector<std::string> still;
-    for (const std::string& rcpt : pending_) {
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      const std::string& rcpt = pending_[i];
       Reply rr = command(s, "RCPT TO:<" + rcpt + ">", t);
       if (rr.code / 100 == 2) {
         accepted.push_back(rcpt);
@@ -338,7 +339,12 @@ class EntryDelivery {
         still.push_back(rcpt);
         last_problem_ = rcpt + ": " + (rr.code ? rr.text : rr.problem) + " (from " + mx + ")";
       }
-      if (rr.code == 0) break;
+      if (rr.code == 0) {
+        // The session broke: the recipients not yet tried stay pending
+        // too, or the entry would leave the queue without them.
+        still.insert(still.end(), pending_.begin() + static_cast<std::ptrdiff_t>(i) + 1, pending_.end());
+        break;
+      }
     }
     if (accepted.empty()) {
       pending_ = still;

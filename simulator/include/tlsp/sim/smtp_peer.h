@@ -51,6 +51,8 @@ inline constexpr size_t kPeerMaxRecipients = 100;
 inline constexpr size_t kPeerMaxReplyLines = 100;  // client: lines of one reply
 inline constexpr std::chrono::milliseconds kPeerTimeout{10000};
 
+inline constexpr std::string_view kPeerCloseScript = "<close>";
+
 struct SmtpPeerConfig {
   std::string address = "127.0.0.1";
   uint16_t port = 0;                      // 0: any free port
@@ -66,6 +68,8 @@ struct SmtpPeerConfig {
 
   // Scripted replies, full reply lines such as "451 4.3.0 try again later"
   // (several lines may be joined with "\r\n"). Empty: the normal answer.
+  // kPeerCloseScript instead of a reply: the connection is closed without
+  // one (a peer that goes away mid-dialogue).
   std::string greeting;                             // instead of 220; a non-2xx greeting ends the session
   std::string mail_reply;                           // to MAIL instead of 250
   std::string rcpt_reply;                           // to every RCPT not in rcpt_replies
