@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "test_support.h"
 #include "tlsp/compiler.h"
 #include "tlsp/decision_table.h"
 
@@ -25,23 +26,11 @@ using namespace tlsp;
 
 namespace {
 
-class TempDir {
+// Each TempDir here is named tlsp-compiler-XXXXXX; path() as an fs::path.
+class TempDir : public tlsp::testing_support::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "tlsp-compiler-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string write(const std::string& rel, const std::string& text) const {
-    fs::path p = path_ / rel;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary) << text;
-    return p.string();
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+  TempDir() : tlsp::testing_support::TempDir("tlsp-compiler") {}
+  fs::path path() const { return tlsp::testing_support::TempDir::path(); }
 };
 
 CompileResult compile_text(const std::string& text, unsigned threads = 2) {

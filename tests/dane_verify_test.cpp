@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "test_support.h"
 #include "tlsp/dane.h"
 #include "tlsp/engine.h"
 
@@ -42,14 +43,10 @@ constexpr int64_t kNow = 1750000000;
 
 // ------------------------------------------------------------ shared data
 
-// The shared folder: $TLSP_SHARED_DIR when set, else next to the source tree.
-std::filesystem::path shared_dir() {
-  if (const char* env = std::getenv("TLSP_SHARED_DIR"); env != nullptr && *env != '\0') return env;
-  return std::filesystem::path(TLSP_SOURCE_DIR) / ".." / "shared";
-}
-
+// $TLSP_SHARED_DIR/conformance/openssl-dane, or ../shared beside the
+// source tree (test_support.h).
 std::filesystem::path dane_dir() {
-  return shared_dir() / "conformance" / "openssl-dane";
+  return tlsp::testing_support::conformance_path("openssl-dane");
 }
 
 std::optional<std::string> read_text(const std::filesystem::path& p) {
@@ -211,6 +208,7 @@ bool engine_authenticates(const DaneVerification& r) {
 // -------------------------------------------------------------- conformance
 
 TEST(DaneConformance, OpenSslCases) {
+  TLSP_CONFORMANCE_DIR(dane, "openssl-dane");
   const auto& conf = conformance();
   ASSERT_TRUE(conf.error.empty()) << conf.error;
   std::map<std::string, std::string> stores;
@@ -246,6 +244,7 @@ TEST(DaneConformance, OpenSslCases) {
 // (counts, records, flags, expectations, certificates), and the extra
 // TLSA-looking lines of cases 43–46 are indeed outside the counted ones.
 TEST(DaneConformance, JsonCopiesAgreeWithInFiles) {
+  TLSP_CONFORMANCE_DIR(dane, "openssl-dane");
   const auto& conf = conformance();
   ASSERT_TRUE(conf.error.empty()) << conf.error;
   size_t k = 0, ignored_lines = 0;
@@ -294,6 +293,7 @@ TEST(DaneConformance, JsonCopiesAgreeWithInFiles) {
 // have no usable record and are never DANE-authenticated. In both modes the
 // summary, fed to decide(), agrees with OpenSSL.
 TEST(DaneConformance, SmtpModeAndEngineAgree) {
+  TLSP_CONFORMANCE_DIR(dane, "openssl-dane");
   const auto& conf = conformance();
   ASSERT_TRUE(conf.error.empty()) << conf.error;
   int checked = 0;

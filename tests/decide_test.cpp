@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "test_support.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -25,8 +27,8 @@ struct CommandRun {
 // which reserves terabytes of address space) a 1 GiB address-space limit,
 // so a runaway line fails the test instead of taking the machine down.
 CommandRun decide(const std::string& input) {
-  fs::path dir = fs::temp_directory_path() / ("tlsp-decide-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  tlsp::testing_support::TempDir tmp("tlsp-decide");
+  const fs::path dir = tmp.path();
   std::ofstream(dir / "in.jsonl", std::ios::binary) << input;
 #if defined(__SANITIZE_ADDRESS__)
   const std::string limits = "";
@@ -47,7 +49,6 @@ CommandRun decide(const std::string& input) {
   for (std::string line; std::getline(ss, line);) r.lines.push_back(line);
   std::ifstream e(dir / "err");
   r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
-  fs::remove_all(dir);
   return r;
 }
 

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "test_support.h"
 #include "tlsp/decision_table.h"
 
 namespace tlsp {
@@ -239,22 +240,11 @@ void expect_agrees_with_reference(const DecisionTable& t, const TableContent& c,
 
 // ------------------------------------------------------------ file system
 
-class TempDir {
+// Each TempDir here is named tlsp-table-test-XXXXXX; path() as an fs::path.
+class TempDir : public tlsp::testing_support::TempDir {
  public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "tlsp-table-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+  TempDir() : tlsp::testing_support::TempDir("tlsp-table-test") {}
+  fs::path path() const { return tlsp::testing_support::TempDir::path(); }
 };
 
 void write_bytes(const std::string& path, std::string_view bytes) {

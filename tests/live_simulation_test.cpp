@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "test_support.h"
 #include "tlsp/compiler.h"
 #include "tlsp/decision_table.h"
 #include "tlsp/sim/live.h"
@@ -32,17 +33,9 @@ namespace {
 const std::string kSource = TLSP_SOURCE_DIR;
 constexpr auto kSuiteBudget = std::chrono::minutes(5);  // the CI target on this 2-core machine
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/tlsp-live-test-XXXXXX";
-    if (mkdtemp(t)) path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  bool empty() const { return fs::is_empty(path); }
+// Each TempDir here is named tlsp-live-test-XXXXXX.
+struct TempDir : tlsp::testing_support::TempDir {
+  TempDir() : tlsp::testing_support::TempDir("tlsp-live-test") {}
 };
 
 struct Child {
@@ -118,9 +111,9 @@ std::vector<std::string> processes_mentioning(const std::string& text) {
 
 TEST(LiveSimulation, EveryShippedScenarioAgreesExpectedModelAndLive) {
   TempDir work;
-  ASSERT_FALSE(work.path.empty());
+  ASSERT_FALSE(work.path().empty());
   const auto start = std::chrono::steady_clock::now();
-  Child c = spawn({"simulate", "--live", "--json", "--timings", "--work-dir", work.path, "--policy",
+  Child c = spawn({"simulate", "--live", "--json", "--timings", "--work-dir", work.path(), "--policy",
                    "policies/scenarios/policy.tlsp", "policies/scenarios/"});
   ASSERT_GT(c.pid, 0);
   std::string out, err;
@@ -151,13 +144,13 @@ TEST(LiveSimulation, EveryShippedScenarioAgreesExpectedModelAndLive) {
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 0);
   EXPECT_TRUE(work.empty()) << "a live world left files behind";
-  EXPECT_TRUE(processes_mentioning(work.path).empty()) << "a relay is still running";
+  EXPECT_TRUE(processes_mentioning(work.path()).empty()) << "a relay is still running";
 }
 
 TEST(LiveSimulation, CtrlCTearsEveryWorldDown) {
   TempDir work;
-  ASSERT_FALSE(work.path.empty());
-  Child c = spawn({"simulate", "--live", "--jobs", "2", "--work-dir", work.path, "--policy",
+  ASSERT_FALSE(work.path().empty());
+  Child c = spawn({"simulate", "--live", "--jobs", "2", "--work-dir", work.path(), "--policy",
                    "policies/scenarios/policy.tlsp", "policies/scenarios/dane.scenario"});
   ASSERT_GT(c.pid, 0);
   std::string out, err;
@@ -171,7 +164,7 @@ TEST(LiveSimulation, CtrlCTearsEveryWorldDown) {
   EXPECT_EQ(WEXITSTATUS(st), 130) << err;
   EXPECT_NE(err.find("interrupted"), std::string::npos) << err;
   EXPECT_TRUE(work.empty()) << "a live world left files behind";
-  EXPECT_TRUE(processes_mentioning(work.path).empty()) << "a relay is still running";
+  EXPECT_TRUE(processes_mentioning(work.path()).empty()) << "a relay is still running";
 }
 
 // The live side really is observed: a relay that enforces another rule
@@ -180,16 +173,16 @@ TEST(LiveSimulation, CtrlCTearsEveryWorldDown) {
 // alone still passes.
 TEST(LiveSimulation, ARelayEnforcingAnotherRuleIsCaught) {
   TempDir work;
-  ASSERT_FALSE(work.path.empty());
+  ASSERT_FALSE(work.path().empty());
   std::ifstream in(kSource + "/policies/scenarios/policy.tlsp");
   std::string policy((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const std::string strict = "peer \"mandatory-tls12.example\"     { level mandatory;     min_tls tls1.2; }";
   const size_t at = policy.find(strict);
   ASSERT_NE(at, std::string::npos);
   policy.replace(at, strict.size(), "peer \"mandatory-tls12.example\" { level opportunistic; min_tls any; }");
-  const std::string weak = work.path + "/weak.tlsp";
+  const std::string weak = work.path() + "/weak.tlsp";
   std::ofstream(weak) << policy;
-  const std::string weak_table = work.path + "/weak.tlspdt";
+  const std::string weak_table = work.path() + "/weak.tlspdt";
   {
     tlsp::CompileOptions o;
     o.inputs = {weak};
@@ -199,12 +192,12 @@ TEST(LiveSimulation, ARelayEnforcingAnotherRuleIsCaught) {
     tlsp::write_table_file(weak_table, *r.table);
   }
   // The wrapper swaps the value of --table and runs the real relay.
-  const std::string wrapper = work.path + "/relay-with-another-table";
+  const std::string wrapper = work.path() + "/relay-with-another-table";
   std::ofstream(wrapper) << "#!/bin/sh\nn=$#; i=0; for a; do i=$((i+1)); if [ \"$prev\" = --table ]; then a="
                          << weak_table << "; fi; set -- \"$@\" \"$a\"; prev=$a; done; shift $n; exec " << TLSP_BINARY
                          << " \"$@\"\n";
   fs::permissions(wrapper, fs::perms::owner_all);
-  const std::string worlds = work.path + "/worlds";
+  const std::string worlds = work.path() + "/worlds";
   fs::create_directory(worlds);
 
   Child c = spawn({"simulate", "--live", "--json", "--relay-binary", wrapper, "--work-dir", worlds, "--policy",

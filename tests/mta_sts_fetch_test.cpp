@@ -753,7 +753,8 @@ std::string conformance_status(const StsDiscovery& d) {
 }
 
 TEST_F(DiscoveryTest, ConformanceResolverScenarios) {
-  const std::string base = TLSP_SOURCE_DIR "/../shared/conformance/mtasts/";
+  TLSP_CONFORMANCE_DIR(mtasts, "mtasts");
+  const std::string base = mtasts.string() + "/";
   std::ifstream in(base + "resolver-scenarios.json");
   ASSERT_TRUE(in) << "missing " << base << "resolver-scenarios.json";
   nlohmann::json doc = nlohmann::json::parse(in);

@@ -1679,7 +1679,10 @@ TEST_F(RelayWorld, AClientDroppingMidDataIsLogged) {
 TEST(RelayCli, BadConfigurationIsAClearUsageError) {
   int rc = std::system((std::string(TLSP_BINARY) + " relay --listen nonsense --table x --spool y 2>/dev/null").c_str());
   EXPECT_EQ(WEXITSTATUS(rc), 2);
-  rc = std::system((std::string(TLSP_BINARY) + " relay --listen 127.0.0.1:0 --table /nonexistent.tlspdt --spool /tmp/x 2>/dev/null").c_str());
+  tlsp::testing_support::TempDir dir("tlsp-relay-cli");
+  rc = std::system((std::string(TLSP_BINARY) + " relay --listen 127.0.0.1:0 --table /nonexistent.tlspdt --spool '" +
+                    dir.path() + "/spool' 2>/dev/null")
+                       .c_str());
   EXPECT_EQ(WEXITSTATUS(rc), 2);
 }
 

@@ -19,6 +19,7 @@
 #include <random>
 #include <sstream>
 
+#include "test_support.h"
 #include "tlsp/compiler.h"
 #include "tlsp/simulator.h"
 
@@ -57,7 +58,7 @@ std::string outbound(const std::string& body, const std::string& expect = "expec
 const std::string kOneHost = "  mx \"partner.example\" { host \"mx1.partner.example\" pref 10; }";
 
 std::string write_temp(const std::string& name, const std::string& text) {
-  fs::path p = fs::path(testing::TempDir()) / name;
+  fs::path p = fs::path(tlsp::testing_support::test_temp_dir()) / name;
   std::ofstream(p, std::ios::binary) << text;
   return p.string();
 }
@@ -801,7 +802,7 @@ TEST(SimulateCommand, AWrongExpectationFailsWithADiff) {
 }
 
 TEST(SimulateCommand, JsonAndJunit) {
-  const std::string junit = (fs::path(testing::TempDir()) / "simulate-junit.xml").string();
+  const std::string junit = (fs::path(tlsp::testing_support::test_temp_dir()) / "simulate-junit.xml").string();
   RunResult r = run_tlsp("simulate --threads 1 --json --junit '" + junit +
                          "' --policy policies/scenarios/policy.tlsp policies/scenarios/inbound.scenario 2>/dev/null");
   EXPECT_EQ(r.exit_code, 0);

@@ -2,9 +2,13 @@
 // include it directly (tests/ is not a library).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -27,9 +31,88 @@ class TempDir {
     std::filesystem::remove_all(path_, ec);
   }
   const std::string& path() const { return path_; }
+  // The path of `rel` inside the directory.
+  std::string file(std::string_view rel) const { return (std::filesystem::path(path_) / rel).string(); }
+  // Writes `text` to `rel` (making the folders on the way); its path.
+  std::string write(std::string_view rel, std::string_view text) const {
+    const std::filesystem::path p = std::filesystem::path(path_) / rel;
+    std::filesystem::create_directories(p.parent_path());
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    if (!out.flush()) throw std::runtime_error("cannot write " + p.string());
+    return p.string();
+  }
+  bool empty() const { return std::filesystem::is_empty(path_); }
 
  private:
   std::string path_;
 };
 
+// A directory of the running test's own, for files a test names itself
+// (never a fixed name in testing::TempDir() or /tmp, which tests that ctest
+// runs in parallel share). The first call in a test makes it; it lasts
+// until the next test asks for one, or the program ends.
+inline const std::string& test_temp_dir() {
+  static std::unique_ptr<TempDir> dir;
+  static std::string owner;
+  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info != nullptr ? std::string(info->test_suite_name()) + "." + info->name() : std::string();
+  if (dir == nullptr || name != owner) {
+    dir.reset();  // the previous test's directory goes first
+    dir = std::make_unique<TempDir>("tlsp-test");
+    owner = std::move(name);
+  }
+  return dir->path();
+}
+
+// ------------------------------------------------------------ shared data
+//
+// The conformance data lives outside the repository, in the shared folder:
+// $TLSP_SHARED_DIR (read when the test runs) when set, else ../shared beside
+// the source tree. A clone on its own has no such folder; the tests that
+// need it then skip, with TLSP_CONFORMANCE_DIR below, and the others run.
+// CI has the data and sets TLSP_REQUIRE_SHARED=1 (.ci/run): a missing
+// folder is then a failure, so the conformance tests cannot silently skip.
+
+inline std::filesystem::path shared_dir() {
+  if (const char* env = std::getenv("TLSP_SHARED_DIR"); env != nullptr && *env != '\0') return env;
+  return std::filesystem::path(TLSP_SOURCE_DIR) / ".." / "shared";
+}
+
+// shared_dir()/conformance/<name>, the folder a conformance test reads.
+inline std::filesystem::path conformance_path(std::string_view name) {
+  return (shared_dir() / "conformance" / std::string(name)).lexically_normal();
+}
+
+inline bool shared_data_required() {
+  const char* env = std::getenv("TLSP_REQUIRE_SHARED");
+  return env != nullptr && *env != '\0' && std::string_view(env) != "0";
+}
+
+inline std::string conformance_missing_message(const std::filesystem::path& dir) {
+  std::string m =
+      "conformance data not found: " + dir.string() + " (set TLSP_SHARED_DIR to the folder that holds conformance/)";
+  if (shared_data_required()) m += "; TLSP_REQUIRE_SHARED is set, so a missing folder fails";
+  return m;
+}
+
 }  // namespace tlsp::testing_support
+
+// In a test body (or SetUp): declares `const std::filesystem::path var`, the
+// folder shared_dir()/conformance/<name>. When it is not a directory the test
+// skips, saying which folder and TLSP_SHARED_DIR; under TLSP_REQUIRE_SHARED
+// it fails instead. This is the only "data missing" skip: a vector skipped
+// on purpose (a known-unsupported feature) uses TLSP_SKIP_UNSUPPORTED.
+#define TLSP_CONFORMANCE_DIR(var, name)                                                               \
+  [[maybe_unused]] const std::filesystem::path var = ::tlsp::testing_support::conformance_path(name); \
+  if (std::error_code tlsp_ec_; !std::filesystem::is_directory(var, tlsp_ec_)) {                      \
+    if (::tlsp::testing_support::shared_data_required())                                              \
+      GTEST_FAIL() << ::tlsp::testing_support::conformance_missing_message(var);                      \
+    else                                                                                              \
+      GTEST_SKIP() << ::tlsp::testing_support::conformance_missing_message(var);                      \
+  }                                                                                                   \
+  static_assert(true, "")
+
+// A skip of a different kind: the data is there, and tlsp does not support
+// what it tests yet, for `reason`. TLSP_REQUIRE_SHARED does not fail it.
+#define TLSP_SKIP_UNSUPPORTED(reason) GTEST_SKIP() << "known-unsupported vector: " << reason
