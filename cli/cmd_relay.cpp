@@ -2,7 +2,14 @@
 // setting is a flag and may also be given in a config file
 // (`--config FILE`, `name = value` lines, the flag names without `--`);
 // flags win over the file. README "Running the relay" has an example.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <sstream>
 #include <cstdint>
 #include <fstream>
 #include <iostream>
@@ -11,6 +18,7 @@
 #include "commands.h"
 #include "tlsp/relay.h"
 #include "tlsp/retry.h"
+#include "tlsp/diagnostic_text.h"
 #include "tlsp/tls.h"
 
 namespace tlsp::cli {
@@ -62,6 +70,62 @@ uint64_t number_option(const po::variables_map& vm, const char* name, uint64_t m
     throw UsageError(std::string("--") + name + ": `" + text + "` is not a whole number from 0 to " +
                      std::to_string(max));
   return n;
+}
+
+// The configuration file, checked line by line before Boost reads it: every
+// line is blank, a `#` comment or `name = value` with a known setting, and
+// a mistake is reported as FILE:LINE with the text escaped. Boost would
+// take `[x]` as a section, and its messages substitute `%...%` tokens in
+// the option name it quotes, which loops forever on a name such as
+// `%canonical_option%x` (found by relay_config_fuzz). Only a regular file
+// of at most kMaxConfigFileBytes is read.
+constexpr size_t kMaxConfigFileBytes = 1 << 20;
+
+std::string read_config_file(const std::string& path, const po::options_description& opts) {
+  const std::string shown = "`" + display_text(path) + "`";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0) ::close(fd);
+    throw UsageError("cannot read config file " + shown + (fd >= 0 ? ": not a regular file" : ""));
+  }
+  std::string text;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 || text.size() + static_cast<size_t>(n) > kMaxConfigFileBytes) {
+      ::close(fd);
+      throw UsageError("cannot read config file " + shown +
+                       (n < 0 ? ": " + std::string(std::strerror(errno))
+                              : ": larger than " + std::to_string(kMaxConfigFileBytes) + " bytes"));
+    }
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  size_t line_no = 0;
+  for (size_t start = 0; start < text.size(); ++line_no) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line = std::string_view(text).substr(start, end - start);
+    start = end + 1;
+    const std::string where = display_text(path) + ":" + std::to_string(line_no + 1) + ": ";
+    if (const size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+    while (!line.empty() && blank(line.front())) line.remove_prefix(1);
+    while (!line.empty() && blank(line.back())) line.remove_suffix(1);
+    if (line.empty()) continue;
+    const size_t eq = line.find('=');
+    std::string_view name = line.substr(0, eq);
+    while (!name.empty() && blank(name.back())) name.remove_suffix(1);
+    const bool word = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    });
+    if (eq == std::string_view::npos || !word)
+      throw UsageError(where + "expected `name = value`, found `" + display_text(line) + "`");
+    if (opts.find_nothrow(std::string(name), false) == nullptr || name == "config" || name == "check-config")
+      throw UsageError(where + "unknown setting `" + display_text(name) + "`");
+  }
+  return text;
 }
 
 NextHop parse_next_hop(const std::string& text) {
@@ -149,8 +213,8 @@ int cmd_relay(const Args& args) {
     return kExitOk;
   if (vm.count("config")) {
     const std::string path = vm["config"].as<std::string>();
-    std::ifstream in(path);
-    if (!in) throw UsageError("cannot read config file `" + path + "`");
+    const std::string text = read_config_file(path, opts);
+    std::istringstream in(text);
     try {
       po::store(po::parse_config_file(in, opts), vm);
       po::notify(vm);

@@ -18,36 +18,16 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "fuzz_support.h"
 
-namespace {
-
-namespace fs = std::filesystem;
-
-const std::string& input_path() {
-  // Never destroyed: the exit handler below still needs it.
-  static const std::string* path = [] {
-    std::string t = (fs::temp_directory_path() / "tlsp-decide-fuzz-XXXXXX").string();
-    if (mkdtemp(t.data()) == nullptr) abort();
-    std::atexit([] {
-      std::error_code ec;
-      fs::remove_all(fs::path(input_path()).parent_path(), ec);
-    });
-    return new std::string(t + "/facts.jsonl");
-  }();
-  return *path;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  {
-    std::ofstream out(input_path(), std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-  }
+  const std::string input_path = (tlsp::fuzz::private_dir() / "facts.jsonl").string();
+  tlsp::fuzz::write_file(input_path, std::string_view(reinterpret_cast<const char*>(data), size));
   std::ostringstream answers, errors;
   auto* out = std::cout.rdbuf(answers.rdbuf());
   auto* err = std::cerr.rdbuf(errors.rdbuf());
-  (void)tlsp::cli::cmd_decide({input_path()});
+  (void)tlsp::cli::cmd_decide({input_path});
   std::cout.rdbuf(out);
   std::cerr.rdbuf(err);
 

@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_support.h"
 #include "tlsp/compiler.h"
 #include "tlsp/decision_table.h"
 
@@ -31,26 +32,6 @@ namespace fs = std::filesystem;
 
 // At most this many files per input: enough for includes, globs and cycles.
 constexpr size_t kMaxFiles = 4;
-
-const fs::path& work_dir() {
-  // Never destroyed: the exit handler below still needs it.
-  static const fs::path* dir = [] {
-    std::string t = (fs::temp_directory_path() / "tlsp-policy-fuzz-XXXXXX").string();
-    if (mkdtemp(t.data()) == nullptr) abort();
-    std::atexit([] {
-      std::error_code ec;
-      fs::remove_all(work_dir(), ec);
-    });
-    return new fs::path(t);
-  }();
-  return *dir;
-}
-
-void write_file(const fs::path& p, std::string_view text) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  if (!out) abort();
-}
 
 }  // namespace
 
@@ -66,13 +47,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   chunks.push_back(in.substr(start));
 
-  const fs::path& dir = work_dir();
+  const fs::path& dir = tlsp::fuzz::private_dir();
   std::error_code ec;
   fs::remove_all(dir / "tenants", ec);
   fs::create_directories(dir / "tenants");
-  write_file(dir / "policy.tlsp", chunks[0]);
+  tlsp::fuzz::write_file(dir / "policy.tlsp", chunks[0]);
   for (size_t i = 1; i < chunks.size(); ++i)
-    write_file(dir / "tenants" / ("t" + std::to_string(i) + ".tlsp"), chunks[i]);
+    tlsp::fuzz::write_file(dir / "tenants" / ("t" + std::to_string(i) + ".tlsp"), chunks[i]);
 
   tlsp::CompileOptions options;
   options.inputs = {(dir / "policy.tlsp").string()};

@@ -18,39 +18,19 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "fuzz_support.h"
 
-namespace {
-
-namespace fs = std::filesystem;
-
-const std::string& config_path() {
-  // Never destroyed: the exit handler below still needs it.
-  static const std::string* path = [] {
-    std::string t = (fs::temp_directory_path() / "tlsp-config-fuzz-XXXXXX").string();
-    if (mkdtemp(t.data()) == nullptr) abort();
-    std::atexit([] {
-      std::error_code ec;
-      fs::remove_all(fs::path(config_path()).parent_path(), ec);
-    });
-    return new std::string(t + "/relay.conf");
-  }();
-  return *path;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  {
-    std::ofstream out(config_path(), std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-  }
+  const std::string config_path = (tlsp::fuzz::private_dir() / "relay.conf").string();
+  tlsp::fuzz::write_file(config_path, std::string_view(reinterpret_cast<const char*>(data), size));
   std::ostringstream sink;
   auto* out = std::cout.rdbuf(sink.rdbuf());
   auto* err = std::cerr.rdbuf(sink.rdbuf());
   try {
     // Flags win over the file: the table cannot be opened, so nothing the
     // file names is ever read or started.
-    (void)tlsp::cli::cmd_relay({"--config", config_path(), "--check-config", "--table", "/nonexistent/fuzz.tlspdt"});
+    (void)tlsp::cli::cmd_relay({"--config", config_path, "--check-config", "--table", "/nonexistent/fuzz.tlspdt"});
   } catch (const tlsp::cli::UsageError&) {
   }
   std::cout.rdbuf(out);

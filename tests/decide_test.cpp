@@ -30,7 +30,7 @@ CommandRun decide(const std::string& input) {
   tlsp::testing_support::TempDir tmp("tlsp-decide");
   const fs::path dir = tmp.path();
   std::ofstream(dir / "in.jsonl", std::ios::binary) << input;
-#if defined(__SANITIZE_ADDRESS__)
+#if TLSP_TEST_UNDER_ASAN
   const std::string limits = "";
 #else
   const std::string limits = "ulimit -v 1048576; ";

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1284,6 +1285,44 @@ TEST_F(RelayWorld, ConfigFileGivesTheSameSettings) {
 }
 
 // ------------------------------------------------------ hardening (issue 9)
+
+// Each line of the configuration file is checked before it is used, and a
+// mistake names the file and line. `%canonical_option%` in a setting's name
+// made Boost's error message loop forever (found by relay_config_fuzz);
+// `[x]` was taken as a section; a FIFO blocked the read.
+TEST(RelayConfig, BadLinesNameTheFileAndLine) {
+  tlsp::testing_support::TempDir dir;
+  struct Case {
+    std::string text, says;
+  };
+  for (const Case& c : {Case{"listen = 127.0.0.1:0\nlisten%canonical_option%x = 1\n", ":2: expected `name = value`"},
+                        Case{"# fine\n\n[relay]\n", ":3: expected `name = value`"},
+                        Case{"hostname = a\nno-such-setting = 1\n", ":2: unknown setting `no-such-setting`"},
+                        Case{"max-recipients\n", ":1: expected `name = value`"},
+                        Case{"host\x9bname = x\n", ":1: expected `name = value`, found `host\\x9bname = x`"}}) {
+    const std::string conf = dir.path() + "/relay.conf";
+    std::ofstream(conf, std::ios::trunc) << c.text;
+    const std::string cmd = "timeout 20 '" TLSP_BINARY "' relay --config '" + conf + "' --check-config 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[512];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    const int status = pclose(p);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << c.text << ": " << out;
+    EXPECT_NE(out.find(conf + c.says), std::string::npos) << c.text << ": " << out;
+  }
+  const std::string fifo = dir.path() + "/fifo.conf";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  FILE* p = popen(("timeout 20 '" TLSP_BINARY "' relay --config '" + fifo + "' --check-config 2>&1").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << out;
+  EXPECT_NE(out.find("not a regular file"), std::string::npos) << out;
+}
 
 // A careless number in the configuration is an error naming the setting,
 // never a wrapped value: `-1` was taken as 18446744073709551615 sessions,

@@ -14,6 +14,21 @@
 #include <string_view>
 #include <system_error>
 
+// True in a sanitizer build (gcc says __SANITIZE_ADDRESS__, clang
+// __has_feature): ASan reserves terabytes of address space at start, so an
+// address-space limit (RLIMIT_AS, `ulimit -v`) on a test or on the tlsp
+// binary it runs would kill it; such tests keep their time limit only.
+#if defined(__SANITIZE_ADDRESS__)
+#define TLSP_TEST_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TLSP_TEST_UNDER_ASAN 1
+#endif
+#endif
+#ifndef TLSP_TEST_UNDER_ASAN
+#define TLSP_TEST_UNDER_ASAN 0
+#endif
+
 namespace tlsp::testing_support {
 
 // A fresh directory under /tmp, removed with everything in it.
