@@ -1,6 +1,6 @@
 // smtp_session_fuzz.cpp — libFuzzer target for the relay's SMTP server
 // side: the input is what a hostile client sends, byte for byte, over a
-// socket pair to a real session (runtime/src/relay/smtp_server.cpp) with a
+// socket pair to a real session (runtime/relay/src/smtp_server.cpp) with a
 // real table, spool and limits. Any input ends in replies and a closed
 // session: never a crash, a hang or unbounded memory.
 #include <fcntl.h>
