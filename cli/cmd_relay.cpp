@@ -13,6 +13,9 @@
 #include <cstdint>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <optional>
+#include <set>
 
 #include "cli_common.h"
 #include "commands.h"
@@ -24,52 +27,128 @@
 namespace tlsp::cli {
 namespace {
 
-std::chrono::seconds duration_option(const po::variables_map& vm, const char* name, std::chrono::seconds dflt) {
-  if (!vm.count(name)) return dflt;
-  const std::string& text = vm[name].as<std::string>();
-  auto d = parse_duration(text);
-  if (!d) throw UsageError(std::string("--") + name + ": `" + text + "` is not a duration (e.g. 30s, 5m, 2h, 5d)");
+// Where each setting came from and what is wrong with them. A mistake is
+// reported as `FILE:LINE: name: ...` when the setting came from the
+// configuration file, as `--name: ...` when it came from a flag, and every
+// mistake of one run is reported, not only the first, each with the one
+// prefix `tlsp relay: error: `.
+class Settings {
+ public:
+  static constexpr size_t kFlag = SIZE_MAX;  // the line of a mistake made by a flag: after the file's
+
+  Settings(const po::variables_map& vm, std::string path) : vm_(vm), path_(std::move(path)) {}
+
+  // The command line's settings, recorded before the file is read: flags
+  // win over the file, so a flag's value is never the file's.
+  void note_flags() {
+    for (const auto& [name, v] : vm_) flags_.insert(name);
+  }
+  void note_file_line(const std::string& name, std::string value, size_t line, bool repeatable) {
+    file_[name].push_back({std::move(value), line});
+    if (repeatable) repeatable_.insert(name);
+  }
+  bool in_file(const std::string& name) const { return file_.count(name) != 0; }
+
+  // "FILE:LINE: name" or "--name". A repeatable setting's value is looked
+  // for among the file's lines of that setting.
+  std::string origin(const std::string& name, const std::string& value = "") const {
+    return locate(name, value).first;
+  }
+
+  // Mistakes are reported in the file's order, then the flags'.
+  void error(const std::string& where, const std::string& text, size_t line = kFlag) {
+    errors_.push_back({line, where + ": " + text});
+  }
+  void error_at(const std::string& name, const std::string& value, const std::string& text) {
+    auto [where, line] = locate(name, value);
+    error(where, text, line);
+  }
+  std::vector<std::string> errors() const {
+    std::vector<std::pair<size_t, std::string>> sorted = errors_;
+    std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<std::string> out;
+    for (auto& e : sorted) out.push_back(std::move(e.second));
+    return out;
+  }
+
+  const std::string* text(const char* name) const {
+    return vm_.count(name) ? &vm_[name].as<std::string>() : nullptr;
+  }
+
+ private:
+  std::pair<std::string, size_t> locate(const std::string& name, const std::string& value) const {
+    auto it = file_.find(name);
+    const bool repeatable = repeatable_.count(name) != 0;
+    if (it != file_.end() && (!flags_.count(name) || repeatable)) {
+      for (auto v = it->second.rbegin(); v != it->second.rend(); ++v)
+        if (!repeatable || v->first == value || v->first.starts_with(value + "=") ||
+            (value.empty() && !flags_.count(name)))
+          return {display_text(path_) + ":" + std::to_string(v->second) + ": " + name, v->second};
+    }
+    return {"--" + name, kFlag};
+  }
+
+  const po::variables_map& vm_;
+  std::string path_;
+  std::set<std::string> flags_;
+  std::set<std::string> repeatable_;
+  std::map<std::string, std::vector<std::pair<std::string, size_t>>> file_;
+  std::vector<std::pair<size_t, std::string>> errors_;
+};
+
+template <class Duration>
+Duration duration_option(Settings& s, const char* name, Duration dflt) {
+  const std::string* text = s.text(name);
+  if (!text) return dflt;
+  auto d = parse_duration(*text);
+  if (!d) {
+    s.error_at(name, "", "`" + display_text(*text) + "` is not a duration (e.g. 30s, 5m, 2h, 5d)");
+    return dflt;
+  }
   return *d;
 }
 
 // Like duration_option, also taking milliseconds ("500ms"): DNS and HTTPS
 // timeouts below a second are useful on a local network and in tests.
-std::chrono::milliseconds millis_option(const po::variables_map& vm, const char* name, std::chrono::milliseconds dflt) {
-  if (!vm.count(name)) return dflt;
-  const std::string& text = vm[name].as<std::string>();
-  if (text.size() > 2 && text.compare(text.size() - 2, 2, "ms") == 0) {
-    const std::string n = text.substr(0, text.size() - 2);
+std::chrono::milliseconds millis_option(Settings& s, const char* name, std::chrono::milliseconds dflt) {
+  const std::string* text = s.text(name);
+  if (!text) return dflt;
+  if (text->size() > 2 && text->compare(text->size() - 2, 2, "ms") == 0) {
+    const std::string n = text->substr(0, text->size() - 2);
     if (n.size() <= 9 && std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
         std::stoul(n) > 0)
       return std::chrono::milliseconds(std::stoul(n));
-    throw UsageError(std::string("--") + name + ": `" + text + "` is not a duration (e.g. 500ms, 10s)");
+    s.error_at(name, "", "`" + display_text(*text) + "` is not a duration (e.g. 500ms, 10s)");
+    return dflt;
   }
-  return duration_option(vm, name, std::chrono::duration_cast<std::chrono::seconds>(dflt));
+  return duration_option<std::chrono::milliseconds>(s, name, dflt);
 }
 
 // A duration where 0 means "off".
-std::chrono::seconds duration_or_zero_option(const po::variables_map& vm, const char* name, std::chrono::seconds dflt) {
-  if (vm.count(name) && vm[name].as<std::string>() == "0") return std::chrono::seconds(0);
-  return duration_option(vm, name, dflt);
+std::chrono::seconds duration_or_zero_option(Settings& s, const char* name, std::chrono::seconds dflt) {
+  if (const std::string* text = s.text(name); text && *text == "0") return std::chrono::seconds(0);
+  return duration_option(s, name, dflt);
 }
 
 // A whole number from 0 to `max`, digits only. Boost's own conversion
 // would take `-1` for a size_t as 18446744073709551615, and a port is
 // checked against 65535 rather than wrapped into 16 bits.
-uint64_t number_option(const po::variables_map& vm, const char* name, uint64_t max) {
-  const std::string& text = vm[name].as<std::string>();
+template <class Number>
+void number_option(Settings& s, const char* name, Number& out, uint64_t max) {
+  const std::string* text = s.text(name);
+  if (!text) return;
   uint64_t n = 0;
-  bool ok = !text.empty() && text.size() <= 20;
-  for (char ch : text) {
+  bool ok = !text->empty() && text->size() <= 20;
+  for (char ch : *text) {
     if (!ok) break;
     const unsigned digit = static_cast<unsigned char>(ch) - '0';
     ok = digit <= 9 && n <= (max - digit) / 10;
     n = n * 10 + digit;
   }
   if (!ok)
-    throw UsageError(std::string("--") + name + ": `" + text + "` is not a whole number from 0 to " +
-                     std::to_string(max));
-  return n;
+    s.error_at(name, "", "`" + display_text(*text) + "` is not a whole number from 0 to " + std::to_string(max));
+  else
+    out = static_cast<Number>(n);
 }
 
 // The configuration file, checked line by line before Boost reads it: every
@@ -78,16 +157,24 @@ uint64_t number_option(const po::variables_map& vm, const char* name, uint64_t m
 // take `[x]` as a section, and its messages substitute `%...%` tokens in
 // the option name it quotes, which loops forever on a name such as
 // `%canonical_option%x` (found by relay_config_fuzz). Only a regular file
-// of at most kMaxConfigFileBytes is read.
+// of at most kMaxConfigFileBytes is read. Returns the good lines only, so
+// that the settings on them are checked too in the same run; a setting
+// that takes one value and is given twice is a mistake on the second line.
 constexpr size_t kMaxConfigFileBytes = 1 << 20;
 
-std::string read_config_file(const std::string& path, const po::options_description& opts) {
+struct ConfigFileError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string read_config_file(const std::string& path, const po::options_description& opts, Settings& s) {
   const std::string shown = "`" + display_text(path) + "`";
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   struct stat st;
   if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const int err = errno;
     if (fd >= 0) ::close(fd);
-    throw UsageError("cannot read config file " + shown + (fd >= 0 ? ": not a regular file" : ""));
+    throw ConfigFileError("cannot read config file " + shown +
+                          (fd >= 0 ? ": not a regular file" : ": " + std::string(std::strerror(err))));
   }
   std::string text;
   char buf[65536];
@@ -95,20 +182,21 @@ std::string read_config_file(const std::string& path, const po::options_descript
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 || text.size() + static_cast<size_t>(n) > kMaxConfigFileBytes) {
       ::close(fd);
-      throw UsageError("cannot read config file " + shown +
-                       (n < 0 ? ": " + std::string(std::strerror(errno))
-                              : ": larger than " + std::to_string(kMaxConfigFileBytes) + " bytes"));
+      throw ConfigFileError("cannot read config file " + shown +
+                            (n < 0 ? ": " + std::string(std::strerror(errno))
+                                   : ": larger than " + std::to_string(kMaxConfigFileBytes) + " bytes"));
     }
     text.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
+  std::string good;
   size_t line_no = 0;
   for (size_t start = 0; start < text.size(); ++line_no) {
     size_t end = text.find('\n', start);
     if (end == std::string::npos) end = text.size();
     std::string_view line = std::string_view(text).substr(start, end - start);
     start = end + 1;
-    const std::string where = display_text(path) + ":" + std::to_string(line_no + 1) + ": ";
+    const std::string where = display_text(path) + ":" + std::to_string(line_no + 1);
     if (const size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
     const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
     while (!line.empty() && blank(line.front())) line.remove_prefix(1);
@@ -120,33 +208,50 @@ std::string read_config_file(const std::string& path, const po::options_descript
     const bool word = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
       return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
     });
-    if (eq == std::string_view::npos || !word)
-      throw UsageError(where + "expected `name = value`, found `" + display_text(line) + "`");
-    if (opts.find_nothrow(std::string(name), false) == nullptr || name == "config" || name == "check-config")
-      throw UsageError(where + "unknown setting `" + display_text(name) + "`");
+    if (eq == std::string_view::npos || !word) {
+      s.error(where, "expected `name = value`, found `" + display_text(line) + "`", line_no + 1);
+      continue;
+    }
+    const std::string key(name);
+    const po::option_description* o = opts.find_nothrow(key, false);
+    if (o == nullptr || key == "config" || key == "check-config") {
+      s.error(where, "unknown setting `" + display_text(name) + "`", line_no + 1);
+      continue;
+    }
+    std::string_view value = line.substr(eq + 1);
+    while (!value.empty() && blank(value.front())) value.remove_prefix(1);
+    if (s.in_file(key) && !o->semantic()->is_composing()) {
+      s.error(where, key + ": given more than once in the file", line_no + 1);
+      continue;
+    }
+    s.note_file_line(key, std::string(value), line_no + 1, o->semantic()->is_composing());
+    good.append(line).append("\n");
   }
-  return text;
+  return good;
 }
 
-NextHop parse_next_hop(const std::string& text) {
+std::optional<NextHop> parse_next_hop(const std::string& text, Settings& s) {
+  const std::string shown = "`" + display_text(text) + "`";
   size_t eq = text.find('=');
-  if (eq == std::string::npos) throw UsageError("--next-hop: `" + text + "` is not domain=host:port");
+  std::string hp = eq == std::string::npos ? "" : text.substr(eq + 1);
+  size_t colon = hp.rfind(':');
+  if (eq == std::string::npos || colon == std::string::npos || colon + 1 == hp.size()) {
+    s.error_at("next-hop", text, shown + " is not domain=host:port");
+    return std::nullopt;
+  }
   NextHop h;
   h.domain = text.substr(0, eq);
-  for (char& c : h.domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  std::string hp = text.substr(eq + 1);
-  size_t colon = hp.rfind(':');
-  if (colon == std::string::npos || colon + 1 == hp.size())
-    throw UsageError("--next-hop: `" + text + "` is not domain=host:port");
   h.host = hp.substr(0, colon);
   if (h.host.size() > 2 && h.host.front() == '[') h.host = h.host.substr(1, h.host.size() - 2);
-  try {
-    int p = std::stoi(hp.substr(colon + 1));
-    if (p <= 0 || p > 65535) throw std::out_of_range("port");
-    h.port = static_cast<uint16_t>(p);
-  } catch (const std::exception&) {
-    throw UsageError("--next-hop: `" + text + "` has no valid port");
+  const std::string port = hp.substr(colon + 1);
+  unsigned p = 0;
+  bool ok = port.size() <= 5;
+  for (char c : port) ok = ok && c >= '0' && c <= '9' && (p = p * 10 + static_cast<unsigned>(c - '0'), true);
+  if (!ok || p == 0 || p > 65535) {
+    s.error_at("next-hop", text, shown + " has no valid port");
+    return std::nullopt;
   }
+  h.port = static_cast<uint16_t>(p);
   return h;
 }
 
@@ -211,23 +316,33 @@ int cmd_relay(const Args& args) {
                      "decision table's rules. SIGHUP reloads the table; SIGTERM shuts down cleanly.",
                      opts, nullptr, args, vm))
     return kExitOk;
-  if (vm.count("config")) {
-    const std::string path = vm["config"].as<std::string>();
-    const std::string text = read_config_file(path, opts);
+  auto report = [](const std::vector<std::string>& errors) {
+    for (const std::string& e : errors) std::cerr << "tlsp relay: error: " << e << "\n";
+    if (errors.size() > 1) std::cerr << "tlsp relay: " << errors.size() << " errors in the configuration\n";
+  };
+  const std::string path = vm.count("config") ? vm["config"].as<std::string>() : "";
+  Settings s(vm, path);
+  s.note_flags();
+  if (!path.empty()) {
+    std::string text;
+    try {
+      text = read_config_file(path, opts, s);
+    } catch (const ConfigFileError& e) {
+      report({e.what()});
+      return kExitUsage;
+    }
     std::istringstream in(text);
     try {
       po::store(po::parse_config_file(in, opts), vm);
       po::notify(vm);
     } catch (const po::error& e) {
-      throw UsageError(path + ": " + e.what());
+      s.error(display_text(path), display_text(e.what()));
     }
   }
   auto str = [&](const char* n, std::string& out) {
     if (vm.count(n)) out = vm[n].as<std::string>();
   };
-  auto size = [&](const char* n, size_t& out) {
-    if (vm.count(n)) out = number_option(vm, n, SIZE_MAX);
-  };
+  auto size = [&](const char* n, size_t& out) { number_option(s, n, out, SIZE_MAX); };
   if (vm.count("listen")) c.listen = vm["listen"].as<std::vector<std::string>>();
   str("hostname", c.hostname);
   str("tls-cert", c.tls_cert);
@@ -239,13 +354,14 @@ int cmd_relay(const Args& args) {
   str("mta-sts-cache", c.mta_sts_cache);
   str("log-file", c.log_file);
   str("retry-schedule", c.retry_schedule);
-  if (vm.count("smtp-port")) c.smtp_port = static_cast<uint16_t>(number_option(vm, "smtp-port", 65535));
-  if (vm.count("mta-sts-port")) c.mta_sts_port = static_cast<uint16_t>(number_option(vm, "mta-sts-port", 65535));
-  if (vm.count("delivery-workers")) c.delivery_workers = number_option(vm, "delivery-workers", 1024);
+  number_option(s, "smtp-port", c.smtp_port, 65535);
+  number_option(s, "mta-sts-port", c.mta_sts_port, 65535);
+  number_option(s, "delivery-workers", c.delivery_workers, 1024);
   if (vm.count("submit-network")) c.submit_networks = vm["submit-network"].as<std::vector<std::string>>();
   if (vm.count("next-hop"))
-    for (const std::string& h : vm["next-hop"].as<std::vector<std::string>>()) c.next_hops.push_back(parse_next_hop(h));
-  c.queue_lifetime = duration_option(vm, "queue-lifetime", c.queue_lifetime);
+    for (const std::string& h : vm["next-hop"].as<std::vector<std::string>>())
+      if (auto hop = parse_next_hop(h, s)) c.next_hops.push_back(*hop);
+  c.queue_lifetime = duration_option(s, "queue-lifetime", c.queue_lifetime);
   RelayLimits& l = c.limits;
   size("max-connections", l.max_connections);
   size("max-connections-per-client", l.max_connections_per_client);
@@ -255,48 +371,57 @@ int cmd_relay(const Args& args) {
   size("max-errors", l.max_errors);
   size("max-recipients", l.max_recipients);
   size("max-message-size", l.max_message_size);
-  l.idle_timeout = duration_option(vm, "idle-timeout", d.idle_timeout);
-  l.session_timeout = duration_option(vm, "session-timeout", d.session_timeout);
-  l.data_phase_timeout = duration_option(vm, "data-phase-timeout", d.data_phase_timeout);
+  l.idle_timeout = duration_option(s, "idle-timeout", d.idle_timeout);
+  l.session_timeout = duration_option(s, "session-timeout", d.session_timeout);
+  l.data_phase_timeout = duration_option(s, "data-phase-timeout", d.data_phase_timeout);
   size("stress-threshold", l.stress_threshold_percent);
-  l.stress_idle_timeout = duration_option(vm, "stress-idle-timeout", d.stress_idle_timeout);
+  l.stress_idle_timeout = duration_option(s, "stress-idle-timeout", d.stress_idle_timeout);
   size("stress-max-errors", l.stress_max_errors);
-  l.admission_wait = duration_or_zero_option(vm, "admission-wait", d.admission_wait);
-  l.evict_stalled_after = duration_or_zero_option(vm, "evict-stalled-after", d.evict_stalled_after);
+  l.admission_wait = duration_or_zero_option(s, "admission-wait", d.admission_wait);
+  l.evict_stalled_after = duration_or_zero_option(s, "evict-stalled-after", d.evict_stalled_after);
   size("max-connection-rate-per-client", l.max_connection_rate_per_client);
-  l.connection_rate_time_unit = duration_option(vm, "connection-rate-time-unit", d.connection_rate_time_unit);
-  l.connect_timeout = duration_option(vm, "connect-timeout", d.connect_timeout);
-  l.command_timeout = duration_option(vm, "command-timeout", d.command_timeout);
-  l.data_timeout = duration_option(vm, "data-timeout", d.data_timeout);
-  l.dns_timeout = millis_option(vm, "dns-timeout", d.dns_timeout);
-  l.sts_fetch_timeout = millis_option(vm, "sts-fetch-timeout", d.sts_fetch_timeout);
-  l.shutdown_grace = duration_option(vm, "shutdown-grace", d.shutdown_grace);
-  if (vm.count("connection-cache-time")) {
-    const std::string& t = vm["connection-cache-time"].as<std::string>();
-    if (t == "0")
-      l.connection_cache_time = std::chrono::seconds(0);
-    else
-      l.connection_cache_time = duration_option(vm, "connection-cache-time", d.connection_cache_time);
-  }
+  l.connection_rate_time_unit = duration_option(s, "connection-rate-time-unit", d.connection_rate_time_unit);
+  l.connect_timeout = duration_option(s, "connect-timeout", d.connect_timeout);
+  l.command_timeout = duration_option(s, "command-timeout", d.command_timeout);
+  l.data_timeout = duration_option(s, "data-timeout", d.data_timeout);
+  l.dns_timeout = millis_option(s, "dns-timeout", d.dns_timeout);
+  l.sts_fetch_timeout = millis_option(s, "sts-fetch-timeout", d.sts_fetch_timeout);
+  l.shutdown_grace = duration_option(s, "shutdown-grace", d.shutdown_grace);
+  l.connection_cache_time = duration_or_zero_option(s, "connection-cache-time", d.connection_cache_time);
   size("connection-reuse-limit", l.connection_reuse_limit);
-  c.table_check_interval = duration_option(vm, "table-check-interval", std::chrono::seconds(2));
-  try {
-    validate_relay_config(c);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
+  c.table_check_interval = duration_option<std::chrono::milliseconds>(s, "table-check-interval", c.table_check_interval);
+  for (const ConfigProblem& p : relay_config_problems(c)) s.error_at(p.setting, p.value, p.text);
+  std::vector<std::string> errors = s.errors();
+  // --check-config also opens the table and the key pair, and says what is
+  // wrong with them in the same run.
   if (vm.count("check-config")) {
-    try {
-      DecisionTable t = DecisionTable::open(c.table);
-      if (!c.tls_cert.empty()) make_server_context(c.tls_cert, c.tls_key);
-      std::cout << "relay configuration ok: table `" << c.table << "` (" << t.policy_name() << " "
-                << t.policy_version() << ", " << t.domain_count() << " domains), " << c.listen.size()
-                << " listen address(es), " << c.next_hops.size() << " next hop(s)\n";
-    } catch (const std::exception& e) {
-      std::cerr << "tlsp relay: error: " << e.what() << "\n";
-      return kExitErrors;
+    std::optional<DecisionTable> t;
+    if (!c.table.empty()) {
+      try {
+        t.emplace(DecisionTable::open(c.table));
+      } catch (const std::exception& e) {
+        errors.push_back(s.origin("table") + ": " + e.what());  // after the settings' own mistakes
+      }
     }
+    if (!c.tls_cert.empty() && !c.tls_key.empty()) {
+      try {
+        make_server_context(c.tls_cert, c.tls_key);
+      } catch (const std::exception& e) {
+        errors.push_back(s.origin("tls-cert") + ": " + e.what());
+      }
+    }
+    if (!errors.empty()) {
+      report(errors);
+      return kExitUsage;
+    }
+    std::cout << "relay configuration ok: table `" << c.table << "` (" << t->policy_name() << " "
+              << t->policy_version() << ", " << t->domain_count() << " domains), " << c.listen.size()
+              << " listen address(es), " << c.next_hops.size() << " next hop(s)\n";
     return kExitOk;
+  }
+  if (!errors.empty()) {
+    report(errors);
+    return kExitUsage;
   }
   block_relay_signals();
   std::unique_ptr<Relay> relay;

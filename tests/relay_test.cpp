@@ -1342,9 +1342,58 @@ TEST(RelayConfig, NumbersOutOfRangeAreRefused) {
     const int status = pclose(p);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << line << ": " << out;
     const std::string name = line.substr(0, line.find(' '));
-    EXPECT_NE(out.find("--" + name + ": `"), std::string::npos) << line << ": " << out;
+    EXPECT_NE(out.find("tlsp relay: error: " + conf + ":1: " + name + ": `"), std::string::npos) << line << ": " << out;
     EXPECT_NE(out.find("is not a whole number"), std::string::npos) << line << ": " << out;
   }
+}
+
+namespace {
+// `tlsp relay ARGS --check-config`: its exit status and what it printed.
+std::pair<int, std::string> check_config(const std::string& args) {
+  const std::string cmd = "timeout 20 '" TLSP_BINARY "' relay " + args + " --check-config 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return {-1, "popen failed"};
+  std::string out;
+  char buf[512];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+}  // namespace
+
+// Every mistake of a configuration is reported in one run, each where it
+// was made (FILE:LINE for the file, --name for a flag), with one prefix:
+// an operator fixes them all at once instead of one per attempt.
+TEST(RelayConfig, EveryMistakeIsReportedInOneRun) {
+  tlsp::testing_support::TempDir dir;
+  const std::string conf = dir.path() + "/relay.conf";
+  std::ofstream(conf) << "# relay\n"
+                      << "listen = 127.0.0.1:0\n"
+                      << "listen = nonsense\n"            // 3: not address:port
+                      << "max-line-length = 100\n"        // 4: below 512
+                      << "[relay]\n"                      // 5: not name = value
+                      << "idle-timeout = soon\n"          // 6: not a duration
+                      << "no-such = 1\n"                  // 7: unknown
+                      << "hostname = a\nhostname = b\n"   // 9: twice
+                      << "next-hop = acme.example\n"      // 10: no host:port
+                      << "max-recipients = 0\n"           // 11: overridden by the flag below
+                      << "spool = " << dir.path() << "/spool\n";
+  auto [rc, out] = check_config("--config '" + conf + "' --table '" + dir.path() +
+                                "/missing.tlspdt' --max-recipients 0 --session-timeout 1x");
+  EXPECT_EQ(rc, 2) << out;
+  for (const std::string& says :
+       {conf + ":3: listen: `nonsense` is not address:port", conf + ":4: max-line-length: must be at least 512",
+        conf + ":5: expected `name = value`, found `[relay]`", conf + ":6: idle-timeout: `soon` is not a duration",
+        conf + ":7: unknown setting `no-such`", conf + ":9: hostname: given more than once",
+        conf + ":10: next-hop: `acme.example` is not domain=host:port", std::string("--max-recipients: must be at least 1"),
+        std::string("--session-timeout: `1x` is not a duration"), std::string("--table: decision table `")})
+    EXPECT_NE(out.find("tlsp relay: error: " + says), std::string::npos) << says << "\n" << out;
+  EXPECT_NE(out.find("tlsp relay: 10 errors in the configuration"), std::string::npos) << out;
+  // every line but the count carries the one prefix
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);)
+    EXPECT_TRUE(line.starts_with("tlsp relay: error: ") || line == "tlsp relay: 10 errors in the configuration")
+        << line;
 }
 
 // A raw client for the byte-level cases: what a reply-reading SMTP client

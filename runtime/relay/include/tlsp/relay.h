@@ -108,7 +108,22 @@ struct RelayConfig {
   RelayLimits limits;
 };
 
-// Throws std::invalid_argument with a one-line message naming the setting.
+// One thing wrong with a configuration: the setting (its flag name without
+// `--`), the value at fault when the setting takes several (a `listen`
+// address, a `next-hop`), and what is wrong, e.g. "`x` is not
+// address:port". The caller says where the setting came from.
+struct ConfigProblem {
+  std::string setting;
+  std::string value;
+  std::string text;
+};
+
+// Every problem of the configuration, in the order of the settings; empty
+// when it is fine.
+std::vector<ConfigProblem> relay_config_problems(const RelayConfig& config);
+
+// Throws std::invalid_argument listing every problem ("setting: text", one
+// per line) when there is any.
 void validate_relay_config(const RelayConfig& config);
 
 class Relay {
