@@ -8,7 +8,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -18,22 +17,23 @@
 #include <string>
 #include <thread>
 
-#include "relay_internal.h"
 #include "tlsp/decision_table.h"
+#include "tlsp/smtp_server.h"
 
 namespace {
 
 using namespace tlsp;
 
-relay::RelayContext* make_context() {
-  auto* ctx = new relay::RelayContext();
-  ctx->hostname = "fuzz.test";
-  ctx->config.next_hops.push_back({"acme.example", "127.0.0.1", 2525});
-  ctx->config.limits.max_recipients = 5;
-  ctx->config.limits.max_message_size = 4096;
-  ctx->config.limits.max_commands = 200;
-  ctx->config.limits.idle_timeout = std::chrono::seconds(2);
-  ctx->log = std::make_unique<relay::RelayLog>("/dev/null");
+// The relay's own sessions through their public seam (tlsp/smtp_server.h).
+SmtpServer* make_server() {
+  RelayConfig config;
+  config.hostname = "fuzz.test";
+  config.log_file = "/dev/null";
+  config.next_hops.push_back({"acme.example", "127.0.0.1", 2525});
+  config.limits.max_recipients = 5;
+  config.limits.max_message_size = 4096;
+  config.limits.max_commands = 200;
+  config.limits.idle_timeout = std::chrono::seconds(2);
   TableContent t;
   t.policy_name = "fuzz";
   t.policy_version = "1";
@@ -45,30 +45,22 @@ relay::RelayContext* make_context() {
   mandatory.rule.level = Level::mandatory;
   d.dir(Direction::inbound).peers.push_back(mandatory);
   t.domains.push_back(d);
-  ctx->table.set(std::make_shared<const DecisionTable>(DecisionTable::from_bytes(encode_table(t))));
   // On tmpfs: fsync there is free, so a stall is the session's, not the disk's.
   char dir[] = "/dev/shm/tlsp-smtp-fuzz-XXXXXX";
   if (!mkdtemp(dir)) std::abort();
   static std::string spool_dir = dir;
   std::atexit([] { std::filesystem::remove_all(spool_dir); });
-  ctx->spool = std::make_unique<Spool>(dir);
-  ctx->enqueue = [](std::vector<QueueEntry>) {};
-  return ctx;
+  config.spool_dir = dir;
+  return new SmtpServer(config, std::make_shared<const DecisionTable>(DecisionTable::from_bytes(encode_table(t))));
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static relay::RelayContext* ctx = make_context();
-  static std::atomic<bool> stopping{false};
+  static SmtpServer* server = make_server();
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) std::abort();
-  std::thread session([fd = fds[0]] {
-    Stream stream(fd);
-    relay::SessionSlot slot;
-    slot.fd = fd;
-    relay::serve_smtp_session(*ctx, stream, stopping, slot);
-  });
+  std::thread session([fd = fds[0]] { server->serve(fd); });
   // Send the input while draining the replies, then half-close: the
   // session must end on its own (end of input or a limit).
   fcntl(fds[1], F_SETFL, O_NONBLOCK);
