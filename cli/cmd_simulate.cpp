@@ -182,7 +182,7 @@ std::string explain_failure(const DecisionTable& t, const sim::Scenario& s, cons
       if (rule.level_from == i) used.push_back("level");
       if (rule.min_tls_from == i) used.push_back("min_tls");
       out << (used.empty() ? "" : used.size() == 2 ? "  <- level, min_tls" : "  <- " + used[0]);
-      if (i == 1 && d.match != MatchKind::exact && d.match != MatchKind::wildcard)
+      if (i == 1 && !sender_rule_counts(d.match))
         out << "  (no sender-domain rule matched: not used)";
     }
     out << "\n";

@@ -5,7 +5,9 @@
 // configured floor), and hand-written cases pinning each rule of SPEC §4–5.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <string>
 #include <random>
 
 #include "tlsp/engine.h"
@@ -471,6 +473,56 @@ TEST(EngineRules, Inbound) {
                  Channel::none, Level::opportunistic, TlsVersion::none, Reason::tls_version_too_low);
   expect_outcome(decide(Direction::inbound, {Level::mandatory, MinTls::any}, f), OutcomeKind::deliver,
                  Channel::encrypted, Level::mandatory, TlsVersion::tls1_1, Reason::ok);
+}
+
+// ------------------------------------------- the inbound rule (SPEC §5)
+
+constexpr MatchKind kMatches[] = {MatchKind::exact, MatchKind::wildcard, MatchKind::cidr, MatchKind::default_peer,
+                                  MatchKind::default_domain};
+
+Decision decision(Level l, MinTls m, MatchKind k) {
+  Decision d;
+  d.level = l;
+  d.min_tls = m;
+  d.match = k;
+  return d;
+}
+
+// Every pair of rules, every way each lookup can have matched: the sender's
+// rule counts only when a domain selector matched it, each part is the
+// stricter one, a tie keeps the client address's part, and the result is
+// never looser than the address rule.
+TEST(InboundRuleCombination, EveryPairOfRulesAndEveryMatch) {
+  for (MatchKind am : kMatches)
+    for (MatchKind sm : kMatches)
+      for (Level al : kLevels)
+        for (Level sl : kLevels)
+          for (MinTls amin : kMins)
+            for (MinTls smin : kMins) {
+              const CombinedInboundRule c =
+                  combine_inbound_rules(decision(al, amin, am), decision(sl, smin, sm));
+              const bool counts = sm == MatchKind::exact || sm == MatchKind::wildcard;
+              SCOPED_TRACE(std::string(to_string(am)) + "/" + std::string(to_string(sm)) + " " +
+                           std::string(to_string(al)) + "/" + std::string(to_string(sl)) + " " +
+                           std::string(to_string(amin)) + "/" + std::string(to_string(smin)));
+              EXPECT_EQ(sender_rule_counts(sm), counts);
+              EXPECT_EQ(c.rule.level, counts ? std::max(al, sl) : al);
+              EXPECT_EQ(c.rule.min_tls, counts ? std::max(amin, smin) : amin);
+              EXPECT_EQ(c.level_from, counts && sl > al ? InboundLookup::sender_domain : InboundLookup::client_address);
+              EXPECT_EQ(c.min_tls_from,
+                        counts && smin > amin ? InboundLookup::sender_domain : InboundLookup::client_address);
+              EXPECT_GE(c.rule.level, al);
+              EXPECT_GE(c.rule.min_tls, amin);
+            }
+}
+
+TEST(InboundRuleCombination, TwoMatchedRulesGiveTheSameRuleEitherWayRound) {
+  const Decision a = decision(Level::opportunistic, MinTls::tls1_3, MatchKind::exact);
+  const Decision b = decision(Level::mandatory, MinTls::any, MatchKind::wildcard);
+  EXPECT_EQ(combine_inbound_rules(a, b).rule.level, Level::mandatory);
+  EXPECT_EQ(combine_inbound_rules(a, b).rule.min_tls, MinTls::tls1_3);
+  EXPECT_EQ(combine_inbound_rules(b, a).rule.level, Level::mandatory);
+  EXPECT_EQ(combine_inbound_rules(b, a).rule.min_tls, MinTls::tls1_3);
 }
 
 TEST(EngineNames, RoundTrip) {

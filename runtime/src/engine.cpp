@@ -227,6 +227,21 @@ Outcome inbound(RuleInput rule, const PeerFacts& f) {
 
 }  // namespace
 
+CombinedInboundRule combine_inbound_rules(const Decision& by_client_address, const Decision& by_sender_domain) {
+  CombinedInboundRule r;
+  r.rule = {by_client_address.level, by_client_address.min_tls};
+  if (!sender_rule_counts(by_sender_domain.match)) return r;
+  if (by_sender_domain.level > r.rule.level) {
+    r.rule.level = by_sender_domain.level;
+    r.level_from = InboundLookup::sender_domain;
+  }
+  if (by_sender_domain.min_tls > r.rule.min_tls) {
+    r.rule.min_tls = by_sender_domain.min_tls;
+    r.min_tls_from = InboundLookup::sender_domain;
+  }
+  return r;
+}
+
 Outcome decide(Direction direction, RuleInput rule, const PeerFacts& f) {
   if (direction == Direction::inbound) return inbound(rule, f);
 

@@ -109,22 +109,14 @@ RuleLookup lookup(const DecisionTable& table, Direction d, std::string managed, 
 
 }  // namespace
 
-AppliedRule stricter_of(const RuleLookup& a, const RuleLookup& b) {
-  AppliedRule r;
-  r.lookups = {a, b};
-  r.level_from = b.decision.level > a.decision.level ? 1 : 0;
-  r.min_tls_from = b.decision.min_tls > a.decision.min_tls ? 1 : 0;
-  r.rule.level = r.lookups[r.level_from].decision.level;
-  r.rule.min_tls = r.lookups[r.min_tls_from].decision.min_tls;
-  return r;
-}
-
 AppliedRule inbound_rule(const RuleLookup& by_address, const RuleLookup& by_sender) {
-  const MatchKind m = by_sender.decision.match;
-  if (m == MatchKind::exact || m == MatchKind::wildcard || m == MatchKind::cidr) return stricter_of(by_address, by_sender);
+  const CombinedInboundRule c = combine_inbound_rules(by_address.decision, by_sender.decision);
   AppliedRule r;
   r.lookups = {by_address, by_sender};
-  r.rule = {by_address.decision.level, by_address.decision.min_tls};
+  r.rule = c.rule;
+  // The lookups are in InboundLookup's order.
+  r.level_from = static_cast<size_t>(c.level_from);
+  r.min_tls_from = static_cast<size_t>(c.min_tls_from);
   return r;
 }
 

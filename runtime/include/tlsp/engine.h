@@ -16,12 +16,18 @@
 // one rule from here: an outcome with `last_resort` set (the plaintext retry
 // of an opportunistic host whose TLS handshake failed) may be used only
 // when no other host delivers.
+//
+// One decision callers would otherwise make around decide() lives here too,
+// so the relay and the simulator cannot differ on it: which inbound rule
+// applies when the client's address and the sender's domain both have one
+// (combine_inbound_rules(), SPEC §5).
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string_view>
 
+#include "tlsp/decision_table.h"
 #include "tlsp/policy_model.h"
 
 namespace tlsp {
@@ -131,6 +137,29 @@ struct RuleInput {
 };
 
 Outcome decide(Direction direction, RuleInput rule, const PeerFacts& facts);
+
+// SPEC §5, the inbound rule. An inbound session is looked up twice in the
+// table: with the client's address and with the sender's envelope domain.
+// The address rule always counts (its list's default peer included). The
+// envelope domain is only the client's claim, so its rule counts only when
+// a domain selector (exact or wildcard) matched it, and then only to
+// tighten: each part is the stricter of the two (higher level, higher
+// minimum), a tie keeping the address rule's part. A sender that matches
+// nothing adds nothing, and neither does an address literal in MAIL FROM
+// (`c@[192.0.2.7]`) that falls in a CIDR selector: CIDR selectors name the
+// connecting client (SPEC §2), which the envelope cannot claim to be. So a
+// forged MAIL FROM can tighten, never loosen, and an address exception can
+// loosen the default peer.
+enum class InboundLookup : uint8_t { client_address = 0, sender_domain = 1 };
+struct CombinedInboundRule {
+  RuleInput rule;
+  InboundLookup level_from = InboundLookup::client_address;
+  InboundLookup min_tls_from = InboundLookup::client_address;
+  friend bool operator==(const CombinedInboundRule&, const CombinedInboundRule&) = default;
+};
+// Whether a sender-domain lookup that matched this way has a rule that counts.
+constexpr bool sender_rule_counts(MatchKind m) { return m == MatchKind::exact || m == MatchKind::wildcard; }
+CombinedInboundRule combine_inbound_rules(const Decision& by_client_address, const Decision& by_sender_domain);
 
 std::string_view to_string(TlsVersion v);
 std::string_view to_string(CertStatus c);
