@@ -142,7 +142,7 @@ std::string describe_facts(const PeerFacts& f, Direction d) {
   }
   if (f.sts.cached) s += ", cached " + std::string(to_string(*f.sts.cached));
   // Whether the host is listed means something only when a policy is in force.
-  if ((f.sts.txt && f.sts.fetch == StsFetch::ok) || f.sts.cached)
+  if (sts_policy_in_force(f.sts) != StsPolicySource::none)
     s += f.sts.mx_match ? ", host listed" : ", host not listed";
   return s;
 }

@@ -525,6 +525,40 @@ TEST(InboundRuleCombination, TwoMatchedRulesGiveTheSameRuleEitherWayRound) {
   EXPECT_EQ(combine_inbound_rules(b, a).rule.min_tls, MinTls::tls1_3);
 }
 
+// ------------------------------------- the MTA-STS policy in force (SPEC §4)
+
+TEST(StsPolicyInForce, FreshWhenFetchedElseTheCacheElseNone) {
+  for (bool txt : {false, true})
+    for (StsFetch fetch : kFetch)
+      for (bool cached : {false, true}) {
+        const StsPolicySource want = txt && fetch == StsFetch::ok ? StsPolicySource::fresh
+                                     : cached                     ? StsPolicySource::cached
+                                                                  : StsPolicySource::none;
+        EXPECT_EQ(sts_policy_in_force(txt, fetch, cached), want) << txt << " " << to_string(fetch) << " " << cached;
+        MtaStsFacts f;
+        f.txt = txt;
+        f.fetch = fetch;
+        if (cached) f.cached = StsMode::enforce;
+        EXPECT_EQ(sts_policy_in_force(f), want);
+      }
+}
+
+// decide() takes the mode from the policy sts_policy_in_force() names.
+TEST(StsPolicyInForce, DecideUsesTheModeOfThePolicyInForce) {
+  PeerFacts f;
+  f.starttls = true;
+  f.peer_tls = version_bit(TlsVersion::tls1_3);
+  f.cert = CertStatus::self_signed;  // fails MTA-STS validation
+  f.sts = {true, StsFetch::ok, StsMode::testing, true, StsMode::enforce};
+  EXPECT_EQ(decide(Direction::outbound, {Level::mta_sts, MinTls::any}, f).kind, OutcomeKind::downgrade)
+      << "the fresh testing policy, not the cached enforce one";
+  f.sts.fetch = StsFetch::timeout;
+  EXPECT_EQ(decide(Direction::outbound, {Level::mta_sts, MinTls::any}, f).kind, OutcomeKind::refuse)
+      << "the cached enforce policy";
+  f.sts.cached.reset();
+  EXPECT_EQ(decide(Direction::outbound, {Level::mta_sts, MinTls::any}, f).reason, Reason::sts_policy_fetch_error);
+}
+
 TEST(EngineNames, RoundTrip) {
   for (int r = 0; r < kReasonCount; ++r) {
     auto reason = static_cast<Reason>(r);

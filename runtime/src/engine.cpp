@@ -184,17 +184,17 @@ Outcome mta_sts(const PeerFacts& f, TlsVersion floor) {
     default: break;
   }
 
-  // The policy in force: a fresh fetch, else the unexpired cached policy.
   std::optional<StsMode> mode;
   Reason no_policy = Reason::sts_no_policy;
-  if (f.sts.txt && f.sts.fetch == StsFetch::ok) {
-    mode = f.sts.mode;
-  } else if (f.sts.cached) {
-    mode = f.sts.cached;
-  } else if (f.sts.txt) {
-    no_policy = f.sts.fetch == StsFetch::invalid    ? Reason::sts_policy_invalid
-                : f.sts.fetch == StsFetch::bad_cert ? Reason::sts_webpki_invalid
-                                                    : Reason::sts_policy_fetch_error;
+  switch (sts_policy_in_force(f.sts)) {
+    case StsPolicySource::fresh: mode = f.sts.mode; break;
+    case StsPolicySource::cached: mode = f.sts.cached; break;
+    case StsPolicySource::none:
+      if (f.sts.txt)
+        no_policy = f.sts.fetch == StsFetch::invalid    ? Reason::sts_policy_invalid
+                    : f.sts.fetch == StsFetch::bad_cert ? Reason::sts_webpki_invalid
+                                                        : Reason::sts_policy_fetch_error;
+      break;
   }
   if (!mode) return opportunistic(f, floor, Level::mta_sts, no_policy);
   if (*mode == StsMode::none) return opportunistic(f, floor, Level::mta_sts, Reason::sts_mode_none);
@@ -226,6 +226,11 @@ Outcome inbound(RuleInput rule, const PeerFacts& f) {
 }
 
 }  // namespace
+
+StsPolicySource sts_policy_in_force(bool txt, StsFetch fetch, bool have_cached) {
+  if (txt && fetch == StsFetch::ok) return StsPolicySource::fresh;
+  return have_cached ? StsPolicySource::cached : StsPolicySource::none;
+}
 
 CombinedInboundRule combine_inbound_rules(const Decision& by_client_address, const Decision& by_sender_domain) {
   CombinedInboundRule r;

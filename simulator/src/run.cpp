@@ -55,13 +55,16 @@ StsDiscovery discover_sts(const MtaStsScript& sts, std::vector<std::string>* not
     d.facts.fetch = *sts.fetch;  // never fetched; kept for the report only
   }
   d.facts.cached = sts.cached;
-  // The policy in force is the fresh one when it was fetched, else the
-  // cached one (the same choice the engine makes from these facts).
-  if (d.facts.txt && d.facts.fetch == StsFetch::ok) {
-    d.patterns = served->mx;
-  } else if (sts.cached) {
-    if (sts.cached_mx) d.patterns = *sts.cached_mx;
-    else if (served) d.patterns = served->mx;
+  // The patterns of the policy in force (the engine's choice).
+  switch (sts_policy_in_force(d.facts)) {
+    case StsPolicySource::fresh:
+      if (served) d.patterns = served->mx;
+      break;
+    case StsPolicySource::cached:
+      if (sts.cached_mx) d.patterns = *sts.cached_mx;
+      else if (served) d.patterns = served->mx;
+      break;
+    case StsPolicySource::none: break;
   }
   return d;
 }

@@ -17,10 +17,11 @@
 // of an opportunistic host whose TLS handshake failed) may be used only
 // when no other host delivers.
 //
-// One decision callers would otherwise make around decide() lives here too,
-// so the relay and the simulator cannot differ on it: which inbound rule
+// Two decisions callers would otherwise make around decide() live here too,
+// so the relay and the simulator cannot differ on them: which inbound rule
 // applies when the client's address and the sender's domain both have one
-// (combine_inbound_rules(), SPEC §5).
+// (combine_inbound_rules(), SPEC §5), and which MTA-STS policy is in force
+// (sts_policy_in_force(), SPEC §4).
 #pragma once
 
 #include <cstdint>
@@ -75,6 +76,18 @@ struct MtaStsFacts {
   bool mx_match = false;              // this MX host matches the policy in force
   std::optional<StsMode> cached;      // an unexpired cached policy's mode
 };
+
+// SPEC §4: the policy in force is the fresh one when the TXT record is
+// there and the fetch succeeded, else the unexpired cached one, else none.
+// (A TXT id naming the cached policy counts as a successful fetch: the
+// cached policy is then the fresh one.) Whoever turns a discovery into
+// facts (the relay, the simulator) picks the MX patterns of the policy
+// this names, and decide() takes the mode from it.
+enum class StsPolicySource : uint8_t { fresh, cached, none };
+StsPolicySource sts_policy_in_force(bool txt, StsFetch fetch, bool have_cached);
+inline StsPolicySource sts_policy_in_force(const MtaStsFacts& f) {
+  return sts_policy_in_force(f.txt, f.fetch, f.cached.has_value());
+}
 
 struct PeerFacts {
   // The peer offers STARTTLS (outbound), or the client used it (inbound).
