@@ -30,6 +30,8 @@ constexpr StsMode kModes[] = {StsMode::enforce, StsMode::testing, StsMode::none}
 
 constexpr TlsaKindSet kUsable = tlsa_bit(TlsaKind::dane_ee_match) | tlsa_bit(TlsaKind::dane_ee_mismatch) |
                                 tlsa_bit(TlsaKind::dane_ta_match) | tlsa_bit(TlsaKind::dane_ta_mismatch);
+// The test's own reading of RFC 7672 §3.1, held against the engine's one mask.
+static_assert(kUsable == kUsableTlsaKinds);
 
 TlsVersion highest(TlsVersionSet s) {
   for (int v = 4; v >= 1; --v)

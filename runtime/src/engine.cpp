@@ -79,9 +79,6 @@ Outcome mandatory(const PeerFacts& f, TlsVersion floor, Level configured, Reason
   return refuse(Level::mandatory, Reason::tls_handshake_failure);
 }
 
-constexpr TlsaKindSet kUsableTlsa = tlsa_bit(TlsaKind::dane_ee_match) | tlsa_bit(TlsaKind::dane_ee_mismatch) |
-                                    tlsa_bit(TlsaKind::dane_ta_match) | tlsa_bit(TlsaKind::dane_ta_mismatch);
-
 // DANE authentication against secure, usable TLSA records (RFC 7672): TLS
 // is required and there is no fallback of any kind.
 Outcome authenticate_dane(const PeerFacts& f, TlsVersion floor, Level applied) {
@@ -119,7 +116,7 @@ TlsaState tlsa_state(const PeerFacts& f) {
     case DnsStatus::nxdomain: return TlsaState::none_secure;
     case DnsStatus::secure:
       if (f.tlsa == 0) return TlsaState::none_secure;
-      return (f.tlsa & kUsableTlsa) ? TlsaState::usable : TlsaState::all_unusable;
+      return (f.tlsa & kUsableTlsaKinds) ? TlsaState::usable : TlsaState::all_unusable;
   }
   return TlsaState::failed;
 }

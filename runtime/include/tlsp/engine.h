@@ -66,6 +66,13 @@ inline constexpr int kTlsaKindCount = 9;
 using TlsaKindSet = uint16_t;
 constexpr TlsaKindSet tlsa_bit(TlsaKind k) { return static_cast<TlsaKindSet>(1u << static_cast<int>(k)); }
 
+// The kinds that are usable for SMTP DANE (RFC 7672 §3.1: usage 2 or 3, a
+// supported selector and matching type), matched or not; every other kind
+// is unusable. The one definition: decide() and the relay's pre-handshake
+// view of the records both use it.
+inline constexpr TlsaKindSet kUsableTlsaKinds = tlsa_bit(TlsaKind::dane_ee_match) | tlsa_bit(TlsaKind::dane_ee_mismatch) |
+                                                tlsa_bit(TlsaKind::dane_ta_match) | tlsa_bit(TlsaKind::dane_ta_mismatch);
+
 enum class StsFetch : uint8_t { ok, http_error, bad_cert, timeout, invalid };
 enum class StsMode : uint8_t { enforce, testing, none };
 
