@@ -36,6 +36,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "outcome_json.h"
 #include "tlsp/sim/live.h"
 #include "tlsp/simulator.h"
 
@@ -201,17 +202,6 @@ std::string explain_failure(const DecisionTable& t, const sim::Scenario& s, cons
 }
 
 // ------------------------------------------------------------- machine output
-
-ordered_json outcome_json(const Outcome& o) {
-  ordered_json j;
-  j["outcome"] = to_string(o.kind);
-  j["channel"] = to_string(o.channel);
-  j["applied"] = to_string(o.applied);
-  j["tls"] = to_string(o.tls);
-  j["reason"] = to_string(o.reason);
-  j["last_resort"] = o.last_resort;
-  return j;
-}
 
 ordered_json live_json(const Entry& e);  // live mode, below
 
