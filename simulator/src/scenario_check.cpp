@@ -39,7 +39,7 @@ const std::vector<std::string_view> kFetchFailures = {"http-error", "bad-cert", 
 const std::vector<std::string_view> kModes = {"enforce", "testing", "none"};
 const std::vector<std::string_view> kOutcomes = {"deliver", "downgrade", "refuse"};
 const std::vector<std::string_view> kChannels = {"plaintext", "encrypted", "authenticated", "none"};
-const std::vector<std::string_view> kLevels = {"opportunistic", "mandatory", "dane", "dane-only", "mta-sts"};
+const std::vector<std::string_view> kLevels(kLevelNames.begin(), kLevelNames.end());
 
 std::string list_words(const std::vector<std::string_view>& words) {
   std::string out;
