@@ -24,6 +24,7 @@
 // (sts_policy_in_force(), SPEC §4).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -180,6 +181,19 @@ struct CombinedInboundRule {
 // Whether a sender-domain lookup that matched this way has a rule that counts.
 constexpr bool sender_rule_counts(MatchKind m) { return m == MatchKind::exact || m == MatchKind::wildcard; }
 CombinedInboundRule combine_inbound_rules(const Decision& by_client_address, const Decision& by_sender_domain);
+
+// The spellings of the enums above, in their order: the only place they
+// are written (to_string and parse_* below, and the scenario checker's help
+// texts, read them here).
+inline constexpr std::array<std::string_view, 5> kTlsVersionNames = {"none", "tls1.0", "tls1.1", "tls1.2", "tls1.3"};
+inline constexpr std::array<std::string_view, 5> kCertStatusNames = {"valid", "expired", "wrong-name", "self-signed",
+                                                                     "untrusted"};
+inline constexpr std::array<std::string_view, 6> kDnsStatusNames = {"secure",   "insecure", "bogus",
+                                                                    "servfail", "timeout",  "nxdomain"};
+inline constexpr std::array<std::string_view, 5> kStsFetchNames = {"ok", "http-error", "bad-cert", "timeout", "invalid"};
+inline constexpr std::array<std::string_view, 3> kStsModeNames = {"enforce", "testing", "none"};
+inline constexpr std::array<std::string_view, 3> kOutcomeNames = {"deliver", "downgrade", "refuse"};
+inline constexpr std::array<std::string_view, 4> kChannelNames = {"plaintext", "encrypted", "authenticated", "none"};
 
 std::string_view to_string(TlsVersion v);
 std::string_view to_string(CertStatus c);
