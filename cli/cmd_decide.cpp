@@ -14,6 +14,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "outcome_json.h"
 #include "tlsp/engine.h"
 
 namespace tlsp::cli {
@@ -176,16 +177,6 @@ json parse_line(const std::string& line) {
   } catch (const json::exception&) {
     throw LineError("not valid JSON");
   }
-}
-
-nlohmann::ordered_json outcome_json(const Outcome& o) {
-  nlohmann::ordered_json out;
-  out["outcome"] = to_string(o.kind);
-  out["channel"] = to_string(o.channel);
-  out["applied"] = to_string(o.applied);
-  out["tls"] = to_string(o.tls);
-  out["reason"] = to_string(o.reason);
-  return out;
 }
 
 }  // namespace

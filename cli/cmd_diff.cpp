@@ -9,6 +9,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "outcome_json.h"
 #include "tlsp/rollout.h"
 
 namespace tlsp::cli {
@@ -18,11 +19,6 @@ constexpr int kExitChanged = 3;
 
 std::string rule_text(const DecisionTable& t, const Decision& d) {
   return std::string(to_string(d.level)) + " " + std::string(to_string(d.min_tls)) + " (" + t.describe(d.origin) + ")";
-}
-
-nlohmann::ordered_json outcome_json(const Outcome& o) {
-  return {{"outcome", to_string(o.kind)}, {"channel", to_string(o.channel)}, {"applied", to_string(o.applied)},
-          {"tls", to_string(o.tls)},      {"reason", to_string(o.reason)}};
 }
 
 }  // namespace

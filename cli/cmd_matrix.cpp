@@ -8,6 +8,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "outcome_json.h"
 #include "tlsp/rollout.h"
 
 namespace tlsp::cli {
@@ -74,11 +75,7 @@ int cmd_matrix(const Args& args) {
                                     {"source", table->describe(r.rule.origin)},
                                     {"outcomes", nlohmann::ordered_json::object()}};
       for (const auto& c : r.cells)
-        row["outcomes"][std::string(c.behaviour->name)] = {{"outcome", to_string(c.outcome.kind)},
-                                                           {"channel", to_string(c.outcome.channel)},
-                                                           {"applied", to_string(c.outcome.applied)},
-                                                           {"tls", to_string(c.outcome.tls)},
-                                                           {"reason", to_string(c.outcome.reason)}};
+        row["outcomes"][std::string(c.behaviour->name)] = outcome_json(c.outcome);
       j["rows"].push_back(std::move(row));
     }
     std::cout << j.dump(2) << "\n";

@@ -36,6 +36,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "outcome_json.h"
 #include "tlsp/sim/live.h"
 #include "tlsp/simulator.h"
 
@@ -142,7 +143,7 @@ std::string describe_facts(const PeerFacts& f, Direction d) {
   }
   if (f.sts.cached) s += ", cached " + std::string(to_string(*f.sts.cached));
   // Whether the host is listed means something only when a policy is in force.
-  if ((f.sts.txt && f.sts.fetch == StsFetch::ok) || f.sts.cached)
+  if (sts_policy_in_force(f.sts) != StsPolicySource::none)
     s += f.sts.mx_match ? ", host listed" : ", host not listed";
   return s;
 }
@@ -182,7 +183,7 @@ std::string explain_failure(const DecisionTable& t, const sim::Scenario& s, cons
       if (rule.level_from == i) used.push_back("level");
       if (rule.min_tls_from == i) used.push_back("min_tls");
       out << (used.empty() ? "" : used.size() == 2 ? "  <- level, min_tls" : "  <- " + used[0]);
-      if (i == 1 && d.match != MatchKind::exact && d.match != MatchKind::wildcard)
+      if (i == 1 && !sender_rule_counts(d.match))
         out << "  (no sender-domain rule matched: not used)";
     }
     out << "\n";
@@ -201,17 +202,6 @@ std::string explain_failure(const DecisionTable& t, const sim::Scenario& s, cons
 }
 
 // ------------------------------------------------------------- machine output
-
-ordered_json outcome_json(const Outcome& o) {
-  ordered_json j;
-  j["outcome"] = to_string(o.kind);
-  j["channel"] = to_string(o.channel);
-  j["applied"] = to_string(o.applied);
-  j["tls"] = to_string(o.tls);
-  j["reason"] = to_string(o.reason);
-  j["last_resort"] = o.last_resort;
-  return j;
-}
 
 ordered_json live_json(const Entry& e);  // live mode, below
 

@@ -522,6 +522,8 @@ TEST(TlsaClassify, UsableRecords) {
         TlsaUsability u = classify_tlsa_record(r);
         EXPECT_TRUE(u.usable()) << u.problem;
         EXPECT_TRUE(u.problem.empty());
+        // Until a handshake proves a match, a usable record is a mismatch of its usage.
+        EXPECT_EQ(u.kind_before_match, usage == 3 ? TlsaKind::dane_ee_mismatch : TlsaKind::dane_ta_mismatch);
       }
 }
 
@@ -565,6 +567,7 @@ TEST(TlsaClassify, EveryUnusableKind) {
     TlsaUsability u = classify_tlsa_record(c.record);
     ASSERT_FALSE(u.usable());
     EXPECT_EQ(*u.unusable, c.kind);
+    EXPECT_EQ(u.kind_before_match, c.kind);
     EXPECT_EQ(u.problem, c.problem);
     seen |= tlsa_bit(c.kind);
   }

@@ -65,15 +65,32 @@ TEST(Decide, AnswersEachLineInOrder) {
   EXPECT_EQ(r.code, 0) << r.err;
   ASSERT_EQ(r.lines.size(), 4u);
   EXPECT_EQ(r.lines[0],
-            R"({"outcome":"deliver","channel":"authenticated","applied":"dane","tls":"tls1.3","reason":"ok"})");
+            R"({"outcome":"deliver","channel":"authenticated","applied":"dane","tls":"tls1.3","reason":"ok","last_resort":false})");
   EXPECT_EQ(r.lines[1],
-            R"({"outcome":"refuse","channel":"none","applied":"mandatory","tls":"none","reason":"starttls-not-supported"})");
+            R"({"outcome":"refuse","channel":"none","applied":"mandatory","tls":"none","reason":"starttls-not-supported","last_resort":false})");
   EXPECT_EQ(r.lines[2],
-            R"({"outcome":"refuse","channel":"none","applied":"mandatory","tls":"none","reason":"tls-version-too-low"})");
+            R"({"outcome":"refuse","channel":"none","applied":"mandatory","tls":"none","reason":"tls-version-too-low","last_resort":false})");
   auto j = nlohmann::json::parse(r.lines[3]);
   EXPECT_EQ(j["outcome"], "downgrade");
   EXPECT_EQ(j["applied"], "opportunistic");
   EXPECT_EQ(j["reason"], "sts-policy-fetch-error");
+}
+
+// Issue 10: `tlsp decide` left `last_resort` out (simulate had it): an
+// opportunistic host whose handshake fails gives plaintext that may be used
+// only when no other MX host delivers (SPEC §4), and a caller of the
+// machine interface must be told so.
+TEST(Decide, ThePlaintextRetryOfABrokenHandshakeIsMarkedLastResort) {
+  CommandRun r = decide(R"({"level":"opportunistic","starttls":true,"peer_tls":[]})"
+                        "\n"
+                        R"({"level":"opportunistic","starttls":false})"
+                        "\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(r.lines.size(), 2u);
+  EXPECT_EQ(r.lines[0],
+            R"({"outcome":"deliver","channel":"plaintext","applied":"opportunistic","tls":"none","reason":"tls-handshake-failure","last_resort":true})");
+  EXPECT_EQ(r.lines[1],
+            R"({"outcome":"deliver","channel":"plaintext","applied":"opportunistic","tls":"none","reason":"starttls-not-supported","last_resort":false})");
 }
 
 TEST(Decide, BadLinesNameTheLineAndKey) {
@@ -103,7 +120,7 @@ TEST(Decide, BadLinesNameTheLineAndKey) {
 // answered: a bad line is that line's error, never the run's.
 const std::string kGoodLine = R"({"level":"mandatory","starttls":true})";
 const std::string kGoodAnswer =
-    R"({"outcome":"deliver","channel":"encrypted","applied":"mandatory","tls":"tls1.3","reason":"ok"})";
+    R"({"outcome":"deliver","channel":"encrypted","applied":"mandatory","tls":"tls1.3","reason":"ok","last_resort":false})";
 
 // The error answer of each of `bad` lines, each followed by kGoodLine.
 std::vector<std::string> errors_of(const std::vector<std::string>& bad) {

@@ -5,7 +5,9 @@
 // configured floor), and hand-written cases pinning each rule of SPEC §4–5.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <string>
 #include <random>
 
 #include "tlsp/engine.h"
@@ -28,6 +30,8 @@ constexpr StsMode kModes[] = {StsMode::enforce, StsMode::testing, StsMode::none}
 
 constexpr TlsaKindSet kUsable = tlsa_bit(TlsaKind::dane_ee_match) | tlsa_bit(TlsaKind::dane_ee_mismatch) |
                                 tlsa_bit(TlsaKind::dane_ta_match) | tlsa_bit(TlsaKind::dane_ta_mismatch);
+// The test's own reading of RFC 7672 §3.1, held against the engine's one mask.
+static_assert(kUsable == kUsableTlsaKinds);
 
 TlsVersion highest(TlsVersionSet s) {
   for (int v = 4; v >= 1; --v)
@@ -471,6 +475,90 @@ TEST(EngineRules, Inbound) {
                  Channel::none, Level::opportunistic, TlsVersion::none, Reason::tls_version_too_low);
   expect_outcome(decide(Direction::inbound, {Level::mandatory, MinTls::any}, f), OutcomeKind::deliver,
                  Channel::encrypted, Level::mandatory, TlsVersion::tls1_1, Reason::ok);
+}
+
+// ------------------------------------------- the inbound rule (SPEC §5)
+
+constexpr MatchKind kMatches[] = {MatchKind::exact, MatchKind::wildcard, MatchKind::cidr, MatchKind::default_peer,
+                                  MatchKind::default_domain};
+
+Decision decision(Level l, MinTls m, MatchKind k) {
+  Decision d;
+  d.level = l;
+  d.min_tls = m;
+  d.match = k;
+  return d;
+}
+
+// Every pair of rules, every way each lookup can have matched: the sender's
+// rule counts only when a domain selector matched it, each part is the
+// stricter one, a tie keeps the client address's part, and the result is
+// never looser than the address rule.
+TEST(InboundRuleCombination, EveryPairOfRulesAndEveryMatch) {
+  for (MatchKind am : kMatches)
+    for (MatchKind sm : kMatches)
+      for (Level al : kLevels)
+        for (Level sl : kLevels)
+          for (MinTls amin : kMins)
+            for (MinTls smin : kMins) {
+              const CombinedInboundRule c =
+                  combine_inbound_rules(decision(al, amin, am), decision(sl, smin, sm));
+              const bool counts = sm == MatchKind::exact || sm == MatchKind::wildcard;
+              SCOPED_TRACE(std::string(to_string(am)) + "/" + std::string(to_string(sm)) + " " +
+                           std::string(to_string(al)) + "/" + std::string(to_string(sl)) + " " +
+                           std::string(to_string(amin)) + "/" + std::string(to_string(smin)));
+              EXPECT_EQ(sender_rule_counts(sm), counts);
+              EXPECT_EQ(c.rule.level, counts ? std::max(al, sl) : al);
+              EXPECT_EQ(c.rule.min_tls, counts ? std::max(amin, smin) : amin);
+              EXPECT_EQ(c.level_from, counts && sl > al ? InboundLookup::sender_domain : InboundLookup::client_address);
+              EXPECT_EQ(c.min_tls_from,
+                        counts && smin > amin ? InboundLookup::sender_domain : InboundLookup::client_address);
+              EXPECT_GE(c.rule.level, al);
+              EXPECT_GE(c.rule.min_tls, amin);
+            }
+}
+
+TEST(InboundRuleCombination, TwoMatchedRulesGiveTheSameRuleEitherWayRound) {
+  const Decision a = decision(Level::opportunistic, MinTls::tls1_3, MatchKind::exact);
+  const Decision b = decision(Level::mandatory, MinTls::any, MatchKind::wildcard);
+  EXPECT_EQ(combine_inbound_rules(a, b).rule.level, Level::mandatory);
+  EXPECT_EQ(combine_inbound_rules(a, b).rule.min_tls, MinTls::tls1_3);
+  EXPECT_EQ(combine_inbound_rules(b, a).rule.level, Level::mandatory);
+  EXPECT_EQ(combine_inbound_rules(b, a).rule.min_tls, MinTls::tls1_3);
+}
+
+// ------------------------------------- the MTA-STS policy in force (SPEC §4)
+
+TEST(StsPolicyInForce, FreshWhenFetchedElseTheCacheElseNone) {
+  for (bool txt : {false, true})
+    for (StsFetch fetch : kFetch)
+      for (bool cached : {false, true}) {
+        const StsPolicySource want = txt && fetch == StsFetch::ok ? StsPolicySource::fresh
+                                     : cached                     ? StsPolicySource::cached
+                                                                  : StsPolicySource::none;
+        EXPECT_EQ(sts_policy_in_force(txt, fetch, cached), want) << txt << " " << to_string(fetch) << " " << cached;
+        MtaStsFacts f;
+        f.txt = txt;
+        f.fetch = fetch;
+        if (cached) f.cached = StsMode::enforce;
+        EXPECT_EQ(sts_policy_in_force(f), want);
+      }
+}
+
+// decide() takes the mode from the policy sts_policy_in_force() names.
+TEST(StsPolicyInForce, DecideUsesTheModeOfThePolicyInForce) {
+  PeerFacts f;
+  f.starttls = true;
+  f.peer_tls = version_bit(TlsVersion::tls1_3);
+  f.cert = CertStatus::self_signed;  // fails MTA-STS validation
+  f.sts = {true, StsFetch::ok, StsMode::testing, true, StsMode::enforce};
+  EXPECT_EQ(decide(Direction::outbound, {Level::mta_sts, MinTls::any}, f).kind, OutcomeKind::downgrade)
+      << "the fresh testing policy, not the cached enforce one";
+  f.sts.fetch = StsFetch::timeout;
+  EXPECT_EQ(decide(Direction::outbound, {Level::mta_sts, MinTls::any}, f).kind, OutcomeKind::refuse)
+      << "the cached enforce policy";
+  f.sts.cached.reset();
+  EXPECT_EQ(decide(Direction::outbound, {Level::mta_sts, MinTls::any}, f).reason, Reason::sts_policy_fetch_error);
 }
 
 TEST(EngineNames, RoundTrip) {

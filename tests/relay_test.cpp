@@ -791,6 +791,23 @@ TEST_F(InboundWorld, SenderDomainRuleTightensTheClientRule) {
   EXPECT_TRUE(ok.accepted) << ok.reply;
 }
 
+// Issue 10: the model's side is simulator_test's
+// InboundRule.AnAddressLiteralSenderBorrowsNoAddressRule. A MAIL FROM
+// address literal that falls in a CIDR selector is the client's claim, not
+// its address: the client's own rule (opportunistic) applies.
+TEST_F(InboundWorld, AnAddressLiteralSenderBorrowsNoAddressRule) {
+  start_relay(compile_table(write_policy("", "    peer \"198.51.100.0/24\" { level mandatory; }\n"
+                                             "    peer \"127.0.0.9/32\" { level mandatory; }\n")));
+  SubmitOptions o;
+  o.source_address = "127.0.0.7";
+  SubmitResult r = submit("carol@[198.51.100.7]", {"alice@acme.example"}, o);
+  EXPECT_TRUE(r.accepted) << r.reply << log();
+  // A client inside a selector is held to it, whatever the sender says.
+  o.source_address = "127.0.0.9";
+  SubmitResult own = submit("carol@[198.51.100.7]", {"alice@acme.example"}, o);
+  EXPECT_EQ(own.code, 530) << own.reply;
+}
+
 TEST_F(InboundWorld, NeverAnOpenRelay) {
   start_relay(compile_table(write_policy("", "")), {"--submit-network", "127.0.0.1/32"});
   SubmitOptions o;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <fstream>
 #include <set>
 
@@ -165,6 +166,41 @@ TEST(Commands, DiffExitCodesAndMatrixFormats) {
   CommandRun js = run("matrix --policy policies/example.tlsp --json");
   EXPECT_EQ(js.code, 0);
   EXPECT_NE(js.out.find("\"rows\""), std::string::npos);
+}
+
+// Issue 10: diff --json and matrix --json wrote outcomes without
+// `last_resort` (simulate --json had it): every command writes an outcome
+// the same way, and the plaintext retry after a broken handshake says it
+// may be used only when no other host delivers (SPEC §4).
+TEST(Commands, EveryJsonOutcomeSaysWhetherItIsALastResort) {
+  const std::vector<std::string> keys = {"outcome", "channel", "applied", "tls", "reason", "last_resort"};
+  auto keys_of = [](const nlohmann::ordered_json& o) {
+    std::vector<std::string> k;
+    for (auto it = o.begin(); it != o.end(); ++it) k.push_back(it.key());
+    return k;
+  };
+  CommandRun js = run("matrix --policy policies/example.tlsp --json");
+  ASSERT_EQ(js.code, 0) << js.out;
+  nlohmann::ordered_json m = nlohmann::ordered_json::parse(js.out);
+  bool seen_last_resort = false;
+  for (const auto& row : m["rows"])
+    for (auto it = row["outcomes"].begin(); it != row["outcomes"].end(); ++it) {
+      EXPECT_EQ(keys_of(*it), keys) << it.key();
+      if (it.key() == "handshake-failure" && row["level"] == "opportunistic") {
+        EXPECT_EQ((*it)["last_resort"], true) << row.dump();
+        seen_last_resort = true;
+      }
+    }
+  EXPECT_TRUE(seen_last_resort) << "example.tlsp has an opportunistic outbound point";
+
+  CommandRun diff = run("diff --json policies/example.tlsp policies/scenarios/policy.tlsp");
+  ASSERT_EQ(diff.code, 3) << diff.out;
+  nlohmann::ordered_json d = nlohmann::ordered_json::parse(diff.out);
+  ASSERT_FALSE(d["changes"].empty()) << diff.out.substr(0, 500);
+  for (const auto& c : d["changes"]) {
+    EXPECT_EQ(keys_of(c["old"]), keys) << c.dump();
+    EXPECT_EQ(keys_of(c["new"]), keys) << c.dump();
+  }
 }
 
 }  // namespace

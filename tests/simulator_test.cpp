@@ -520,11 +520,6 @@ TEST(InboundRule, StricterOfTwoTakesEachPartFromItsLookup) {
   ASSERT_EQ(r.lookups.size(), 2u);
   EXPECT_EQ(t.describe(r.lookups[r.level_from].decision.level_from), "simulator_test_policy.tlsp:16");
   EXPECT_EQ(t.describe(r.lookups[r.min_tls_from].decision.min_tls_from), "simulator_test_policy.tlsp:15");
-
-  // The same two the other way round give the same rule.
-  AppliedRule swapped = stricter_of(lookup(t, "acme.example", "partner.example"), lookup(t, "acme.example", "198.51.100.7"));
-  EXPECT_EQ(swapped.rule.level, Level::mandatory);
-  EXPECT_EQ(swapped.rule.min_tls, MinTls::tls1_3);
 }
 
 TEST(InboundRule, AnUnmatchedSenderDomainAddsNothing) {
@@ -542,6 +537,24 @@ TEST(InboundRule, ASenderDomainCannotLoosenTheAddressRule) {
   AppliedRule r = inbound_rule(lookup(t, "vault.example", "203.0.113.1"), lookup(t, "vault.example", "loose.example"));
   EXPECT_EQ(r.rule.level, Level::mandatory);
   EXPECT_EQ(r.rule.min_tls, MinTls::tls1_2);
+}
+
+// Issue 10: the relay and the model combined the two lookups differently:
+// the model also counted a CIDR selector matched by the sender's "domain",
+// which an address literal in MAIL FROM (`c@[198.51.100.7]`) does. CIDR
+// selectors identify the connecting client (SPEC §2); the envelope is only
+// the client's claim, and SPEC §5 combines a client IP rule with a
+// sender-domain rule, so the literal selects nothing. (The relay's side:
+// relay_test's InboundWorld.AnAddressLiteralSenderBorrowsNoAddressRule.)
+TEST(InboundRule, AnAddressLiteralSenderBorrowsNoAddressRule) {
+  DecisionTable t = table_from(kPolicy);
+  RuleLookup by_sender = lookup(t, "acme.example", "[198.51.100.7]");
+  ASSERT_EQ(by_sender.decision.match, MatchKind::cidr) << "the literal falls in the 198.51.100.7 selector";
+  ASSERT_EQ(by_sender.decision.min_tls, MinTls::tls1_3);
+  AppliedRule r = inbound_rule(lookup(t, "acme.example", "203.0.113.1"), by_sender);
+  EXPECT_EQ(r.rule.level, Level::opportunistic);
+  EXPECT_EQ(r.rule.min_tls, MinTls::any) << "the client's rule (the default peer) alone applies";
+  EXPECT_EQ(r.min_tls_from, 0u);
 }
 
 TEST(InboundRule, RunScenarioUsesBothLookups) {

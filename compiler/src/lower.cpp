@@ -35,9 +35,6 @@ std::string suggestion(std::string_view got, const std::array<std::string_view, 
   return std::string(what) + " " + list;
 }
 
-constexpr std::array<std::string_view, 5> kLevelNames = {"opportunistic", "mandatory", "dane", "dane-only",
-                                                          "mta-sts"};
-constexpr std::array<std::string_view, 3> kVersionNames = {"any", "tls1.2", "tls1.3"};
 constexpr std::array<std::string_view, 2> kSettingNames = {"level", "min_tls"};
 
 class FileLowering {
@@ -185,7 +182,7 @@ class FileLowering {
         if (!v) {
           out.invalid = true;
           Diagnostic& diag = sink_.error("E0214", s.value.where, "unknown TLS version " + ticked(s.value.text));
-          diag.help = suggestion(s.value.text, kVersionNames, "versions are");
+          diag.help = suggestion(s.value.text, kMinTlsNames, "versions are");
           continue;
         }
         out.min_tls = {true, static_cast<uint8_t>(*v), ref_of(s.key.where)};

@@ -55,13 +55,16 @@ StsDiscovery discover_sts(const MtaStsScript& sts, std::vector<std::string>* not
     d.facts.fetch = *sts.fetch;  // never fetched; kept for the report only
   }
   d.facts.cached = sts.cached;
-  // The policy in force is the fresh one when it was fetched, else the
-  // cached one (the same choice the engine makes from these facts).
-  if (d.facts.txt && d.facts.fetch == StsFetch::ok) {
-    d.patterns = served->mx;
-  } else if (sts.cached) {
-    if (sts.cached_mx) d.patterns = *sts.cached_mx;
-    else if (served) d.patterns = served->mx;
+  // The patterns of the policy in force (the engine's choice).
+  switch (sts_policy_in_force(d.facts)) {
+    case StsPolicySource::fresh:
+      if (served) d.patterns = served->mx;
+      break;
+    case StsPolicySource::cached:
+      if (sts.cached_mx) d.patterns = *sts.cached_mx;
+      else if (served) d.patterns = served->mx;
+      break;
+    case StsPolicySource::none: break;
   }
   return d;
 }
@@ -109,22 +112,14 @@ RuleLookup lookup(const DecisionTable& table, Direction d, std::string managed, 
 
 }  // namespace
 
-AppliedRule stricter_of(const RuleLookup& a, const RuleLookup& b) {
-  AppliedRule r;
-  r.lookups = {a, b};
-  r.level_from = b.decision.level > a.decision.level ? 1 : 0;
-  r.min_tls_from = b.decision.min_tls > a.decision.min_tls ? 1 : 0;
-  r.rule.level = r.lookups[r.level_from].decision.level;
-  r.rule.min_tls = r.lookups[r.min_tls_from].decision.min_tls;
-  return r;
-}
-
 AppliedRule inbound_rule(const RuleLookup& by_address, const RuleLookup& by_sender) {
-  const MatchKind m = by_sender.decision.match;
-  if (m == MatchKind::exact || m == MatchKind::wildcard || m == MatchKind::cidr) return stricter_of(by_address, by_sender);
+  const CombinedInboundRule c = combine_inbound_rules(by_address.decision, by_sender.decision);
   AppliedRule r;
   r.lookups = {by_address, by_sender};
-  r.rule = {by_address.decision.level, by_address.decision.min_tls};
+  r.rule = c.rule;
+  // The lookups are in InboundLookup's order.
+  r.level_from = static_cast<size_t>(c.level_from);
+  r.min_tls_from = static_cast<size_t>(c.min_tls_from);
   return r;
 }
 

@@ -32,14 +32,15 @@ const std::vector<std::string_view> kTlsaRecords = {"dane-ee", "dane-ta", "pkix-
 const std::vector<std::string_view> kStsFacts = {"txt", "policy", "fetch", "cached"};
 const std::vector<std::string_view> kExpectFields = {"channel", "applied", "tls", "reason", "via"};
 
-const std::vector<std::string_view> kDnsStatuses = {"secure", "insecure", "bogus", "servfail", "timeout", "nxdomain"};
-const std::vector<std::string_view> kVersions = {"tls1.0", "tls1.1", "tls1.2", "tls1.3"};
-const std::vector<std::string_view> kCerts = {"valid", "expired", "wrong-name", "self-signed", "untrusted"};
-const std::vector<std::string_view> kFetchFailures = {"http-error", "bad-cert", "timeout", "invalid"};
-const std::vector<std::string_view> kModes = {"enforce", "testing", "none"};
-const std::vector<std::string_view> kOutcomes = {"deliver", "downgrade", "refuse"};
-const std::vector<std::string_view> kChannels = {"plaintext", "encrypted", "authenticated", "none"};
-const std::vector<std::string_view> kLevels = {"opportunistic", "mandatory", "dane", "dane-only", "mta-sts"};
+// The engine's and the policy's own spellings (engine.h, policy_model.h).
+const std::vector<std::string_view> kDnsStatuses(kDnsStatusNames.begin(), kDnsStatusNames.end());
+const std::vector<std::string_view> kVersions(kTlsVersionNames.begin() + 1, kTlsVersionNames.end());  // not `none`
+const std::vector<std::string_view> kCerts(kCertStatusNames.begin(), kCertStatusNames.end());
+const std::vector<std::string_view> kFetchFailures(kStsFetchNames.begin() + 1, kStsFetchNames.end());  // not `ok`
+const std::vector<std::string_view> kModes(kStsModeNames.begin(), kStsModeNames.end());
+const std::vector<std::string_view> kOutcomes(kOutcomeNames.begin(), kOutcomeNames.end());
+const std::vector<std::string_view> kChannels(kChannelNames.begin(), kChannelNames.end());
+const std::vector<std::string_view> kLevels(kLevelNames.begin(), kLevelNames.end());
 
 std::string list_words(const std::vector<std::string_view>& words) {
   std::string out;

@@ -79,9 +79,6 @@ Outcome mandatory(const PeerFacts& f, TlsVersion floor, Level configured, Reason
   return refuse(Level::mandatory, Reason::tls_handshake_failure);
 }
 
-constexpr TlsaKindSet kUsableTlsa = tlsa_bit(TlsaKind::dane_ee_match) | tlsa_bit(TlsaKind::dane_ee_mismatch) |
-                                    tlsa_bit(TlsaKind::dane_ta_match) | tlsa_bit(TlsaKind::dane_ta_mismatch);
-
 // DANE authentication against secure, usable TLSA records (RFC 7672): TLS
 // is required and there is no fallback of any kind.
 Outcome authenticate_dane(const PeerFacts& f, TlsVersion floor, Level applied) {
@@ -119,7 +116,7 @@ TlsaState tlsa_state(const PeerFacts& f) {
     case DnsStatus::nxdomain: return TlsaState::none_secure;
     case DnsStatus::secure:
       if (f.tlsa == 0) return TlsaState::none_secure;
-      return (f.tlsa & kUsableTlsa) ? TlsaState::usable : TlsaState::all_unusable;
+      return (f.tlsa & kUsableTlsaKinds) ? TlsaState::usable : TlsaState::all_unusable;
   }
   return TlsaState::failed;
 }
@@ -184,17 +181,17 @@ Outcome mta_sts(const PeerFacts& f, TlsVersion floor) {
     default: break;
   }
 
-  // The policy in force: a fresh fetch, else the unexpired cached policy.
   std::optional<StsMode> mode;
   Reason no_policy = Reason::sts_no_policy;
-  if (f.sts.txt && f.sts.fetch == StsFetch::ok) {
-    mode = f.sts.mode;
-  } else if (f.sts.cached) {
-    mode = f.sts.cached;
-  } else if (f.sts.txt) {
-    no_policy = f.sts.fetch == StsFetch::invalid    ? Reason::sts_policy_invalid
-                : f.sts.fetch == StsFetch::bad_cert ? Reason::sts_webpki_invalid
-                                                    : Reason::sts_policy_fetch_error;
+  switch (sts_policy_in_force(f.sts)) {
+    case StsPolicySource::fresh: mode = f.sts.mode; break;
+    case StsPolicySource::cached: mode = f.sts.cached; break;
+    case StsPolicySource::none:
+      if (f.sts.txt)
+        no_policy = f.sts.fetch == StsFetch::invalid    ? Reason::sts_policy_invalid
+                    : f.sts.fetch == StsFetch::bad_cert ? Reason::sts_webpki_invalid
+                                                        : Reason::sts_policy_fetch_error;
+      break;
   }
   if (!mode) return opportunistic(f, floor, Level::mta_sts, no_policy);
   if (*mode == StsMode::none) return opportunistic(f, floor, Level::mta_sts, Reason::sts_mode_none);
@@ -226,6 +223,26 @@ Outcome inbound(RuleInput rule, const PeerFacts& f) {
 }
 
 }  // namespace
+
+StsPolicySource sts_policy_in_force(bool txt, StsFetch fetch, bool have_cached) {
+  if (txt && fetch == StsFetch::ok) return StsPolicySource::fresh;
+  return have_cached ? StsPolicySource::cached : StsPolicySource::none;
+}
+
+CombinedInboundRule combine_inbound_rules(const Decision& by_client_address, const Decision& by_sender_domain) {
+  CombinedInboundRule r;
+  r.rule = {by_client_address.level, by_client_address.min_tls};
+  if (!sender_rule_counts(by_sender_domain.match)) return r;
+  if (by_sender_domain.level > r.rule.level) {
+    r.rule.level = by_sender_domain.level;
+    r.level_from = InboundLookup::sender_domain;
+  }
+  if (by_sender_domain.min_tls > r.rule.min_tls) {
+    r.rule.min_tls = by_sender_domain.min_tls;
+    r.min_tls_from = InboundLookup::sender_domain;
+  }
+  return r;
+}
 
 Outcome decide(Direction direction, RuleInput rule, const PeerFacts& f) {
   if (direction == Direction::inbound) return inbound(rule, f);

@@ -20,16 +20,9 @@ std::optional<E> value_of(const std::array<std::string_view, N>& names, std::str
   return std::nullopt;
 }
 
-constexpr std::array<std::string_view, 5> kVersions = {"none", "tls1.0", "tls1.1", "tls1.2", "tls1.3"};
-constexpr std::array<std::string_view, 5> kCerts = {"valid", "expired", "wrong-name", "self-signed", "untrusted"};
-constexpr std::array<std::string_view, 6> kDns = {"secure", "insecure", "bogus", "servfail", "timeout", "nxdomain"};
 constexpr std::array<std::string_view, kTlsaKindCount> kTlsa = {
     "dane-ee-match", "dane-ee-mismatch", "dane-ta-match", "dane-ta-mismatch", "pkix-ee",
     "pkix-ta",       "bad-selector",     "bad-mtype",     "bad-length"};
-constexpr std::array<std::string_view, 5> kFetch = {"ok", "http-error", "bad-cert", "timeout", "invalid"};
-constexpr std::array<std::string_view, 3> kModes = {"enforce", "testing", "none"};
-constexpr std::array<std::string_view, 3> kOutcomes = {"deliver", "downgrade", "refuse"};
-constexpr std::array<std::string_view, 4> kChannels = {"plaintext", "encrypted", "authenticated", "none"};
 constexpr std::array<std::string_view, kReasonCount> kReasons = {
     "ok",
     "starttls-not-supported",
@@ -57,24 +50,24 @@ constexpr std::array<std::string_view, kReasonCount> kReasons = {
 
 }  // namespace
 
-std::string_view to_string(TlsVersion v) { return name_of(kVersions, v); }
-std::string_view to_string(CertStatus c) { return name_of(kCerts, c); }
-std::string_view to_string(DnsStatus s) { return name_of(kDns, s); }
+std::string_view to_string(TlsVersion v) { return name_of(kTlsVersionNames, v); }
+std::string_view to_string(CertStatus c) { return name_of(kCertStatusNames, c); }
+std::string_view to_string(DnsStatus s) { return name_of(kDnsStatusNames, s); }
 std::string_view to_string(TlsaKind k) { return name_of(kTlsa, k); }
-std::string_view to_string(StsFetch f) { return name_of(kFetch, f); }
-std::string_view to_string(StsMode m) { return name_of(kModes, m); }
-std::string_view to_string(OutcomeKind o) { return name_of(kOutcomes, o); }
-std::string_view to_string(Channel c) { return name_of(kChannels, c); }
+std::string_view to_string(StsFetch f) { return name_of(kStsFetchNames, f); }
+std::string_view to_string(StsMode m) { return name_of(kStsModeNames, m); }
+std::string_view to_string(OutcomeKind o) { return name_of(kOutcomeNames, o); }
+std::string_view to_string(Channel c) { return name_of(kChannelNames, c); }
 std::string_view to_string(Reason r) { return name_of(kReasons, r); }
 
-std::optional<TlsVersion> parse_tls_version(std::string_view s) { return value_of<TlsVersion>(kVersions, s); }
-std::optional<CertStatus> parse_cert_status(std::string_view s) { return value_of<CertStatus>(kCerts, s); }
-std::optional<DnsStatus> parse_dns_status(std::string_view s) { return value_of<DnsStatus>(kDns, s); }
+std::optional<TlsVersion> parse_tls_version(std::string_view s) { return value_of<TlsVersion>(kTlsVersionNames, s); }
+std::optional<CertStatus> parse_cert_status(std::string_view s) { return value_of<CertStatus>(kCertStatusNames, s); }
+std::optional<DnsStatus> parse_dns_status(std::string_view s) { return value_of<DnsStatus>(kDnsStatusNames, s); }
 std::optional<TlsaKind> parse_tlsa_kind(std::string_view s) { return value_of<TlsaKind>(kTlsa, s); }
-std::optional<StsFetch> parse_sts_fetch(std::string_view s) { return value_of<StsFetch>(kFetch, s); }
-std::optional<StsMode> parse_sts_mode(std::string_view s) { return value_of<StsMode>(kModes, s); }
-std::optional<OutcomeKind> parse_outcome(std::string_view s) { return value_of<OutcomeKind>(kOutcomes, s); }
-std::optional<Channel> parse_channel(std::string_view s) { return value_of<Channel>(kChannels, s); }
+std::optional<StsFetch> parse_sts_fetch(std::string_view s) { return value_of<StsFetch>(kStsFetchNames, s); }
+std::optional<StsMode> parse_sts_mode(std::string_view s) { return value_of<StsMode>(kStsModeNames, s); }
+std::optional<OutcomeKind> parse_outcome(std::string_view s) { return value_of<OutcomeKind>(kOutcomeNames, s); }
+std::optional<Channel> parse_channel(std::string_view s) { return value_of<Channel>(kChannelNames, s); }
 std::optional<Reason> parse_reason(std::string_view s) { return value_of<Reason>(kReasons, s); }
 
 }  // namespace tlsp

@@ -6,9 +6,6 @@
 namespace tlsp {
 namespace {
 constexpr std::array<std::string_view, 2> kDirections = {"outbound", "inbound"};
-constexpr std::array<std::string_view, kLevelCount> kLevels = {
-    "opportunistic", "mandatory", "dane", "dane-only", "mta-sts"};
-constexpr std::array<std::string_view, kMinTlsCount> kVersions = {"any", "tls1.2", "tls1.3"};
 
 template <typename E, size_t N>
 std::optional<E> find(const std::array<std::string_view, N>& names, std::string_view s) {
@@ -19,11 +16,11 @@ std::optional<E> find(const std::array<std::string_view, N>& names, std::string_
 }  // namespace
 
 std::string_view to_string(Direction d) { return kDirections.at(static_cast<size_t>(d)); }
-std::string_view to_string(Level l) { return kLevels.at(static_cast<size_t>(l)); }
-std::string_view to_string(MinTls v) { return kVersions.at(static_cast<size_t>(v)); }
+std::string_view to_string(Level l) { return kLevelNames.at(static_cast<size_t>(l)); }
+std::string_view to_string(MinTls v) { return kMinTlsNames.at(static_cast<size_t>(v)); }
 
 std::optional<Direction> parse_direction(std::string_view s) { return find<Direction>(kDirections, s); }
-std::optional<Level> parse_level(std::string_view s) { return find<Level>(kLevels, s); }
-std::optional<MinTls> parse_min_tls(std::string_view s) { return find<MinTls>(kVersions, s); }
+std::optional<Level> parse_level(std::string_view s) { return find<Level>(kLevelNames, s); }
+std::optional<MinTls> parse_min_tls(std::string_view s) { return find<MinTls>(kMinTlsNames, s); }
 
 }  // namespace tlsp

@@ -274,7 +274,12 @@ std::string format_tlsa_record(const TlsaRecord& r) {
 // ------------------------------------------------------------- classifier
 
 TlsaUsability classify_tlsa_record(const TlsaRecord& r) {
-  auto unusable = [](TlsaKind k, std::string why) { return TlsaUsability{k, std::move(why)}; };
+  auto unusable = [](TlsaKind k, std::string why) { return TlsaUsability{k, std::move(why), k}; };
+  auto usable = [&r] {
+    TlsaUsability u;
+    u.kind_before_match = r.usage == 3 ? TlsaKind::dane_ee_mismatch : TlsaKind::dane_ta_mismatch;
+    return u;
+  };
   switch (r.usage) {
     case 0:
       return unusable(TlsaKind::pkix_ta, "usage 0 (PKIX-TA) is not used for SMTP");
@@ -297,13 +302,13 @@ TlsaUsability classify_tlsa_record(const TlsaRecord& r) {
     if (r.data.size() != want)
       return unusable(TlsaKind::bad_length, std::string(r.mtype == 1 ? "a SHA2-256" : "a SHA2-512") + " digest is " +
                                                 std::to_string(want) + " bytes, not " + std::to_string(r.data.size()));
-    return {};
+    return usable();
   }
   if (r.data.empty()) return unusable(TlsaKind::bad_length, "the data is empty");
   if (!parses_completely(r.selector, r.data))
     return unusable(TlsaKind::bad_length, r.selector == 0 ? "the data is not one DER certificate"
                                                           : "the data is not one DER SubjectPublicKeyInfo");
-  return {};
+  return usable();
 }
 
 // --------------------------------------------------------------- verifier
@@ -324,7 +329,7 @@ DaneVerification verify_chain(std::span<X509* const> chain, std::span<const Tlsa
     TlsaUsability u = classify_tlsa_record(rec);
     const bool pkix = rec.usage <= 1;
     if (u.usable()) {
-      result.record_kinds.push_back(rec.usage == 3 ? TlsaKind::dane_ee_mismatch : TlsaKind::dane_ta_mismatch);
+      result.record_kinds.push_back(u.kind_before_match);
       to_openssl[i] = true;
     } else {
       result.record_kinds.push_back(*u.unusable);

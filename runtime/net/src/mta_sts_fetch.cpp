@@ -596,14 +596,16 @@ MtaStsFacts sts_facts_for_mx(const StsDiscovery& d, std::string_view mx_host) {
   f.txt = d.txt;
   f.fetch = d.fetch;
   if (d.cached) f.cached = d.cached->mode;
-  // The policy in force: the current one when the TXT record is good and
-  // the policy was fetched (or is the cached one it names), else the cache.
+  // The policy in force (the engine's choice): the current one, which is
+  // the cached one when the TXT id names it, else the cache.
   const MtaStsPolicy* in_force = nullptr;
-  if (d.txt && d.fetch == StsFetch::ok) {
-    in_force = d.fetched ? &*d.fetched : d.cached ? &*d.cached : nullptr;
-    if (in_force) f.mode = in_force->mode;
-  } else if (d.cached) {
-    in_force = &*d.cached;
+  switch (sts_policy_in_force(f)) {
+    case StsPolicySource::fresh:
+      in_force = d.fetched ? &*d.fetched : d.cached ? &*d.cached : nullptr;
+      if (in_force) f.mode = in_force->mode;
+      break;
+    case StsPolicySource::cached: in_force = &*d.cached; break;
+    case StsPolicySource::none: break;
   }
   f.mx_match = in_force && mta_sts_mx_matches(mx_host, in_force->mx);
   return f;

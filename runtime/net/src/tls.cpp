@@ -368,7 +368,7 @@ DaneSetup setup_dane(SSL* ssl, const TlsClientParams& p) {
     TlsaUsability u = classify_tlsa_record(rec);
     d.to_openssl.push_back(u.usable());
     if (u.usable()) {
-      d.kinds.push_back(rec.usage == 3 ? TlsaKind::dane_ee_mismatch : TlsaKind::dane_ta_mismatch);
+      d.kinds.push_back(u.kind_before_match);
     } else {
       d.kinds.push_back(*u.unusable);
       d.notes.push_back(short_record(rec) + ": " + u.problem);

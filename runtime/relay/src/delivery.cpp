@@ -105,25 +105,18 @@ std::string lookup_problem(std::string_view what, std::string_view name, const s
   return std::string(what) + " for " + std::string(name) + ": " + detail;
 }
 
-constexpr TlsaKindSet kUsable = tlsa_bit(TlsaKind::dane_ee_match) | tlsa_bit(TlsaKind::dane_ee_mismatch) |
-                                tlsa_bit(TlsaKind::dane_ta_match) | tlsa_bit(TlsaKind::dane_ta_mismatch);
-
 // The TLSA records as the engine sees them before any handshake: usable
 // records count as mismatches until a handshake proves a match.
 TlsaKindSet kinds_before_handshake(const std::vector<TlsaRecord>& records) {
   TlsaKindSet k = 0;
   for (const TlsaRecord& r : records) {
-    TlsaUsability u = classify_tlsa_record(r);
-    if (!u.usable())
-      k |= tlsa_bit(*u.unusable);
-    else
-      k |= tlsa_bit(r.usage == 3 ? TlsaKind::dane_ee_mismatch : TlsaKind::dane_ta_mismatch);
+    k |= tlsa_bit(classify_tlsa_record(r).kind_before_match);
   }
   return k;
 }
 
 TlsaKindSet best_case(TlsaKindSet k) {
-  if (k & kUsable) k |= tlsa_bit(TlsaKind::dane_ee_match);
+  if (k & kUsableTlsaKinds) k |= tlsa_bit(TlsaKind::dane_ee_match);
   return k;
 }
 
@@ -531,7 +524,7 @@ class EntryDelivery {
       last_problem_ = "TLS policy refused " + h.host + " (" + std::string(to_string(pre.reason)) + ")";
       return false;
     }
-    const bool use_dane = pre.channel == Channel::authenticated && (best.tlsa & kUsable) &&
+    const bool use_dane = pre.channel == Channel::authenticated && (best.tlsa & kUsableTlsaKinds) &&
                           facts.tlsa_dnssec == DnsStatus::secure;
     const bool authenticate = pre.channel == Channel::authenticated;
     const TlsVersion floor = floor_of(rule_.min_tls);

@@ -143,9 +143,10 @@ struct RelayContext {
 
 // ------------------------------------------------------- SMTP server side
 
-// The inbound rule for one (managed domain, client): the client-address
-// rule always counts; the sender-domain rule only when one of its selectors
-// matched, and only to tighten (SPEC §5; docs/engine.md).
+// The inbound rule for one (managed domain, client, sender domain): the
+// table's two lookups combined by the engine (combine_inbound_rules(),
+// SPEC §5), as one Decision whose parts and sources come from the lookup
+// that set them.
 struct InboundRule {
   Decision decision;
 };

@@ -195,21 +195,19 @@ std::string min_text(MinTls m) {
 InboundRule stricter_inbound_rule(const DecisionTable& table, std::string_view domain, std::string_view client,
                                   std::string_view sender_domain) {
   InboundRule r{table.lookup(Direction::inbound, domain, client)};
-  if (!sender_domain.empty()) {
-    Decision s = table.lookup(Direction::inbound, domain, sender_domain);
-    if (s.match == MatchKind::exact || s.match == MatchKind::wildcard) {
-      if (s.level > r.decision.level) {
-        r.decision.level = s.level;
-        r.decision.level_from = s.level_from;
-        r.decision.origin = s.origin;
-        r.decision.selector = s.selector;
-      }
-      if (s.min_tls > r.decision.min_tls) {
-        r.decision.min_tls = s.min_tls;
-        r.decision.min_tls_from = s.min_tls_from;
-        if (r.decision.selector.empty()) r.decision.selector = s.selector;
-      }
-    }
+  if (sender_domain.empty()) return r;
+  const Decision s = table.lookup(Direction::inbound, domain, sender_domain);
+  const CombinedInboundRule c = combine_inbound_rules(r.decision, s);
+  if (c.level_from == InboundLookup::sender_domain) {
+    r.decision.level = s.level;
+    r.decision.level_from = s.level_from;
+    r.decision.origin = s.origin;
+    r.decision.selector = s.selector;
+  }
+  if (c.min_tls_from == InboundLookup::sender_domain) {
+    r.decision.min_tls = s.min_tls;
+    r.decision.min_tls_from = s.min_tls_from;
+    if (r.decision.selector.empty()) r.decision.selector = s.selector;
   }
   return r;
 }

@@ -163,17 +163,10 @@ struct AppliedRule {
   size_t min_tls_from = 0;  // index into lookups
 };
 
-// The stricter of two rules (higher level, higher minimum), each part taken
-// from the lookup that set it; ties keep `a`.
-AppliedRule stricter_of(const RuleLookup& a, const RuleLookup& b);
-
-// SPEC §5, inbound. The client address's rule always counts (its list's
-// default peer included). The sender's envelope domain is only the
-// client's claim, so its rule counts when a selector matched it, and then
-// the stricter of the two applies (SPEC §5: "when a client IP rule and a
-// sender-domain rule both match"); a sender domain that matches nothing
-// adds nothing. Hence an address exception can loosen the default peer,
-// while a forged MAIL FROM can never loosen anything.
+// SPEC §5, inbound: the two lookups (lookups[0] by the client's address,
+// lookups[1] by the sender's domain) combined by the engine's
+// combine_inbound_rules(), which says why a forged MAIL FROM can never
+// loosen anything.
 AppliedRule inbound_rule(const RuleLookup& by_address, const RuleLookup& by_sender);
 
 struct HostAttempt {

@@ -16,12 +16,20 @@
 // one rule from here: an outcome with `last_resort` set (the plaintext retry
 // of an opportunistic host whose TLS handshake failed) may be used only
 // when no other host delivers.
+//
+// Two decisions callers would otherwise make around decide() live here too,
+// so the relay and the simulator cannot differ on them: which inbound rule
+// applies when the client's address and the sender's domain both have one
+// (combine_inbound_rules(), SPEC §5), and which MTA-STS policy is in force
+// (sts_policy_in_force(), SPEC §4).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string_view>
 
+#include "tlsp/decision_table.h"
 #include "tlsp/policy_model.h"
 
 namespace tlsp {
@@ -59,6 +67,13 @@ inline constexpr int kTlsaKindCount = 9;
 using TlsaKindSet = uint16_t;
 constexpr TlsaKindSet tlsa_bit(TlsaKind k) { return static_cast<TlsaKindSet>(1u << static_cast<int>(k)); }
 
+// The kinds that are usable for SMTP DANE (RFC 7672 §3.1: usage 2 or 3, a
+// supported selector and matching type), matched or not; every other kind
+// is unusable. The one definition: decide() and the relay's pre-handshake
+// view of the records both use it.
+inline constexpr TlsaKindSet kUsableTlsaKinds = tlsa_bit(TlsaKind::dane_ee_match) | tlsa_bit(TlsaKind::dane_ee_mismatch) |
+                                                tlsa_bit(TlsaKind::dane_ta_match) | tlsa_bit(TlsaKind::dane_ta_mismatch);
+
 enum class StsFetch : uint8_t { ok, http_error, bad_cert, timeout, invalid };
 enum class StsMode : uint8_t { enforce, testing, none };
 
@@ -69,6 +84,18 @@ struct MtaStsFacts {
   bool mx_match = false;              // this MX host matches the policy in force
   std::optional<StsMode> cached;      // an unexpired cached policy's mode
 };
+
+// SPEC §4: the policy in force is the fresh one when the TXT record is
+// there and the fetch succeeded, else the unexpired cached one, else none.
+// (A TXT id naming the cached policy counts as a successful fetch: the
+// cached policy is then the fresh one.) Whoever turns a discovery into
+// facts (the relay, the simulator) picks the MX patterns of the policy
+// this names, and decide() takes the mode from it.
+enum class StsPolicySource : uint8_t { fresh, cached, none };
+StsPolicySource sts_policy_in_force(bool txt, StsFetch fetch, bool have_cached);
+inline StsPolicySource sts_policy_in_force(const MtaStsFacts& f) {
+  return sts_policy_in_force(f.txt, f.fetch, f.cached.has_value());
+}
 
 struct PeerFacts {
   // The peer offers STARTTLS (outbound), or the client used it (inbound).
@@ -131,6 +158,42 @@ struct RuleInput {
 };
 
 Outcome decide(Direction direction, RuleInput rule, const PeerFacts& facts);
+
+// SPEC §5, the inbound rule. An inbound session is looked up twice in the
+// table: with the client's address and with the sender's envelope domain.
+// The address rule always counts (its list's default peer included). The
+// envelope domain is only the client's claim, so its rule counts only when
+// a domain selector (exact or wildcard) matched it, and then only to
+// tighten: each part is the stricter of the two (higher level, higher
+// minimum), a tie keeping the address rule's part. A sender that matches
+// nothing adds nothing, and neither does an address literal in MAIL FROM
+// (`c@[192.0.2.7]`) that falls in a CIDR selector: CIDR selectors name the
+// connecting client (SPEC §2), which the envelope cannot claim to be. So a
+// forged MAIL FROM can tighten, never loosen, and an address exception can
+// loosen the default peer.
+enum class InboundLookup : uint8_t { client_address = 0, sender_domain = 1 };
+struct CombinedInboundRule {
+  RuleInput rule;
+  InboundLookup level_from = InboundLookup::client_address;
+  InboundLookup min_tls_from = InboundLookup::client_address;
+  friend bool operator==(const CombinedInboundRule&, const CombinedInboundRule&) = default;
+};
+// Whether a sender-domain lookup that matched this way has a rule that counts.
+constexpr bool sender_rule_counts(MatchKind m) { return m == MatchKind::exact || m == MatchKind::wildcard; }
+CombinedInboundRule combine_inbound_rules(const Decision& by_client_address, const Decision& by_sender_domain);
+
+// The spellings of the enums above, in their order: the only place they
+// are written (to_string and parse_* below, and the scenario checker's help
+// texts, read them here).
+inline constexpr std::array<std::string_view, 5> kTlsVersionNames = {"none", "tls1.0", "tls1.1", "tls1.2", "tls1.3"};
+inline constexpr std::array<std::string_view, 5> kCertStatusNames = {"valid", "expired", "wrong-name", "self-signed",
+                                                                     "untrusted"};
+inline constexpr std::array<std::string_view, 6> kDnsStatusNames = {"secure",   "insecure", "bogus",
+                                                                    "servfail", "timeout",  "nxdomain"};
+inline constexpr std::array<std::string_view, 5> kStsFetchNames = {"ok", "http-error", "bad-cert", "timeout", "invalid"};
+inline constexpr std::array<std::string_view, 3> kStsModeNames = {"enforce", "testing", "none"};
+inline constexpr std::array<std::string_view, 3> kOutcomeNames = {"deliver", "downgrade", "refuse"};
+inline constexpr std::array<std::string_view, 4> kChannelNames = {"plaintext", "encrypted", "authenticated", "none"};
 
 std::string_view to_string(TlsVersion v);
 std::string_view to_string(CertStatus c);

@@ -7,6 +7,7 @@
 // spelling used in policy files and return std::nullopt for anything else.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -30,6 +31,13 @@ enum class MinTls : uint8_t { any = 0, tls1_2 = 1, tls1_3 = 2 };
 
 inline constexpr int kLevelCount = 5;
 inline constexpr int kMinTlsCount = 3;
+
+// The spellings, in the enums' order: the only place they are written
+// (to_string, parse_*, and the compiler's and scenario checker's help
+// texts all read them here).
+inline constexpr std::array<std::string_view, kLevelCount> kLevelNames = {"opportunistic", "mandatory", "dane",
+                                                                          "dane-only", "mta-sts"};
+inline constexpr std::array<std::string_view, kMinTlsCount> kMinTlsNames = {"any", "tls1.2", "tls1.3"};
 
 std::string_view to_string(Direction d);
 std::string_view to_string(Level l);

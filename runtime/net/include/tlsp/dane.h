@@ -75,6 +75,11 @@ struct TlsaUsability {
   // kind, since every unusable kind decides the same (SPEC §4).
   std::optional<TlsaKind> unusable;
   std::string problem;  // why, when unusable
+  // The kind decide() sees until a handshake proves a match: the unusable
+  // kind, or for a usable record the mismatch of its usage
+  // (dane_ee_mismatch, dane_ta_mismatch). The one place that says so: the
+  // verifier, the TLS client and the relay's pre-handshake view use it.
+  TlsaKind kind_before_match = TlsaKind::bad_length;
   bool usable() const { return !unusable.has_value(); }
 };
 
