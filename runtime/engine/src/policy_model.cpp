@@ -23,4 +23,15 @@ std::optional<Direction> parse_direction(std::string_view s) { return find<Direc
 std::optional<Level> parse_level(std::string_view s) { return find<Level>(kLevelNames, s); }
 std::optional<MinTls> parse_min_tls(std::string_view s) { return find<MinTls>(kMinTlsNames, s); }
 
+std::string_view to_string(MatchKind m) {
+  switch (m) {
+    case MatchKind::exact: return "exact";
+    case MatchKind::wildcard: return "wildcard";
+    case MatchKind::cidr: return "cidr";
+    case MatchKind::default_peer: return "default-peer";
+    case MatchKind::default_domain: return "default-domain";
+  }
+  return "?";
+}
+
 }  // namespace tlsp

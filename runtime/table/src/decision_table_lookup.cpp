@@ -451,16 +451,6 @@ MatchKind match_kind(SelectorKind kind) {
 
 }  // namespace
 
-std::string_view to_string(MatchKind m) {
-  switch (m) {
-    case MatchKind::exact: return "exact";
-    case MatchKind::wildcard: return "wildcard";
-    case MatchKind::cidr: return "cidr";
-    case MatchKind::default_peer: return "default-peer";
-    case MatchKind::default_domain: return "default-domain";
-  }
-  return "?";
-}
 
 Decision DecisionTable::lookup(Direction direction, std::string_view managed_domain,
                                std::string_view peer) const {

@@ -29,7 +29,6 @@
 #include <optional>
 #include <string_view>
 
-#include "tlsp/decision_table.h"
 #include "tlsp/policy_model.h"
 
 namespace tlsp {

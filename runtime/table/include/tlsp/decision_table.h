@@ -36,18 +36,6 @@ namespace tlsp {
 
 // ---------------------------------------------------------------- content
 
-inline constexpr uint32_t kBuiltinFile = 0xFFFFFFFFu;
-
-// A place in the policy sources. file indexes TableContent::sources;
-// kBuiltinFile means "built-in default" (no source line).
-struct SourceRef {
-  uint32_t file = kBuiltinFile;
-  uint32_t line = 0;
-  uint32_t column = 0;
-  bool builtin() const { return file == kBuiltinFile; }
-  friend bool operator==(const SourceRef&, const SourceRef&) = default;
-};
-
 // A fully resolved rule and where each part of it came from.
 struct Rule {
   Level level = Level::opportunistic;
@@ -144,24 +132,8 @@ std::string reseal_table_for_testing(std::string bytes);
 
 // ----------------------------------------------------------------- lookup
 
-enum class MatchKind : uint8_t {
-  exact,           // an exact peer selector matched
-  wildcard,        // the longest matching wildcard selector
-  cidr,            // the longest matching CIDR selector
-  default_peer,    // the domain's default peer
-  default_domain,  // domain unlisted or disabled: the default domain's default peer
-};
-std::string_view to_string(MatchKind m);
-
-struct Decision {
-  Level level = Level::opportunistic;
-  MinTls min_tls = MinTls::any;
-  MatchKind match = MatchKind::default_domain;
-  bool domain_listed = false;  // false: the default domain's rules were used
-  SourceRef origin, level_from, min_tls_from;
-  std::string selector;        // the matched selector as written
-                               // ("*.bank.example", "203.0.113.0/24"); empty for defaults
-};
+// MatchKind and Decision, what lookup() answers, are the engine's vocabulary
+// (tlsp/policy_model.h).
 
 class DecisionTable {
  public:
