@@ -16,6 +16,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "tlsp/base/domain_name.h"
 #include "tlsp/relay.h"
 #include "tlsp/retry.h"
 #include "tlsp/diagnostic_text.h"
@@ -132,8 +133,11 @@ NextHop parse_next_hop(const std::string& text) {
   size_t eq = text.find('=');
   if (eq == std::string::npos) throw UsageError("--next-hop: `" + text + "` is not domain=host:port");
   NextHop h;
-  h.domain = text.substr(0, eq);
-  for (char& c : h.domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // The managed domain is compared with recipients' domains: the same
+  // rule and normal form (tlsp/base/domain_name.h).
+  NameCheck domain = check_host_name(std::string_view(text).substr(0, eq));
+  if (!domain.ok()) throw UsageError("--next-hop: `" + display_text(text) + "`: " + domain.problem);
+  h.domain = std::move(domain.name);
   std::string hp = text.substr(eq + 1);
   size_t colon = hp.rfind(':');
   if (colon == std::string::npos || colon + 1 == hp.size())
