@@ -19,6 +19,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "tlsp/base/domain_name.h"
 #include "tlsp/relay.h"
 #include "tlsp/retry.h"
 #include "tlsp/diagnostic_text.h"
@@ -240,7 +241,14 @@ std::optional<NextHop> parse_next_hop(const std::string& text, Settings& s) {
     return std::nullopt;
   }
   NextHop h;
-  h.domain = text.substr(0, eq);
+  // The managed domain is compared with recipients' domains: the same
+  // rule and normal form (tlsp/base/domain_name.h).
+  NameCheck domain = check_host_name(std::string_view(text).substr(0, eq));
+  if (!domain.ok()) {
+    s.error_at("next-hop", text, shown + ": " + domain.problem);
+    return std::nullopt;
+  }
+  h.domain = std::move(domain.name);
   h.host = hp.substr(0, colon);
   if (h.host.size() > 2 && h.host.front() == '[') h.host = h.host.substr(1, h.host.size() - 2);
   const std::string port = hp.substr(colon + 1);

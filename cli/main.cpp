@@ -3,14 +3,18 @@
 // Exit codes, the same for every subcommand: 0 success, 1 the input has
 // errors (policy diagnostics, a refused table), 2 bad usage or an input that
 // cannot be read.
+#include <arpa/inet.h>
+
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
 #include "commands.h"
+#include "tlsp/base/domain_name.h"
 #include "tlsp/compiler.h"
 #include "tlsp/decision_table.h"
+#include "tlsp/diagnostic_text.h"
 
 namespace tlsp::cli {
 
@@ -98,6 +102,16 @@ int cmd_explain(const std::vector<std::string>& args) {
   auto dir = parse_direction(direction);
   if (!dir) throw UsageError("unknown --direction `" + direction + "` (outbound or inbound)");
   if (table_path.empty() == policies.empty()) throw UsageError("give exactly one of --table and --policy");
+  // A name the table could never hold would silently get a default rule:
+  // say what is wrong with it instead (tlsp/base/domain_name.h).
+  const auto refuse_name = [](const char* option, const std::string& text, const NameCheck& c) {
+    std::string what = std::string("--") + option + " `" + display_text(text) + "` is not a valid domain name: " + c.problem;
+    if (!c.suggestion.empty()) what += "\nhelp: did you mean `" + c.suggestion + "`?";
+    return UsageError(what);
+  };
+  if (NameCheck c = check_host_name(domain); !c.ok()) throw refuse_name("domain", domain, c);
+  if (unsigned char ip[16]; inet_pton(AF_INET, peer.c_str(), ip) != 1 && inet_pton(AF_INET6, peer.c_str(), ip) != 1)
+    if (NameCheck c = check_host_name(peer); !c.ok()) throw refuse_name("peer", peer, c);
 
   int code = kExitOk;
   std::optional<DecisionTable> table = open_or_compile(table_path, policies, vm, code);

@@ -118,6 +118,28 @@ TEST(Compiler, EveryDiagnosticCode) {
   }
 }
 
+// IDNA (libidn2): an `xn--` label must be a valid A-label; a U-label name
+// is refused with its A-label form as the advice, wildcard kept.
+TEST(Compiler, IdnaNames) {
+  for (const char* bad : {"xn--a.example", "xn--ab-9.example", "xn--ls8h.example"}) {
+    auto r = compile_text(policy(std::string("domain \"") + bad + "\" { }\n"));
+    EXPECT_FALSE(r.table) << bad;
+    ASSERT_EQ(r.diagnostics.size(), 1u) << bad << "\n" << render_diagnostics(r);
+    EXPECT_EQ(r.diagnostics[0].code, "E0206");
+    EXPECT_NE(r.diagnostics[0].message.find("is not a valid IDNA A-label"), std::string::npos)
+        << r.diagnostics[0].message;
+  }
+  auto ulabel = compile_text(policy("domain \"b\xc3\xbc" "cher.example\" { outbound {\n"
+                                    "  peer \"*.\xc3\xb1" "aca.example\" { level mandatory; } } }\n"));
+  ASSERT_EQ(ulabel.diagnostics.size(), 2u) << render_diagnostics(ulabel);
+  EXPECT_EQ(ulabel.diagnostics[0].help, "did you mean `xn--bcher-kva.example`?");
+  EXPECT_EQ(ulabel.diagnostics[1].help, "did you mean `*.xn--aca-6ma.example`?");
+  auto alabel = compile_text(policy("domain \"XN--BCHER-KVA.example\" { }\n"));
+  ASSERT_TRUE(alabel.table) << render_diagnostics(alabel);
+  ASSERT_EQ(alabel.table->domains.size(), 1u);
+  EXPECT_EQ(alabel.table->domains[0].name, "xn--bcher-kva.example");
+}
+
 TEST(Compiler, EmptyPolicyNameIsAnError) {
   auto r = compile_text(std::string("policy \"\" version \"\";\n") + kDefault);
   EXPECT_EQ(codes(r).count("E0217"), 2u);

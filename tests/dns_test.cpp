@@ -290,7 +290,12 @@ TEST_F(DnsTest, CnameChainInTheAnswerIsFollowed) {
 TEST_F(DnsTest, InvalidNamesNeverQueried) {
   const std::vector<std::string> bad = {
       "", ".", "a..b", "bad name.example", "exa`mple.com", "a\\046b.example", std::string(64, 'a') + ".example",
-      std::string(250, 'a').insert(50, ".").insert(100, ".").insert(150, ".").insert(200, "."), "tab\t.example"};
+      std::string(250, 'a').insert(50, ".").insert(100, ".").insert(150, ".").insert(200, "."), "tab\t.example",
+      // one rule with the rest of tlsp (tlsp/base/domain_name.h): `_` only
+      // in leading underscore labels, no hyphen at a label's ends, valid
+      // A-labels only, no U-labels, no numeric last label
+      "a_b.example", "mx._tcp.example", "mx-.example", "-mx.example", "xn--a.example", "b\xc3\xbc" "cher.example",
+      "192.0.2.1"};
   for (const auto& name : bad) {
     auto r = resolver().mx(name);
     EXPECT_EQ(r.status, DnsStatus::servfail) << name;

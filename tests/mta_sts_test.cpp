@@ -77,27 +77,19 @@ TEST(MtaStsConformance, PolicyBodies) {
 
 TEST(MtaStsConformance, MxMatching) {
   REQUIRE_VECTORS();
-  size_t checked = 0;
+  size_t checked = 0, idna = 0;
   for (const auto& c : vectors()["mx_match"]) {
-    if (c["needs_idna"].get<bool>()) continue;  // MxMatchingIdna
     const std::string host = c["mx_host"];
     const auto patterns = c["policy_mx"].get<std::vector<std::string>>();
     SCOPED_TRACE("host `" + host + "` against " + c["policy_mx"].dump());
     EXPECT_EQ(mta_sts_mx_matches(host, patterns), c["expect_match"].get<bool>());
     ++checked;
-  }
-  EXPECT_EQ(checked, 17u);
-}
-
-TEST(MtaStsConformance, MxMatchingIdna) {
-  REQUIRE_VECTORS();
-  size_t idna = 0;
-  for (const auto& c : vectors()["mx_match"])
     if (c["needs_idna"].get<bool>()) ++idna;
+  }
+  EXPECT_EQ(checked, 21u);
+  // U-label / A-label equivalence (libidn2), e.g. `x.ñaca.com` against
+  // `x.xn--aca-6ma.com`.
   EXPECT_EQ(idna, 4u);
-  // The data is there; the feature is not (a libidn2 dependency will come).
-  TLSP_SKIP_UNSUPPORTED(idna << " MX-matching cases need IDNA (U-label / A-label equivalence), not implemented "
-                                "yet: tlsp compares names as ASCII (tlsp/mta_sts.h)");
 }
 
 TEST(MtaStsConformance, TxtTokenizing) {
@@ -154,6 +146,13 @@ TEST(MtaStsPolicy, StrictSyntax) {
   EXPECT_FALSE(parse_mta_sts_policy("version: STSv1\nmode: enforce\nmx: mx..example.com\nmax_age: 1"));
   EXPECT_FALSE(parse_mta_sts_policy("version: STSv1\nmode: enforce\nmx: *.*.example.com\nmax_age: 1"));
   EXPECT_FALSE(parse_mta_sts_policy("version: STSv1\nmode: enforce\nmx: mx.example.com.\nmax_age: 1"));
+  // The pattern is a host name (tlsp/base/domain_name.h): no `_`, no hyphen
+  // at a label's ends, A-labels only and valid ones (RFC 8461 §3.2).
+  for (const char* bad : {"mx_1.example.com", "mx-.example.com", "xn--a.example.com", "\xc3\xb1" "aca.com", "*.192.0.2.1"})
+    EXPECT_FALSE(parse_mta_sts_policy(std::string("version: STSv1\nmode: enforce\nmx: ") + bad + "\nmax_age: 1"))
+        << bad;
+  auto alabel = parse_mta_sts_policy("version: STSv1\nmode: enforce\nmx: *.xn--aca-6ma.com\nmax_age: 1");
+  EXPECT_TRUE(alabel) << alabel.problem;
   EXPECT_FALSE(parse_mta_sts_policy("version: STSv1\rmode: none\nmax_age: 1")) << "a lone CR";
   EXPECT_FALSE(parse_mta_sts_policy(""));
   auto ext = parse_mta_sts_policy("version: STSv1\nx_unknown.field-1: any text here\nmode: none\nmax_age: 1");
@@ -180,6 +179,15 @@ TEST(MtaStsMatch, OneLabelWildcardAndCase) {
   EXPECT_FALSE(mta_sts_mx_matches(".example.com", "*.example.com"));
   EXPECT_FALSE(mta_sts_mx_matches("xexample.com", "*.example.com"));
   EXPECT_FALSE(mta_sts_mx_matches("mx.example.com", std::vector<std::string>{}));
+}
+
+// U-labels compare in their A-label form, on either side and under a wildcard.
+TEST(MtaStsMatch, IdnaEquivalence) {
+  EXPECT_TRUE(mta_sts_mx_matches("mx.xn--bcher-kva.example", "*.b\xc3\xbc" "cher.example"));
+  EXPECT_TRUE(mta_sts_mx_matches("mx.B\xc3\x9c""cher.example", "*.xn--bcher-kva.example"));
+  EXPECT_FALSE(mta_sts_mx_matches("a.mx.b\xc3\xbc" "cher.example", "*.xn--bcher-kva.example"));
+  EXPECT_FALSE(mta_sts_mx_matches("mx.bucher.example", "mx.b\xc3\xbc" "cher.example"));
+  EXPECT_FALSE(mta_sts_mx_matches("\xff\xfe.example", "\xff\xfe.example")) << "not UTF-8: matches nothing";
 }
 
 // The texts come from the network: no input may crash or hang a parser.

@@ -1707,6 +1707,22 @@ TEST_F(InboundWorld, SenderSpecifiedRoutingIsRefused) {
   EXPECT_EQ(hop_->messages()[0].rcpts, std::vector<std::string>{"alice@acme.example"});
 }
 
+// Address domains follow the one rule (tlsp/base/domain_name.h): no `_`, no
+// hyphen at a label's ends, valid A-labels; an address literal has no domain
+// to route outbound by and is refused at RCPT rather than queued.
+TEST_F(RelayWorld, AddressDomainsAreHostNames) {
+  start_relay(compile_table(write_policy("")));
+  for (const char* rcpt : {"bob@a_b.example", "bob@partner-.example", "bob@xn--a.example", "bob@partner..example"}) {
+    SubmitResult r = submit("alice@acme.example", {rcpt});
+    EXPECT_FALSE(r.accepted) << rcpt;
+    EXPECT_EQ(r.code, 501) << rcpt << ": " << r.reply;
+  }
+  SubmitResult literal = submit("alice@acme.example", {"bob@[192.0.2.1]"});
+  EXPECT_FALSE(literal.accepted);
+  EXPECT_EQ(literal.code, 553) << literal.reply;
+  EXPECT_NE(literal.reply.find("address literals are not routed"), std::string::npos) << literal.reply;
+}
+
 TEST_F(RelayWorld, EightBitAddressesAreRefusedAndTheLogEscapesEveryNonPrintableByte) {
   start_relay(compile_table(write_policy("")));
   // 0x9B is CSI to a terminal, 0x85 NEL, U+0085 (C2 85) NEL in UTF-8.

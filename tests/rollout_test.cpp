@@ -280,6 +280,33 @@ TEST(CommandLine, OtherUsageErrorsAreWordedForTheUser) {
   EXPECT_TRUE(has(required, "tlsp explain: --direction is required")) << required.out;
 }
 
+// A name no table can hold got the default rule silently; it is a usage
+// error naming the problem (tlsp/base/domain_name.h), and valid names and
+// addresses still work.
+TEST(CommandLine, ExplainRefusesNamesThatAreNotDomainNames) {
+  const std::string base = "explain --policy policies/example.tlsp --direction outbound ";
+  CommandRun empty_label = run(base + "--domain acme.example --peer 'bad..name'");
+  EXPECT_EQ(empty_label.code, 2) << empty_label.out;
+  EXPECT_TRUE(has(empty_label, "tlsp: error: --peer `bad..name` is not a valid domain name: empty label in domain name "
+                               "`bad..name`"))
+      << empty_label.out;
+  CommandRun ulabel = run(base + "--domain acme.example --peer 'b\xc3\xbc" "cher.example'");
+  EXPECT_EQ(ulabel.code, 2) << ulabel.out;
+  EXPECT_TRUE(has(ulabel, "help: did you mean `xn--bcher-kva.example`?")) << ulabel.out;
+  for (const std::string peer : {"a_b.example", "-a.example", "xn--a.example", "192.0.2.300"}) {
+    CommandRun r = run(base + "--domain acme.example --peer '" + peer + "'");
+    EXPECT_EQ(r.code, 2) << peer << "\n" << r.out;
+    EXPECT_TRUE(has(r, "--peer `" + peer + "` is not a valid domain name")) << r.out;
+  }
+  CommandRun domain = run(base + "--domain 'acme..example' --peer partner.example");
+  EXPECT_EQ(domain.code, 2) << domain.out;
+  EXPECT_TRUE(has(domain, "--domain `acme..example` is not a valid domain name")) << domain.out;
+  for (const std::string peer : {"Partner.Example.", "192.0.2.1", "2001:db8::1"}) {
+    CommandRun ok = run(base + "--domain acme.example --peer '" + peer + "'");
+    EXPECT_EQ(ok.code, 0) << peer << "\n" << ok.out;
+  }
+}
+
 TEST(CommandLine, AnInputThatCannotBeReadIsExitTwoEverywhere) {
   for (const std::string args :
        {"inspect nosuch.tlspdt", "check nosuch.tlsp", "compile nosuch.tlsp -o /tmp/tlsp-never-written",

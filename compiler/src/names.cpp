@@ -7,52 +7,10 @@
 #include <algorithm>
 #include <charconv>
 
+#include "tlsp/base/domain_name.h"
+
 namespace tlsp {
 namespace {
-
-bool is_ldh(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-}
-
-bool check_label(std::string_view label, std::string_view whole, NameProblem& problem) {
-  if (label.empty()) {
-    problem.message = "empty label in domain name " + std::string("`") + std::string(whole) + "`";
-    return false;
-  }
-  if (label.size() > 63) {
-    problem.message = "label `" + std::string(label) + "` is longer than 63 characters";
-    return false;
-  }
-  for (char c : label) {
-    if (static_cast<unsigned char>(c) >= 0x80) {
-      problem.message = "`" + std::string(whole) + "` is not an IDNA A-label domain name";
-      problem.help = "write internationalised names in their A-label form (`xn--...`)";
-      return false;
-    }
-    if (c == '*') {
-      problem.message = "`*` may only stand alone as the leftmost label of a peer selector, as in `*.example.com`";
-      return false;
-    }
-    if (!is_ldh(c)) {
-      problem.message = "invalid character `" + std::string(1, c) + "` in label `" + std::string(label) + "`";
-      problem.help = "domain name labels use letters, digits and `-` only";
-      return false;
-    }
-  }
-  if (label.front() == '-' || label.back() == '-') {
-    problem.message = "label `" + std::string(label) + "` begins or ends with `-`";
-    return false;
-  }
-  if (label.size() >= 4 && label[2] == '-' && label[3] == '-' && label.substr(0, 2) != "xn") {
-    problem.message = "label `" + std::string(label) + "` has `--` in the third and fourth places, which only IDNA A-labels (`xn--`) may";
-    return false;
-  }
-  if (label.substr(0, 4) == "xn--" && label.size() == 4) {
-    problem.message = "label `" + std::string(label) + "` is an empty A-label";
-    return false;
-  }
-  return true;
-}
 
 bool looks_like_address(std::string_view s) {
   if (s.find(':') != std::string_view::npos || s.find('/') != std::string_view::npos) return true;
@@ -119,39 +77,32 @@ bool parse_address_or_cidr(std::string_view text, PeerEntry& out, NameProblem& p
 
 }  // namespace
 
-bool normalize_domain_name(std::string_view text, std::string& out, NameProblem& problem) {
+namespace {
+
+// `prefix` is what the selector has before the name (`*.`), for the advice.
+bool normalize_name(std::string_view text, std::string_view prefix, std::string& out, NameProblem& problem) {
   problem.code = "E0206";
-  std::string_view s = text;
-  if (!s.empty() && s.back() == '.') s.remove_suffix(1);
-  if (s.empty()) {
-    problem.message = "empty domain name";
-    return false;
+  NameCheck c = check_policy_name(text);
+  if (c.ok()) {
+    out = std::move(c.name);
+    return true;
   }
-  out.assign(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  if (out.size() > 253) {
-    problem.message = "domain name `" + std::string(text) + "` is longer than 253 characters";
-    return false;
+  problem.message = std::move(c.problem);
+  if (c.fault == NameFault::bad_character && c.label.find('*') != std::string::npos) {
+    problem.message = "`*` may only stand alone as the leftmost label of a peer selector, as in `*.example.com`";
+  } else if (c.fault == NameFault::bad_character) {
+    problem.help = "domain name labels use letters, digits and `-` only";
+  } else if (c.fault == NameFault::not_ascii) {
+    problem.help = c.suggestion.empty() ? "write internationalised names in their A-label form (`xn--...`)"
+                                        : "did you mean `" + std::string(prefix) + c.suggestion + "`?";
   }
-  std::string_view all(out);
-  size_t start = 0;
-  std::string_view last;
-  while (true) {
-    size_t dot = all.find('.', start);
-    std::string_view label = all.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (!check_label(label, text, problem)) return false;
-    last = label;
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
-  bool numeric = true;
-  for (char c : last) numeric = numeric && c >= '0' && c <= '9';
-  if (numeric) {
-    problem.message = "`" + std::string(text) + "` is not a domain name: its last label is numeric";
-    return false;
-  }
-  return true;
+  return false;
+}
+
+}  // namespace
+
+bool normalize_domain_name(std::string_view text, std::string& out, NameProblem& problem) {
+  return normalize_name(text, "", out, problem);
 }
 
 bool parse_peer_selector(std::string_view text, PeerEntry& out, NameProblem& problem) {
@@ -160,7 +111,7 @@ bool parse_peer_selector(std::string_view text, PeerEntry& out, NameProblem& pro
   out.prefix_len = 0;
   if (text.size() >= 2 && text[0] == '*' && text[1] == '.') {
     out.kind = SelectorKind::wildcard;
-    return normalize_domain_name(text.substr(2), out.name, problem);
+    return normalize_name(text.substr(2), "*.", out.name, problem);
   }
   out.kind = SelectorKind::exact;
   return normalize_domain_name(text, out.name, problem);

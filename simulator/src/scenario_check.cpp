@@ -16,6 +16,7 @@
 #include <map>
 
 #include "scenario_parse.h"
+#include "tlsp/base/domain_name.h"
 #include "tlsp/mta_sts.h"
 #include "tlsp/simulator.h"
 
@@ -51,29 +52,10 @@ std::string list_words(const std::vector<std::string_view>& words) {
   return out;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
-// A host or domain name: LDH labels of 1..63 characters (IDNA A-labels),
-// 253 in all, a trailing dot allowed. Returns the normal form or "".
+// A host or domain name (check_host_name): its normal form, or "".
 std::string normal_domain(std::string_view name) {
-  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
-  if (name.empty() || name.size() > 253) return "";
-  std::string out = lower(name);
-  size_t start = 0;
-  while (true) {
-    size_t dot = out.find('.', start);
-    std::string_view label(out.data() + start, (dot == std::string::npos ? out.size() : dot) - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return "";
-    for (char c : label)
-      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) return "";
-    if (dot == std::string::npos) return out;
-    start = dot + 1;
-  }
+  NameCheck c = check_host_name(name);
+  return c.ok() ? std::move(c.name) : std::string();
 }
 
 bool is_ip_address(const std::string& s) {
@@ -635,12 +617,6 @@ LoadedSource make_source(std::string display_path, std::string text) {
 }
 
 }  // namespace
-
-std::string domain_of_address(std::string_view address) {
-  size_t at = address.rfind('@');
-  if (at == std::string_view::npos || at == 0) return "";
-  return normal_domain(address.substr(at + 1));
-}
 
 ScenarioFile parse_scenarios(std::string display_path, std::string text) {
   ScenarioFile file;

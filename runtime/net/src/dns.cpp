@@ -31,6 +31,7 @@
 #include <system_error>
 
 #include "message_text.h"
+#include "tlsp/base/domain_name.h"
 
 namespace tlsp::dns {
 namespace {
@@ -42,10 +43,6 @@ using Clock = std::chrono::steady_clock;
 constexpr uint16_t kEdnsUdpSize = 1232;
 // Longest CNAME chain followed inside one answer section.
 constexpr int kMaxCnameChain = 8;
-// RFC 1035 §2.3.4: a name is at most 255 octets on the wire, i.e. 253
-// characters in text without the trailing dot; a label at most 63.
-constexpr size_t kMaxNameChars = 253;
-constexpr size_t kMaxLabelChars = 63;
 // The file read when ResolverConfig::server is empty.
 constexpr const char* kResolvConf = "/etc/resolv.conf";
 // Where to ask when resolv.conf names no server (what glibc does too).
@@ -71,40 +68,17 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// Checks a host or owner name: LDH labels, plus `_` since the names we ask
-// for include `_25._tcp.` and `_mta-sts.`. Returns the lower-case name
-// without the trailing dot, or an empty string and the problem.
+// A name we ask for (check_dns_question_name: a host name, after
+// underscore labels such as `_25._tcp.` and `_mta-sts.`). Returns the
+// lower-case name without the trailing dot, or an empty string and the
+// problem.
 std::string normalise_name(std::string_view name, std::string& problem) {
-  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
-  if (name.empty()) {
-    problem = "empty name";
+  NameCheck c = check_dns_question_name(name);
+  if (!c.ok()) {
+    problem = std::move(c.problem);
     return {};
   }
-  if (name.size() > kMaxNameChars) {
-    problem = "name longer than " + std::to_string(kMaxNameChars) + " characters";
-    return {};
-  }
-  size_t label = 0;
-  for (char c : name) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (c == '.') {
-      if (label == 0) {
-        problem = "empty label";
-        return {};
-      }
-      label = 0;
-      continue;
-    }
-    if (!(std::isalnum(u) || c == '-' || c == '_')) {
-      problem = "character " + ticked(std::string_view(&c, 1)) + " not allowed in a name";
-      return {};
-    }
-    if (++label > kMaxLabelChars) {
-      problem = "label longer than " + std::to_string(kMaxLabelChars) + " characters";
-      return {};
-    }
-  }
-  return lower(name);
+  return std::move(c.name);
 }
 
 // "mx1.example." -> "mx1.example"; "." -> "".

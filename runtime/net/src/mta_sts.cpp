@@ -9,6 +9,7 @@
 #include "tlsp/mta_sts.h"
 
 #include "message_text.h"
+#include "tlsp/base/domain_name.h"
 
 namespace tlsp {
 namespace {
@@ -17,6 +18,12 @@ bool is_wsp(char c) { return c == ' ' || c == '\t'; }
 bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_alnum(char c) { return is_alpha(c) || is_digit(c); }
+
+bool is_ascii(std::string_view s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  return true;
+}
 
 char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -28,22 +35,6 @@ bool is_field_name(std::string_view s) {
   for (char c : s)
     if (!is_alnum(c) && c != '_' && c != '-' && c != '.') return false;
   return true;
-}
-
-// RFC 5321 Domain: sub-domain *("." sub-domain), sub-domain = Let-dig [Ldh-str];
-// DNS limits: labels of at most 63 octets, at most 253 in all.
-bool is_domain(std::string_view s) {
-  if (s.empty() || s.size() > 253) return false;
-  size_t start = 0;
-  while (true) {
-    size_t dot = s.find('.', start);
-    std::string_view label = s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (label.empty() || label.size() > 63 || !is_alnum(label.front()) || !is_alnum(label.back())) return false;
-    for (char c : label)
-      if (!is_alnum(c) && c != '-') return false;
-    if (dot == std::string_view::npos) return true;
-    start = dot + 1;
-  }
 }
 
 template <typename T>
@@ -186,8 +177,8 @@ MtaStsParse<MtaStsPolicy> parse_mta_sts_policy(std::string_view body) {
       has_max_age = true;
     } else if (name == "mx") {
       // sts-policy-mx-value = ["*."] Domain
-      std::string_view domain = value.substr(0, 2) == "*." ? value.substr(2) : value;
-      if (!is_domain(domain)) return invalid<R>(where + "invalid `mx` pattern " + ticked(value));
+      if (NameCheck c = check_mx_pattern(value); !c.ok())
+        return invalid<R>(where + "invalid `mx` pattern " + ticked(value) + ": " + c.problem);
       policy.mx.emplace_back(value);
     }
     // Any other well-formed field is an extension: ignored (RFC 8461 §3.2).
@@ -207,6 +198,16 @@ MtaStsParse<MtaStsPolicy> parse_mta_sts_policy(std::string_view body) {
 bool mta_sts_mx_matches(std::string_view host, std::string_view pattern) {
   if (!host.empty() && host.back() == '.') host.remove_suffix(1);
   if (!pattern.empty() && pattern.back() == '.') pattern.remove_suffix(1);
+  if (!is_ascii(host) || !is_ascii(pattern)) {
+    // IDNA: names compare in their A-label form (RFC 8461 §3.2, §4.1), so
+    // a U-label on either side is mapped first; one that cannot be mapped
+    // matches nothing.
+    const bool wildcard = pattern.substr(0, 2) == "*.";
+    auto h = lookup_form(host);
+    auto p = lookup_form(wildcard ? pattern.substr(2) : pattern);
+    if (!h || !p || !is_ascii(*h) || !is_ascii(*p)) return false;
+    return mta_sts_mx_matches(*h, wildcard ? "*." + *p : *p);
+  }
   auto equal = [](std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
     for (size_t i = 0; i < a.size(); ++i)

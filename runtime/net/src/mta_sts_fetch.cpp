@@ -16,6 +16,7 @@
 #include "tlsp/mta_sts_fetch.h"
 
 #include "message_text.h"
+#include "tlsp/base/domain_name.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -42,12 +43,6 @@ constexpr size_t kMaxCacheHeaderBytes = 1024;
 constexpr std::string_view kCacheMagic = "tlsp-mta-sts-cache 1";
 constexpr std::string_view kCacheSuffix = ".sts";
 constexpr std::string_view kTempPrefix = ".tmp-";
-// RFC 1035 §2.3.4.
-constexpr size_t kMaxDomainBytes = 253;
-constexpr size_t kMaxLabelBytes = 63;
-
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
 bool is_ip_literal(const std::string& a, bool& v6) {
   unsigned char buf[16];
@@ -144,28 +139,9 @@ StsFetchResult failed(StsFetch status, std::string detail) {
 std::string mta_sts_policy_host(std::string_view domain) { return std::string(kPolicyHostPrefix) + std::string(domain); }
 
 std::optional<std::string> normalize_policy_domain(std::string_view domain) {
-  if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
-  if (domain.empty() || domain.size() > kMaxDomainBytes) return std::nullopt;
-  std::string out;
-  out.reserve(domain.size());
-  size_t label = 0;
-  char prev = '.';
-  for (char raw : domain) {
-    char c = lower(raw);
-    if (c == '.') {
-      // An empty label (leading dot, "..") or one ending in a hyphen.
-      if (label == 0 || prev == '-') return std::nullopt;
-      label = 0;
-    } else {
-      if (!is_alnum(c) && c != '-') return std::nullopt;
-      if (label == 0 && c == '-') return std::nullopt;
-      if (++label > kMaxLabelBytes) return std::nullopt;
-    }
-    out += c;
-    prev = c;
-  }
-  if (label == 0 || prev == '-') return std::nullopt;
-  return out;
+  NameCheck c = check_host_name(domain);
+  if (!c.ok()) return std::nullopt;
+  return std::move(c.name);
 }
 
 StsFetchResult fetch_mta_sts_policy(std::string_view domain_in, const std::vector<std::string>& addresses,
@@ -173,7 +149,7 @@ StsFetchResult fetch_mta_sts_policy(std::string_view domain_in, const std::vecto
   auto domain = normalize_policy_domain(domain_in);
   if (!domain) return failed(StsFetch::timeout, ticked(domain_in) + " is not a valid policy domain");
   const std::string host = mta_sts_policy_host(*domain);
-  if (host.size() > kMaxDomainBytes) return failed(StsFetch::timeout, ticked(host) + " is too long for a host name");
+  if (host.size() > kMaxDomainNameLength) return failed(StsFetch::timeout, ticked(host) + " is too long for a host name");
   if (addresses.empty()) return failed(StsFetch::timeout, "no address to fetch the policy from " + ticked(host));
 
   // HOST:PORT:ADDR[,ADDR...]: libcurl connects to these and never resolves.

@@ -50,14 +50,6 @@ std::string lower(std::string_view s) {
   return r;
 }
 
-std::string domain_of(std::string_view address) {
-  size_t at = address.rfind('@');
-  if (at == std::string_view::npos) return {};
-  std::string d = lower(address.substr(at + 1));
-  if (!d.empty() && d.back() == '.') d.pop_back();
-  return d;
-}
-
 std::optional<Cidr> parse_cidr(std::string_view text) {
   Cidr c;
   std::string addr(text);
@@ -531,7 +523,7 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
     QueueEntry b;
     b.mail_from = "";
     b.recipients = {entry.mail_from};
-    std::string domain = domain_of(entry.mail_from);
+    std::string domain = domain_of_address(entry.mail_from);
     if (const NextHop* hop = ctx.next_hop(domain)) {
       b.direction = Direction::inbound;
       b.managed_domain = domain;

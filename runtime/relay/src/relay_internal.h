@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tlsp/base/domain_name.h"
 #include "tlsp/decision_table.h"
 #include "tlsp/dns.h"
 #include "tlsp/engine.h"
@@ -37,9 +38,7 @@ struct Cidr {
 std::optional<Cidr> parse_cidr(std::string_view text);
 bool cidr_contains(const Cidr& net, std::string_view address);
 
-// "local@Domain" -> "domain" (lower case, no trailing dot); "" for the null
-// path or an address without a domain.
-std::string domain_of(std::string_view address);
+// The domain of an address: domain_of_address() (tlsp/base/domain_name.h).
 std::string lower(std::string_view s);
 
 // --------------------------------------------------------------- the log

@@ -78,25 +78,15 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// RFC 5321 §4.5.3.1: local part 64, domain 255, path 256 octets.
+// RFC 5321 §4.5.3.1: local part 64, path 256 octets (a domain is a host
+// name: at most 253 characters, tlsp/base/domain_name.h).
 constexpr size_t kMaxLocalPart = 64;
-constexpr size_t kMaxDomain = 255;
 constexpr size_t kMaxPath = 256;
 
+// RFC 5321 §4.1.2: Domain / address-literal.
 bool valid_domain(std::string_view d) {
-  if (d.empty() || d.size() > kMaxDomain) return false;
-  if (d.front() == '[') return d.back() == ']' && d.size() > 2;  // address literal
-  size_t label = 0;
-  for (char c : d) {
-    if (c == '.') {
-      if (label == 0) return false;
-      label = 0;
-      continue;
-    }
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return false;
-    if (++label > 63) return false;
-  }
-  return label > 0 || d.size() > 1;
+  if (!d.empty() && d.front() == '[') return d.back() == ']' && d.size() > 2;  // address literal
+  return check_host_name(d).ok();
 }
 
 struct PathParse {
@@ -449,7 +439,7 @@ class Session {
 
   // The inbound verdict for one managed domain; empty when accepted.
   std::string inbound_refusal(std::string_view domain, const std::string& sender) {
-    const std::string sender_domain = domain_of(sender);
+    const std::string sender_domain = domain_of_address(sender);
     auto table = ctx_.table.get();
     InboundRule rule = stricter_inbound_rule(*table, domain, client_, sender_domain);
     PeerFacts facts;
@@ -507,7 +497,7 @@ class Session {
         return error_reply("555 5.5.4 Unsupported MAIL parameter " + std::string(param));
       }
     }
-    std::string sender_domain = domain_of(p.address);
+    std::string sender_domain = domain_of_address(p.address);
     outbound_ = submit_client_ && !sender_domain.empty() && ctx_.is_managed(sender_domain);
     if (!outbound_) {
       // SPEC §5: a peer whose rule refuses this session hears it at MAIL,
@@ -547,7 +537,10 @@ class Session {
     if (!p.ok) return path_error(p, "recipient");
     if (!p.rest.empty()) return error_reply("555 5.5.4 Unsupported RCPT parameter");
     if (recipients_.size() >= limits_.max_recipients) return recipient_limit();
-    std::string domain = domain_of(p.address);
+    std::string domain = domain_of_address(p.address);
+    // Delivery goes by the recipient's domain name (its MX hosts); an
+    // address literal has none, and queueing it would only defer it.
+    if (outbound_ && domain.empty()) return reply("553 5.1.2 <" + p.address + ">: address literals are not routed");
     if (!outbound_) {
       // Postfix's allow_untrusted_routing = no: a local part that names a
       // further destination (`v%victim.example`, `v@victim.example`, quoted
@@ -668,7 +661,7 @@ class Session {
     // One queue entry per destination: a recipient domain outbound, a next
     // hop inbound.
     std::map<std::string, QueueEntry> groups;
-    std::string sender_domain = domain_of(*mail_from_);
+    std::string sender_domain = domain_of_address(*mail_from_);
     const int64_t now = std::time(nullptr);
     for (const Recipient& r : recipients_) {
       QueueEntry& e = groups[(outbound_ ? "o:" : "i:") + r.domain];

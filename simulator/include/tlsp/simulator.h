@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tlsp/base/domain_name.h"
 #include "tlsp/compiler.h"
 #include "tlsp/decision_table.h"
 #include "tlsp/engine.h"
@@ -139,9 +140,9 @@ std::string render_diagnostics(const ScenarioFile& file);
 // scenario all of the file's grew as scenarios x diagnostics).
 std::vector<std::string> render_broken_diagnostics(const ScenarioFile& file);
 
-// The lower-case domain of an envelope address (`bob@Partner.Example.` ->
-// `partner.example`), or "" when it has none.
-std::string domain_of_address(std::string_view address);
+// The domain of an envelope address: tlsp::domain_of_address()
+// (tlsp/base/domain_name.h), one rule for the simulator and the relay.
+using tlsp::domain_of_address;
 
 // ---------------------------------------------------------------- running
 

@@ -87,7 +87,8 @@ struct StsFetchResult {
 std::string mta_sts_policy_host(std::string_view domain);
 
 // `domain` lower-cased without a trailing dot if it is a valid policy
-// domain (LDH labels of 1..63 bytes, at most 253 in all), else nothing.
+// domain (a host name: check_host_name() in tlsp/base/domain_name.h), else
+// nothing.
 std::optional<std::string> normalize_policy_domain(std::string_view domain);
 
 // addresses: IP literals ("192.0.2.1", "2001:db8::1"), tried in order.
