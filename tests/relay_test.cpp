@@ -1586,13 +1586,15 @@ TEST_F(RelayWorld, StressShortensTheTimeoutsOfRunningSessions) {
 
 TEST_F(RelayWorld, AFullRelayEvictsTheLongestStalledSessionForANewClient) {
   start_relay(compile_table(write_policy("")),
-              {"--max-connections", "2", "--stress-threshold", "0", "--evict-stalled-after", "1s"});
+              {"--max-connections", "2", "--stress-threshold", "0", "--evict-stalled-after", "2s"});
   RawClient first(relay_port_), second(relay_port_);
   std::string got1, got2;
   ASSERT_TRUE(first.read_until(got1, "\r\n"));
   ASSERT_TRUE(second.read_until(got2, "\r\n"));
   // The second stays busy (a command every ~100 ms), the first just waits.
-  // A newcomer is refused until the first has waited 1 s, then displaces it.
+  // A newcomer is refused until the first has waited 2 s, then displaces it
+  // (2 s, not 1 s: on a loaded machine one round of the loop below took
+  // over a second, and the busy session was the one displaced).
   std::string greeting;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (std::chrono::steady_clock::now() < deadline) {

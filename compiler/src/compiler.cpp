@@ -1,17 +1,28 @@
-// compiler.cpp — compile() as a pipeline, and diagnostic rendering.
-//
-//   load     read the roots and their includes; parse and lower each file
-//            on the worker pool (load.cpp, parse.cpp, lower.cpp)
-//   resolve  whole-policy checks and inheritance (resolve.cpp)
-//   report   merge, sort, de-duplicate and cap the diagnostics
+// compiler.cpp — compile() as the pipeline of stages, and diagnostic
+// rendering. compile() lists the stages in order; each is one file:
+//   parse    read the roots and their includes, each file's text to its AST,
+//            on the worker pool (load.cpp, parse/)
+//   lower    each file's AST to its IR, with the checks of one file
+//            (lower.cpp), on the worker pool
+//   check    the checks across files (check.cpp)
+//   resolve  inheritance, disabled entries, defaults: the TableContent
+//            (resolve.cpp)
+//   write    the table's bytes (encode_table, the runtime's table writer):
+//            run here for --dump=table; `tlsp compile` writes the file
+// then the diagnostics of every stage are merged, sorted, de-duplicated and
+// capped. A dump point (CompileOptions::dump) stops after its stage.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
 
+#include "check.h"
 #include "diagnostics.h"
+#include "dump.h"
+#include "internal_error.h"
 #include "load.h"
+#include "lower.h"
 #include "resolve.h"
 #include "source_files.h"
 #include "tlsp/compiler.h"
@@ -19,12 +30,12 @@
 namespace tlsp {
 namespace {
 
-void collect(CompileResult& r, std::vector<DiagnosticSink>& sinks, DiagnosticSink& resolve_sink,
+void collect(CompileResult& r, std::vector<DiagnosticSink>& sinks, DiagnosticSink& policy_sink,
              const CompileOptions& opts) {
   std::vector<Diagnostic> all;
   for (auto& s : sinks)
     for (auto& d : s.items()) all.push_back(std::move(d));
-  for (auto& d : resolve_sink.items()) all.push_back(std::move(d));
+  for (auto& d : policy_sink.items()) all.push_back(std::move(d));
   // Diagnostics without a file (unreadable inputs) first, then by position.
   std::stable_sort(all.begin(), all.end(), [](const Diagnostic& a, const Diagnostic& b) {
     auto key = [](const Diagnostic& d) {
@@ -126,37 +137,98 @@ size_t max_policy_file_bytes() {
   return kMaxPolicyFileBytes;
 }
 
-CompileResult compile(const CompileOptions& opts) {
-  unsigned threads = opts.threads != 0 ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
+std::optional<DumpPoint> parse_dump_point(std::string_view name) {
+  if (name == "ast") return DumpPoint::ast;
+  if (name == "ir") return DumpPoint::ir;
+  if (name == "table") return DumpPoint::table;
+  return std::nullopt;
+}
 
-  using Clock = std::chrono::steady_clock;
-  const bool timings = std::getenv("TLSP_TIMINGS") != nullptr;
-  auto t0 = Clock::now();
-  LoadedPolicy policy = load_policy(opts.inputs, threads, opts.stdin_text ? &*opts.stdin_text : nullptr);
-  auto t1 = Clock::now();
+namespace {
 
-  bool earlier_errors = false;
-  for (auto& s : policy.sinks) earlier_errors = earlier_errors || s.has_errors();
-  DiagnosticSink resolve_sink;
-  std::optional<TableContent> table;
-  if (!policy.input_error && !policy.sources.empty())
-    table = resolve_policy(policy, resolve_sink, /*warn=*/!policy.syntax_error);
-
-  auto t2 = Clock::now();
-  if (timings) {
-    auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
-    std::fprintf(stderr, "tlsp: timing: load+parse+lower %.0f ms, resolve %.0f ms\n", ms(t1 - t0), ms(t2 - t1));
+// TLSP_TIMINGS=1: how long each stage took, on stderr.
+class StageTimer {
+ public:
+  void lap(const char* stage) {
+    if (!enabled_) return;
+    const auto now = std::chrono::steady_clock::now();
+    std::fprintf(stderr, "tlsp: timing: %s %.0f ms\n", stage,
+                 std::chrono::duration<double, std::milli>(now - last_).count());
+    last_ = now;
   }
+
+ private:
+  bool enabled_ = std::getenv("TLSP_TIMINGS") != nullptr;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+bool any_errors(const std::vector<DiagnosticSink>& sinks) {
+  return std::any_of(sinks.begin(), sinks.end(), [](const DiagnosticSink& s) { return s.has_errors(); });
+}
+
+// The result of the stages run so far: their diagnostics and sources, and
+// the dump of the last one when it is asked for and nothing failed.
+CompileResult finish(const CompileOptions& opts, ParsedPolicy& parsed, DiagnosticSink& policy_sink,
+                     std::optional<std::string> dump = std::nullopt,
+                     std::optional<TableContent> table = std::nullopt) {
   CompileResult result;
-  result.input_error = policy.input_error || opts.inputs.empty();
-  collect(result, policy.sinks, resolve_sink, opts);
-  result.sources = std::move(policy.sources);
-  if (result.error_count == 0 && !result.input_error && !earlier_errors) result.table = std::move(table);
+  result.input_error = parsed.input_error || opts.inputs.empty();
+  const bool failed = any_errors(parsed.sinks) || policy_sink.has_errors();
+  collect(result, parsed.sinks, policy_sink, opts);
+  for (auto& source : parsed.sources) result.sources.push_back(std::move(*source));
+  if (result.error_count == 0 && !result.input_error && !failed) {
+    result.dump = std::move(dump);
+    result.table = std::move(table);
+  }
   return result;
+}
+
+}  // namespace
+
+CompileResult compile(const CompileOptions& opts) {
+  const unsigned threads = opts.threads != 0 ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
+  const auto dump_after = [&](DumpPoint p) { return opts.dump == p; };
+  StageTimer timer;
+  DiagnosticSink policy_sink;  // the check and resolve stages' diagnostics
+
+  // parse: the roots and every file they include, each to its AST.
+  ParsedPolicy parsed = load_policy(opts.inputs, threads, opts.stdin_text ? &*opts.stdin_text : nullptr);
+  timer.lap("parse");
+  if (dump_after(DumpPoint::ast)) return finish(opts, parsed, policy_sink, dump_ast(parsed));
+
+  // lower: each file that parsed to its IR, with the checks of one file
+  // (also when another file could not be read: its problems are reported).
+  std::vector<ir::File> files = lower_files(parsed.files, parsed.parsed, parsed.sinks, threads);
+  timer.lap("lower");
+  if (dump_after(DumpPoint::ir)) return finish(opts, parsed, policy_sink, dump_ir(files, parsed));
+  // The stages across files need them all.
+  if (parsed.input_error || parsed.sources.empty()) return finish(opts, parsed, policy_sink);
+
+  // check: what needs every file (one header, one default domain, each
+  // domain once).
+  const CheckedPolicy checked = check_policy(files, policy_sink);
+  timer.lap("check");
+
+  // resolve: inheritance and defaults, to the table's content. Warnings
+  // would mislead after a syntax error (that file has no domains).
+  TableContent table = resolve_policy(files, checked, parsed, policy_sink, /*warn=*/!parsed.syntax_error);
+  timer.lap("resolve");
+  TLSP_ASSERT(table.sources.size() == parsed.sources.size(), "the table must name every source file read");
+
+  // write: the table's bytes. `tlsp compile` writes them to the file; here
+  // only for the dump, which shows them read back as `tlsp inspect` does.
+  if (dump_after(DumpPoint::table)) {
+    const bool failed = any_errors(parsed.sinks) || policy_sink.has_errors();
+    std::string dump = failed ? std::string() : dump_table(encode_table(table));
+    timer.lap("write");
+    return finish(opts, parsed, policy_sink, std::move(dump));
+  }
+  return finish(opts, parsed, policy_sink, std::nullopt, std::move(table));
 }
 
 std::string render_diagnostic(const Diagnostic& d, const std::vector<LoadedSource>& sources) {
   static constexpr const char* kSeverity[] = {"error", "warning", "note"};
+  TLSP_ASSERT(static_cast<size_t>(d.severity) < std::size(kSeverity), "a diagnostic has an unknown severity");
   std::string out = location_prefix(d.where, sources);
   out += kSeverity[static_cast<int>(d.severity)];
   out += ": " + d.message;

@@ -13,16 +13,18 @@
 
 namespace tlsp::ir {
 
-// One setting as written (or not written) in a peer block.
+// One setting as written (or not written) in a peer block, as its enum:
+// the byte it is in a table is the table writer's business.
+template <typename Value>
 struct Setting {
   bool set = false;
-  uint8_t value = 0;  // a Level or MinTls
-  SourceRef from;     // file is the provisional file id until resolve()
+  Value value{};
+  SourceRef from;  // file is the provisional file id until the loader's remap
 };
 
 struct Settings {
-  Setting level;
-  Setting min_tls;
+  Setting<Level> level;
+  Setting<MinTls> min_tls;
   bool invalid = false;  // a setting had an error: no warnings about this block
 };
 

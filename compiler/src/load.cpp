@@ -1,5 +1,5 @@
-// load.cpp — the file loader: a work queue of files to read, parse and
-// lower, served by worker threads, growing as include directives are found.
+// load.cpp — the file loader: a work queue of files to read and parse,
+// served by worker threads, growing as include directives are found.
 // Workers share only the queue and the canonical-path map (under one
 // mutex); each file's results are written by the one worker that loads it.
 //
@@ -22,7 +22,7 @@
 #include <optional>
 #include <thread>
 
-#include "lower.h"
+#include "internal_error.h"
 #include "parse.h"
 #include "source_files.h"
 
@@ -38,8 +38,8 @@ struct IncludeEdge {
 
 struct FileSlot {
   std::string canonical;
-  LoadedSource source;
-  ir::File ir;
+  std::unique_ptr<LoadedSource> source = std::make_unique<LoadedSource>();
+  ast::File ast;
   std::array<uint8_t, 32> sha256{};
   DiagnosticSink sink;
   std::vector<IncludeEdge> includes;
@@ -58,7 +58,7 @@ class Loader {
  public:
   Loader(unsigned threads, const std::string* stdin_text) : threads_(threads), stdin_text_(stdin_text) {}
 
-  LoadedPolicy run(const std::vector<std::string>& roots) {
+  ParsedPolicy run(const std::vector<std::string>& roots) {
     DiagnosticSink global;
     bool input_error = false;
     if (!roots.empty()) base_dir_ = fs::absolute(fs::path(roots.front())).parent_path().lexically_normal();
@@ -109,10 +109,10 @@ class Loader {
     uint32_t id = static_cast<uint32_t>(slots_.size());
     auto slot = std::make_unique<FileSlot>();
     slot->canonical = canonical;
-    slot->source.display_path = display;
+    slot->source->display_path = display;
     fs::path abs = fs::absolute(fs::path(display)).lexically_normal();
     fs::path rel = abs.lexically_relative(base_dir_);
-    slot->source.table_path = rel.empty() || canonical == kStdinKey ? display : rel.string();
+    slot->source->table_path = rel.empty() || canonical == kStdinKey ? display : rel.string();
     slots_.push_back(std::move(slot));
     by_path_.emplace(canonical, id);
     queue_.push_back(id);
@@ -142,11 +142,12 @@ class Loader {
   }
 
   void load(uint32_t id, FileSlot& slot) {
+    slot.ast.file = id;
     {
       std::lock_guard lock(mu_);
       if (too_many_bytes_ || too_many_files_) return;  // the result is that error alone
     }
-    LoadedSource& src = slot.source;
+    LoadedSource& src = *slot.source;
     ReadFailure failure;
     if (slot.canonical == kStdinKey) {
       // Read by the caller; held to the per-file limit like any file.
@@ -160,7 +161,7 @@ class Loader {
       src.text = *stdin_text_;
     } else if (!read_policy_file(slot.canonical, src.text, failure)) {
       slot.read_failed = true;
-      slot.sink.error(failure.code, {}, "cannot read " + ticked(slot.source.display_path) + ": " + failure.reason);
+      slot.sink.error(failure.code, {}, "cannot read " + ticked(slot.source->display_path) + ": " + failure.reason);
       return;
     }
     {
@@ -181,13 +182,8 @@ class Loader {
     for (size_t i = 0; i < src.text.size(); ++i)
       if (src.text[i] == '\n') src.line_starts.push_back(static_cast<uint32_t>(i + 1));
 
-    ast::File tree;
-    if (parse_policy(src, id, tree, slot.sink)) {
-      slot.ir = lower_file(tree, slot.sink);
-    } else {
-      slot.syntax_error = true;
-    }
-    for (const auto& inc : tree.includes) resolve_include(slot, inc);
+    if (!parse_policy(src, id, slot.ast, slot.sink)) slot.syntax_error = true;
+    for (const auto& inc : slot.ast.includes) resolve_include(slot, inc);
   }
 
   void resolve_include(FileSlot& slot, const ast::Include& inc) {
@@ -201,7 +197,7 @@ class Loader {
                       "include pattern is longer than the limit of " + describe_bytes(kMaxIncludePatternBytes));
       return;
     }
-    fs::path dir = fs::path(slot.source.display_path).parent_path();
+    fs::path dir = fs::path(slot.source->display_path).parent_path();
     fs::path full = fs::path(pattern).is_absolute() ? fs::path(pattern) : dir / pattern;
     const bool magic = has_glob_magic(pattern);
     IncludeExpansion expansion = expand_include_pattern(full.string());
@@ -243,9 +239,9 @@ class Loader {
   }
 
   // Final file order, include cycles, and remapping provisional ids.
-  LoadedPolicy finish(DiagnosticSink global, bool input_error) {
+  ParsedPolicy finish(DiagnosticSink global, bool input_error) {
     if (too_many_files_ || too_many_bytes_) {
-      LoadedPolicy out;
+      ParsedPolicy out;
       out.input_error = too_many_bytes_;  // like one file too large; too many files is the policy's mistake
       DiagnosticSink only;
       if (too_many_files_)
@@ -288,9 +284,9 @@ class Loader {
           bool on = false;
           for (const Frame& fr : frames) {
             if (fr.id == e.target) on = true;
-            if (on) chain += ticked(slots_[fr.id]->source.display_path) + " includes ";
+            if (on) chain += ticked(slots_[fr.id]->source->display_path) + " includes ";
           }
-          chain += ticked(slots_[e.target]->source.display_path);
+          chain += ticked(slots_[e.target]->source->display_path);
           s.sink.error("E0302", e.where, "include cycle: " + chain);
           continue;
         }
@@ -306,17 +302,18 @@ class Loader {
       }
     }
 
-    LoadedPolicy out;
+    ParsedPolicy out;
     out.input_error = input_error;
     out.sources.reserve(order.size());
     for (uint32_t id : order) {
       FileSlot& s = *slots_[id];
       out.input_error = out.input_error || s.read_failed;
       out.syntax_error = out.syntax_error || s.syntax_error;
-      remap(s.ir, final_of);
+      remap(s.ast, final_of);
       for (auto& d : s.sink.items()) remap(d, final_of);
       out.sources.push_back(std::move(s.source));
-      out.files.push_back(std::move(s.ir));
+      out.files.push_back(std::move(s.ast));
+      out.parsed.push_back(!s.syntax_error && !s.read_failed);
       out.sha256.push_back(s.sha256);
       out.sinks.push_back(std::move(s.sink));
     }
@@ -324,36 +321,39 @@ class Loader {
     return out;
   }
 
-  static void remap(SourceLocation& w, const std::vector<uint32_t>& m) {
-    if (w.file != kBuiltinFile) w.file = m[w.file];
+  // Every file that has locations was reached from a root, so it has a
+  // final index.
+  static uint32_t final_index(uint32_t provisional, const std::vector<uint32_t>& m) {
+    TLSP_ASSERT(provisional < m.size() && m[provisional] != kBuiltinFile,
+                "a location names a file that has no place in the file order");
+    return m[provisional];
   }
-  static void remap(SourceRef& r, const std::vector<uint32_t>& m) {
-    if (r.file != kBuiltinFile) r.file = m[r.file];
+  static void remap(SourceLocation& w, const std::vector<uint32_t>& m) {
+    if (w.file != kBuiltinFile) w.file = final_index(w.file, m);
   }
   static void remap(Diagnostic& d, const std::vector<uint32_t>& m) {
     remap(d.where, m);
     for (auto& note : d.notes) remap(note.where, m);
   }
-  static void remap(ir::Settings& s, const std::vector<uint32_t>& m) {
-    remap(s.level.from, m);
-    remap(s.min_tls.from, m);
-  }
-  static void remap(ir::File& f, const std::vector<uint32_t>& m) {
-    for (auto& h : f.headers) remap(h.where, m);
-    for (auto& d : f.domains) {
-      remap(d.where, m);
-      remap(d.origin, m);
-      remap(d.first_peer, m);
-      for (auto& nm : d.names) remap(nm.where, m);
-      for (auto& l : d.lists) {
-        remap(l.default_settings, m);
-        remap(l.default_origin, m);
-        for (auto& p : l.peers) {
-          remap(p.settings, m);
-          remap(p.origin, m);
-          remap(p.where, m);
-        }
-      }
+  static void remap(ast::Text& t, const std::vector<uint32_t>& m) { remap(t.where, m); }
+  static void remap(ast::File& f, const std::vector<uint32_t>& m) {
+    f.file = final_index(f.file, m);
+    for (auto& h : f.headers) {
+      remap(h.name, m);
+      remap(h.label, m);
+      remap(h.where, m);
+    }
+    for (auto& i : f.includes) {
+      remap(i.pattern, m);
+      remap(i.where, m);
+    }
+    for (auto& d : f.domains) remap(d.where, m);
+    for (auto& d : f.directions) remap(d.where, m);
+    for (auto& p : f.peers) remap(p.where, m);
+    for (auto& t : f.strings) remap(t, m);
+    for (auto& s : f.settings) {
+      remap(s.key, m);
+      remap(s.value, m);
     }
   }
 
@@ -377,7 +377,7 @@ class Loader {
 
 }  // namespace
 
-LoadedPolicy load_policy(const std::vector<std::string>& roots, unsigned threads, const std::string* stdin_text) {
+ParsedPolicy load_policy(const std::vector<std::string>& roots, unsigned threads, const std::string* stdin_text) {
   return Loader(std::max(1u, threads), stdin_text).run(roots);
 }
 

@@ -1,7 +1,8 @@
-// load.h — reading the root policy files and everything they include,
-// parsing and lowering each file on a pool of worker threads.
+// load.h — the parse stage: reading the root policy files and everything
+// they include, parsing each file to its AST on a pool of worker threads
+// (an include is found by parsing the file that has it).
 //
-// Contract: every file is read, parsed and lowered exactly once (files are
+// Contract: every file is read and parsed exactly once (files are
 // identified by their canonical path); include patterns are resolved
 // relative to the including file and may be globs (`*`, `?`, `[...]`), whose
 // matches are taken in byte order; a glob never matches the file that
@@ -13,18 +14,23 @@
 // order mark is dropped from a file's text (not from its digest).
 #pragma once
 
+#include <array>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "ast.h"
 #include "diagnostics.h"
-#include "ir.h"
 
 namespace tlsp {
 
-struct LoadedPolicy {
-  // All three indexed by the file's final index (SourceLocation::file).
-  std::vector<LoadedSource> sources;
-  std::vector<ir::File> files;
+struct ParsedPolicy {
+  // All indexed by the file's final index (SourceLocation::file). Each
+  // source is held by pointer: the ASTs' text views point into it, so it
+  // must not move while they live.
+  std::vector<std::unique_ptr<LoadedSource>> sources;
+  std::vector<ast::File> files;  // a file with a syntax error: its includes only
+  std::vector<bool> parsed;      // the file parsed without a syntax error
   std::vector<std::array<uint8_t, 32>> sha256;
   std::vector<DiagnosticSink> sinks;  // one per file, plus the last for no file
   bool input_error = false;
@@ -33,7 +39,7 @@ struct LoadedPolicy {
 
 // `stdin_text`, when given, is the text of a root named `-` (see
 // CompileOptions::stdin_text); it is never read from a file.
-LoadedPolicy load_policy(const std::vector<std::string>& roots, unsigned threads,
+ParsedPolicy load_policy(const std::vector<std::string>& roots, unsigned threads,
                          const std::string* stdin_text = nullptr);
 
 }  // namespace tlsp

@@ -1,12 +1,16 @@
 // lower.cpp — the file-local checks: everything that can be decided by
 // looking at one file alone (names, selectors, settings, duplicates inside
-// one list). It runs in the parse worker right after parsing, while the
-// file is hot in cache, and leaves the AST behind.
+// one list), turning each file's AST into its IR. Files are independent, so
+// they are lowered in parallel.
 #include "lower.h"
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <thread>
 #include <unordered_map>
+
+#include "internal_error.h"
 
 #include "names.h"
 
@@ -175,7 +179,7 @@ class FileLowering {
           diag.help = "an inbound peer can be required to use TLS with `level mandatory`";
           continue;
         }
-        out.level = {true, static_cast<uint8_t>(*level), ref_of(s.key.where)};
+        out.level = {true, *level, ref_of(s.key.where)};
       } else if (s.key.text == "min_tls") {
         if (!once(min_at, s, out.invalid)) continue;
         auto v = parse_min_tls(s.value.text);
@@ -185,7 +189,7 @@ class FileLowering {
           diag.help = suggestion(s.value.text, kMinTlsNames, "versions are");
           continue;
         }
-        out.min_tls = {true, static_cast<uint8_t>(*v), ref_of(s.key.where)};
+        out.min_tls = {true, *v, ref_of(s.key.where)};
       } else {
         out.invalid = true;
         Diagnostic& diag = sink_.error("E0212", s.key.where, "unknown setting " + ticked(s.key.text));
@@ -218,5 +222,23 @@ class FileLowering {
 }  // namespace
 
 ir::File lower_file(const ast::File& file, DiagnosticSink& sink) { return FileLowering(file, sink).run(); }
+
+std::vector<ir::File> lower_files(const std::vector<ast::File>& files, const std::vector<bool>& parsed,
+                                  std::vector<DiagnosticSink>& sinks, unsigned threads) {
+  TLSP_ASSERT(parsed.size() == files.size() && sinks.size() >= files.size(),
+              "every file needs its parse result and its own sink");
+  std::vector<ir::File> out(files.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < files.size();)
+      if (parsed[i]) out[i] = lower_file(files[i], sinks[i]);
+  };
+  std::vector<std::thread> pool;
+  const size_t workers = std::min<size_t>(std::max(1u, threads), files.size());
+  for (size_t i = 1; i < workers; ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  return out;
+}
 
 }  // namespace tlsp

@@ -10,4 +10,10 @@ namespace tlsp {
 
 ir::File lower_file(const ast::File& file, DiagnosticSink& sink);
 
+// The lower stage: every file that parsed, on `threads` workers, each
+// reporting to its own sink (sinks[i] for files[i]); a file that did not
+// parse gets an empty IR.
+std::vector<ir::File> lower_files(const std::vector<ast::File>& files, const std::vector<bool>& parsed,
+                                  std::vector<DiagnosticSink>& sinks, unsigned threads);
+
 }  // namespace tlsp

@@ -10,44 +10,41 @@
 
 #include <filesystem>
 #include <memory>
-#include <unordered_map>
 
 #include "names.h"
 
 namespace tlsp {
 namespace {
 
+// A setting written in the block, else the parent rule's (which says where
+// it was written in turn).
+template <typename Value>
+void inherit_setting(const ir::Setting<Value>& s, Value parent, SourceRef parent_from, Value& value,
+                     SourceRef& from) {
+  value = s.set ? s.value : parent;
+  from = s.set ? s.from : parent_from;
+}
+
 Rule inherit(const ir::Settings& s, const Rule& parent, SourceRef origin) {
   Rule r;
   r.origin = origin;
-  if (s.level.set) {
-    r.level = static_cast<Level>(s.level.value);
-    r.level_from = s.level.from;
-  } else {
-    r.level = parent.level;
-    r.level_from = parent.level_from;
-  }
-  if (s.min_tls.set) {
-    r.min_tls = static_cast<MinTls>(s.min_tls.value);
-    r.min_tls_from = s.min_tls.from;
-  } else {
-    r.min_tls = parent.min_tls;
-    r.min_tls_from = parent.min_tls_from;
-  }
+  inherit_setting(s.level, parent.level, parent.level_from, r.level, r.level_from);
+  inherit_setting(s.min_tls, parent.min_tls, parent.min_tls_from, r.min_tls, r.min_tls_from);
   return r;
 }
 
 class Resolver {
  public:
-  Resolver(LoadedPolicy& p, DiagnosticSink& sink, bool warn) : p_(p), sink_(sink), warn_(warn) {}
+  Resolver(std::vector<ir::File>& files, const CheckedPolicy& checked, const ParsedPolicy& parsed, DiagnosticSink& sink,
+           bool warn)
+      : files_(files), checked_(checked), p_(parsed), sink_(sink), warn_(warn) {}
 
   TableContent run() {
     TableContent out;
     header(out);
     sources(out);
 
-    const ir::Domain* dd = find_default_domain();
-    check_duplicate_domains();
+    const ir::Domain* dd = checked_.default_domain;
 
     out.default_domain.origin = dd ? dd->origin : SourceRef{};
     Rule dd_default[2];
@@ -60,11 +57,11 @@ class Resolver {
     }
 
     size_t count = 0;
-    for (auto& f : p_.files)
+    for (auto& f : files_)
       for (auto& d : f.domains)
         if (!d.is_default && !d.disabled) count += d.names.size();
     out.domains.reserve(count);
-    for (auto& f : p_.files) {
+    for (auto& f : files_) {
       for (auto& d : f.domains) {
         if (d.is_default) continue;
         if (d.disabled) {
@@ -119,23 +116,14 @@ class Resolver {
   }
 
   void header(TableContent& out) {
-    const ir::Header* first = nullptr;
-    for (const auto& f : p_.files)
-      for (const auto& h : f.headers) {
-        if (first) {
-          sink_.error("E0216", h.where, "the policy header is given twice")
-              .notes.push_back({first->where, "first given here"});
-          continue;
-        }
-        first = &h;
-      }
+    const ir::Header* first = checked_.header;
     if (first) {
       out.policy_name = first->name;
       out.policy_version = first->label;
       return;
     }
     out.policy_name = p_.sources.empty() ? "policy"
-                                         : std::filesystem::path(p_.sources.front().display_path).stem().string();
+                                         : std::filesystem::path(p_.sources.front()->display_path).stem().string();
     out.policy_version = "unversioned";
     if (warn_ && !p_.sources.empty())
       sink_.warning("W0404", SourceLocation{0, 1, 1, 0}, "the policy has no `policy` header")
@@ -146,7 +134,7 @@ class Resolver {
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> all(EVP_MD_CTX_new(), EVP_MD_CTX_free);
     EVP_DigestInit_ex(all.get(), EVP_sha256(), nullptr);
     for (size_t i = 0; i < p_.sources.size(); ++i) {
-      const std::string& path = p_.sources[i].table_path;
+      const std::string& path = p_.sources[i]->table_path;
       out.sources.push_back({path, p_.sha256[i]});
       uint32_t len = static_cast<uint32_t>(path.size());
       unsigned char le[4] = {static_cast<unsigned char>(len), static_cast<unsigned char>(len >> 8),
@@ -158,42 +146,18 @@ class Resolver {
     EVP_DigestFinal_ex(all.get(), out.sources_sha256.data(), nullptr);
   }
 
-  const ir::Domain* find_default_domain() {
-    const ir::Domain* first = nullptr;
-    for (const auto& f : p_.files)
-      for (const auto& d : f.domains) {
-        if (!d.is_default) continue;
-        if (first) {
-          sink_.error("E0205", d.where, "`default domain` given twice")
-              .notes.push_back({first->where, "first given here"});
-          continue;
-        }
-        first = &d;
-      }
-    return first;
-  }
-
-  void check_duplicate_domains() {
-    std::unordered_map<std::string_view, SourceLocation> seen;
-    for (const auto& f : p_.files)
-      for (const auto& d : f.domains)
-        for (const auto& n : d.names) {
-          auto [it, fresh] = seen.emplace(n.name, n.where);
-          if (!fresh)
-            sink_.error("E0201", n.where, "domain " + ticked(n.name) + " is listed twice")
-                .notes.push_back({it->second, "first listed here"});
-        }
-  }
-
-  LoadedPolicy& p_;
+  std::vector<ir::File>& files_;
+  const CheckedPolicy& checked_;
+  const ParsedPolicy& p_;
   DiagnosticSink& sink_;
   bool warn_;
 };
 
 }  // namespace
 
-TableContent resolve_policy(LoadedPolicy& policy, DiagnosticSink& sink, bool warn) {
-  return Resolver(policy, sink, warn).run();
+TableContent resolve_policy(std::vector<ir::File>& files, const CheckedPolicy& checked, const ParsedPolicy& parsed,
+                            DiagnosticSink& sink, bool warn) {
+  return Resolver(files, checked, parsed, sink, warn).run();
 }
 
 }  // namespace tlsp

@@ -2,10 +2,8 @@
 // and turns its parse tree into the simulator's syntax tree (scenario_ast.h).
 //
 // Scenario files are small and written by hand, so there is one parse with
-// an error strategy that reports every syntax error in words: ANTLR's own
-// messages ("mismatched input 'x' expecting STRING") name grammar tokens;
-// FriendlyErrorStrategy says what was expected in the language's own terms,
-// like the policy compiler's parse module does.
+// an error strategy that reports every syntax error in words: the policy
+// compiler's (compiler/parse/syntax_errors.h), in this grammar's words.
 //
 // Hostile input (docs/scenarios.md "Limits"): the grammar is LL(1) and has
 // no recursion (its nesting depth is fixed: scenario > mx > host > tlsa), so
@@ -22,6 +20,8 @@
 
 #include "ScenarioLexer.h"
 #include "ScenarioParser.h"
+#include "source_text.h"
+#include "syntax_errors.h"
 
 namespace tlsp::sim {
 namespace {
@@ -29,230 +29,101 @@ namespace {
 using gen::ScenarioLexer;
 using gen::ScenarioParser;
 
-SourceLocation where(const antlr4::Token* t) {
-  SourceLocation loc;
-  loc.file = 0;
-  loc.line = static_cast<uint32_t>(t->getLine());
-  loc.column = static_cast<uint32_t>(t->getCharPositionInLine()) + 1;
-  loc.length = 1;
-  if (t->getType() != antlr4::Token::EOF && t->getStartIndex() != INVALID_INDEX &&
-      t->getStopIndex() != INVALID_INDEX && t->getStopIndex() >= t->getStartIndex())
-    loc.length = static_cast<uint32_t>(t->getStopIndex() - t->getStartIndex() + 1);
-  return loc;
-}
-
-bool is_real(const antlr4::Token* t) { return t != nullptr && t->getStartIndex() != INVALID_INDEX; }
-
-// The byte offset of the first invalid UTF-8 sequence, or npos. ANTLR's
-// input stream would throw on one; the user gets a located error instead.
-size_t first_invalid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return i;
-    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
-    for (size_t k = 1; k < n; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += n;
-  }
-  return std::string_view::npos;
-}
+SourceLocation where(const antlr4::Token* t) { return parse::token_location(t, 0); }
 
 // ------------------------------------------------------------ messages
 
-// What an IDENT is called depends on where the parser wanted it.
-std::string describe_word(antlr4::Parser* parser) {
-  antlr4::ParserRuleContext* ctx = parser->getContext();
-  const size_t rule = ctx == nullptr ? static_cast<size_t>(ScenarioParser::RuleScenarioFile) : ctx->getRuleIndex();
-  switch (rule) {
-    case ScenarioParser::RuleScenario:
-    case ScenarioParser::RuleScenarioItem: return "a setting such as `direction`";
-    case ScenarioParser::RuleHostBlock:
-    case ScenarioParser::RuleClientBlock:
-    case ScenarioParser::RuleHostFact: return "a fact such as `starttls`";
-    case ScenarioParser::RuleTlsaBlock: return "a record such as `dane-ee match`";
-    case ScenarioParser::RuleMtaStsBlock: return "a fact such as `txt`";
-    case ScenarioParser::RuleExpectation: return "a field such as `channel`";
-    default: return "a word";
-  }
-}
-
-std::string describe_token_type(size_t type, antlr4::Parser* parser) {
-  switch (type) {
-    case antlr4::Token::EOF: return "end of file";
-    case ScenarioParser::STRING: return "a quoted string";
-    case ScenarioParser::NUMBER: return "a number";
-    case ScenarioParser::IDENT: return describe_word(parser);
-    default: break;
-  }
-  std::string literal = parser->getVocabulary().getLiteralName(type);
-  if (literal.size() >= 2 && literal.front() == '\'') literal = literal.substr(1, literal.size() - 2);
-  if (literal.empty()) literal = parser->getVocabulary().getDisplayName(type);
-  return ticked(literal);
-}
-
-std::string describe_expected(const antlr4::misc::IntervalSet& set, antlr4::Parser* parser) {
-  // `channel` with nothing after it: whatever the kind of word, it is a value.
-  if (parser->getContext() != nullptr && (parser->getContext()->getRuleIndex() == ScenarioParser::RuleAttribute ||
-                                          parser->getContext()->getRuleIndex() == ScenarioParser::RuleAttributeValue ||
-                                          parser->getContext()->getRuleIndex() == ScenarioParser::RuleArgument))
-    return "a value";
-  // Where any word would do, the keywords that double as values are noise.
-  const bool words_expected = set.contains(static_cast<size_t>(ScenarioParser::IDENT)) &&
-                              parser->getContext() != nullptr &&
-                              (parser->getContext()->getRuleIndex() == ScenarioParser::RuleStatement ||
-                               parser->getContext()->getRuleIndex() == ScenarioParser::RuleArgument ||
-                               parser->getContext()->getRuleIndex() == ScenarioParser::RuleAttributeValue ||
-                               parser->getContext()->getRuleIndex() == ScenarioParser::RuleAttribute);
-  std::vector<std::string> words;
-  for (size_t type : set.toList()) {
-    // `no` can start any fact; listing it everywhere is noise.
-    if (type == antlr4::Token::EPSILON || type == ScenarioParser::NO) continue;
-    if (words_expected && (type == ScenarioParser::MX || type == ScenarioParser::MTA_STS)) continue;
-    std::string w = describe_token_type(type, parser);
-    if (std::find(words.begin(), words.end(), w) == words.end()) words.push_back(w);
-  }
-  // Keywords first, then "a quoted string", "a fact such as ...".
-  std::stable_partition(words.begin(), words.end(), [](const std::string& w) { return w[0] == '`'; });
-  std::string out;
-  for (size_t i = 0; i < words.size(); ++i) {
-    if (i > 0) out += (i + 1 == words.size()) ? " or " : ", ";
-    out += words[i];
-  }
-  return out.empty() ? "something else" : out;
-}
-
-std::string describe_found(const antlr4::Token* t) {
-  switch (t->getType()) {
-    case antlr4::Token::EOF: return "end of file";
-    case ScenarioParser::BAD_CHAR: return "character " + ticked(t->getText());
-    default: return ticked(t->getText());
-  }
-}
-
-class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
+// The scenario grammar's words for the shared strategy. The parse stops
+// once the sink is full, and at an unterminated string.
+class ScenarioSyntaxErrors : public parse::SyntaxErrorStrategy {
  public:
-  explicit FriendlyErrorStrategy(ScenarioSink& sink) : sink_(sink) {}
-  // Also true when every report was a suppressed follow-on error: the tree
-  // has holes either way.
-  bool saw_error() const { return saw_error_; }
+  explicit ScenarioSyntaxErrors(ScenarioSink& sink) : SyntaxErrorStrategy(terms()), sink_(sink) {}
 
  protected:
-  void reportNoViableAlternative(antlr4::Parser* p, const antlr4::NoViableAltException& e) override {
-    report_unexpected(p, e.getOffendingToken(), p->getExpectedTokens());
-  }
-  void reportInputMismatch(antlr4::Parser* p, const antlr4::InputMismatchException& e) override {
-    report_unexpected(p, e.getOffendingToken(), e.getExpectedTokens());
-  }
-  void reportFailedPredicate(antlr4::Parser* p, const antlr4::FailedPredicateException& e) override {
-    report_unexpected(p, e.getOffendingToken(), p->getExpectedTokens());
-  }
-  void reportUnwantedToken(antlr4::Parser* p) override {
-    if (inErrorRecoveryMode(p)) return;
-    beginErrorCondition(p);
-    report_unexpected(p, p->getCurrentToken(), getExpectedTokens(p));
-  }
-  void reportMissingToken(antlr4::Parser* p) override {
-    if (inErrorRecoveryMode(p)) return;
-    beginErrorCondition(p);
-    antlr4::Token* current = p->getCurrentToken();
-    if (cascade(current) || special(current)) return;
-    reported_ = true;
-    antlr4::Token* previous = p->getTokenStream()->LT(-1);
-    std::string expected = describe_expected(getExpectedTokens(p), p);
-    if (is_real(previous)) {
-      // Just past the previous token: where the `;` or `}` belongs.
-      SourceLocation at = where(previous);
-      at.column += at.length;
-      at.length = 1;
-      report("S0101", at, "expected " + expected + " after " + ticked(previous->getText()));
-    } else {
-      report("S0101", where(current), "expected " + expected + " before " + describe_found(current));
+  std::optional<std::string> describe_class(size_t type, antlr4::Parser* parser) override {
+    switch (type) {
+      case ScenarioParser::STRING: return "a quoted string";
+      case ScenarioParser::NUMBER: return "a number";
+      case ScenarioParser::IDENT: return describe_word(parser);
+      default: return std::nullopt;
     }
   }
 
- private:
-  bool special(antlr4::Token* t) {
-    if (t->getType() == ScenarioParser::UNTERMINATED_STRING) {
-      // The string swallowed the rest of its line, braces included, so
-      // whatever the parser says next is noise: stop here.
-      Diagnostic& d = report("S0102", where(t), "unterminated string");
-      d.help = "add the closing `\"` on the same line (write a line break inside a string as `\\n`)";
-      throw antlr4::ParseCancellationException("unterminated string");
-    }
-    return false;
+  // `channel` with nothing after it: whatever the kind of word, it is a value.
+  std::optional<std::string> expected_here(antlr4::Parser* parser) override {
+    const size_t rule = rule_of(parser);
+    if (rule == ScenarioParser::RuleAttribute || rule == ScenarioParser::RuleAttributeValue ||
+        rule == ScenarioParser::RuleArgument)
+      return "a value";
+    return std::nullopt;
   }
 
-  void report_unexpected(antlr4::Parser* p, antlr4::Token* t, const antlr4::misc::IntervalSet& expected) {
-    if (cascade(t) || special(t)) return;
-    // After an error inside a scenario, the recovery may close the
-    // scenario early and then trip over its remaining `}` at the top
-    // level: that is the first error again, not a new one.
-    const bool top_level = p->getContext() == nullptr || p->getContext()->getRuleIndex() == ScenarioParser::RuleScenarioFile;
-    const bool first = !reported_;
-    reported_ = true;
-    if (!first && top_level) return;
-    antlr4::Token* previous = p->getTokenStream()->LT(-1);
-    // A statement that ends at the end of its line without `;`: say so at
-    // the end of that line, not at the next line's first word.
-    if (expected.contains(static_cast<size_t>(ScenarioParser::SEMI)) && is_real(previous) &&
-        t->getLine() > previous->getLine()) {
-      SourceLocation at = where(previous);
-      at.column += at.length;
-      at.length = 1;
-      report("S0101", at, "expected `;` after " + ticked(previous->getText()));
-      return;
-    }
-    SourceLocation at = where(t);
-    if (t->getType() == antlr4::Token::EOF) {
-      if (is_real(previous)) {
-        at = where(previous);
-        at.column += at.length;
-        at.length = 1;
-      }
-    }
-    Diagnostic& d = report("S0100", at, "expected " + describe_expected(expected, p) + ", found " + describe_found(t));
-    // A misspelt keyword: `scenaro` for `scenario`, `hots` for `host`.
-    if (t->getType() == ScenarioParser::IDENT) {
-      std::vector<std::string> keywords;
-      for (size_t type : expected.toList()) {
-        std::string literal = p->getVocabulary().getLiteralName(type);
-        if (literal.size() >= 4 && literal.front() == '\'') keywords.push_back(literal.substr(1, literal.size() - 2));
-      }
-      std::vector<std::string_view> views(keywords.begin(), keywords.end());
-      d.help = did_you_mean(t->getText(), views);
-    }
+  bool worth_naming(size_t type, const antlr4::misc::IntervalSet& expected, antlr4::Parser* parser) override {
+    // `no` can start any fact; listing it everywhere is noise.
+    if (type == ScenarioParser::NO) return false;
+    // Where any word would do, the keywords that double as values are noise.
+    const size_t rule = rule_of(parser);
+    const bool words_expected =
+        expected.contains(static_cast<size_t>(ScenarioParser::IDENT)) &&
+        (rule == ScenarioParser::RuleStatement || rule == ScenarioParser::RuleArgument ||
+         rule == ScenarioParser::RuleAttributeValue || rule == ScenarioParser::RuleAttribute);
+    return !(words_expected && (type == ScenarioParser::MX || type == ScenarioParser::MTA_STS));
   }
 
-  // Every syntax error goes through here. Once the sink is full nothing
-  // more would be kept, so the parse stops; parse_scenario_syntax() says so.
-  Diagnostic& report(std::string code, SourceLocation at, std::string message) {
+  // After an error inside a scenario, the recovery may close the scenario
+  // early and then trip over its remaining `}` at the top level: that is
+  // the first error again, not a new one.
+  bool is_follow_on(antlr4::Parser* parser) override {
+    return parser->getContext() == nullptr || parser->getContext()->getRuleIndex() == ScenarioParser::RuleScenarioFile;
+  }
+
+  // Once the sink is full nothing more would be kept, so the parse stops;
+  // parse_scenarios() says so.
+  Diagnostic& report(std::string code, SourceLocation at, std::string message) override {
     const bool full = sink_.full();
     Diagnostic& d = sink_.error(std::move(code), at, std::move(message));  // counted, and dropped when full
     if (full) throw antlr4::ParseCancellationException("too many errors");
     return d;
   }
 
-  // After an error, recovery often trips again on the same line; those
-  // follow-on errors only repeat the first one.
-  bool cascade(antlr4::Token* t) {
-    saw_error_ = true;
-    const size_t line = t->getLine();
-    const bool same = line == last_error_line_;
-    last_error_line_ = line;
-    return same;
+ private:
+  static parse::GrammarTerms terms() {
+    parse::GrammarTerms t;
+    t.file = 0;
+    t.unexpected_code = "S0100";
+    t.missing_code = "S0101";
+    t.unterminated_code = "S0102";
+    t.unterminated_help = "add the closing `\"` on the same line (write a line break inside a string as `\\n`)";
+    t.stop_at_unterminated = true;
+    t.quoted_chars = kMaxQuoted;
+    t.bad_char = ScenarioParser::BAD_CHAR;
+    t.unterminated_string = ScenarioParser::UNTERMINATED_STRING;
+    t.ident = ScenarioParser::IDENT;
+    t.line_end_token = ScenarioParser::SEMI;
+    return t;
+  }
+
+  static size_t rule_of(antlr4::Parser* parser) {
+    return parser->getContext() == nullptr ? static_cast<size_t>(ScenarioParser::RuleScenarioFile)
+                                           : parser->getContext()->getRuleIndex();
+  }
+
+  // What an IDENT is called depends on where the parser wanted it.
+  static std::string describe_word(antlr4::Parser* parser) {
+    switch (rule_of(parser)) {
+      case ScenarioParser::RuleScenario:
+      case ScenarioParser::RuleScenarioItem: return "a setting such as `direction`";
+      case ScenarioParser::RuleHostBlock:
+      case ScenarioParser::RuleClientBlock:
+      case ScenarioParser::RuleHostFact: return "a fact such as `starttls`";
+      case ScenarioParser::RuleTlsaBlock: return "a record such as `dane-ee match`";
+      case ScenarioParser::RuleMtaStsBlock: return "a fact such as `txt`";
+      case ScenarioParser::RuleExpectation: return "a field such as `channel`";
+      default: return "a word";
+    }
   }
 
   ScenarioSink& sink_;
-  size_t last_error_line_ = 0;
-  bool saw_error_ = false;
-  bool reported_ = false;
 };
 
 // ----------------------------------------------------------- transform
@@ -441,17 +312,8 @@ bool parse_scenario_syntax(const LoadedSource& source, ast::File& out, ScenarioS
     d.help = "a scenario file is written by hand; split a generated one into several files";
     return false;
   }
-  if (size_t bad = first_invalid_utf8(source.text); bad != std::string_view::npos) {
-    SourceLocation at{0, 1, 1, 1};
-    for (size_t i = 0; i < bad; ++i) {
-      if (source.text[i] == '\n') {
-        ++at.line;
-        at.column = 1;
-      } else if ((static_cast<unsigned char>(source.text[i]) & 0xC0) != 0x80) {
-        ++at.column;
-      }
-    }
-    sink.error("S0103", at, "the file is not valid UTF-8");
+  if (size_t bad = find_invalid_utf8(source.text); bad != std::string_view::npos) {
+    sink.error("S0103", location_of_byte(source.text, bad, 0), "the file is not valid UTF-8");
     return false;
   }
 
@@ -465,7 +327,7 @@ bool parse_scenario_syntax(const LoadedSource& source, ast::File& out, ScenarioS
   // never falls back to full-context lookahead (which is not cached).
   parser.getInterpreter<antlr4::atn::ParserATNSimulator>()->setPredictionMode(antlr4::atn::PredictionMode::SLL);
   const size_t before = sink.count();
-  auto strategy = std::make_shared<FriendlyErrorStrategy>(sink);
+  auto strategy = std::make_shared<ScenarioSyntaxErrors>(sink);
   parser.setErrorHandler(strategy);
   ScenarioParser::ScenarioFileContext* tree = nullptr;
   try {
@@ -473,7 +335,7 @@ bool parse_scenario_syntax(const LoadedSource& source, ast::File& out, ScenarioS
   } catch (const antlr4::ParseCancellationException&) {
     return false;  // the strategy stopped the parse after reporting why
   }
-  if (strategy->saw_error() || parser.getNumberOfSyntaxErrors() > 0) {
+  if (strategy->errors_seen() > 0 || parser.getNumberOfSyntaxErrors() > 0) {
     if (sink.count() == before) sink.error("S0100", SourceLocation{0, 1, 1, 1}, "syntax error");  // never silently
     return false;
   }

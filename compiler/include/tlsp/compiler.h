@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tlsp/decision_table.h"
@@ -53,6 +54,16 @@ struct LoadedSource {
   std::vector<uint32_t> line_starts;  // byte offset of each line
 };
 
+// The stages compile() runs, in order (compiler.cpp): parse (text to AST,
+// following includes), lower (each file to IR, its own checks), check (the
+// checks across files), resolve (inheritance, to TableContent), write (the
+// table's bytes). A dump point stops after its stage and shows the program
+// as it is there (`tlsp compile --dump=ast|ir|table`).
+enum class DumpPoint : uint8_t { ast, ir, table };
+
+// "ast", "ir" or "table"; nullopt for anything else.
+std::optional<DumpPoint> parse_dump_point(std::string_view name);
+
 struct CompileOptions {
   std::vector<std::string> inputs;  // root policy files, in order
   bool werror = false;              // warnings count as errors
@@ -62,6 +73,9 @@ struct CompileOptions {
   // shown as `<stdin>`, its includes resolved relative to the cwd, and held
   // to the same per-file size limit as a file. Without it, `-` is a path.
   std::optional<std::string> stdin_text;
+  // Stop after this stage and set CompileResult::dump (when the stages so
+  // far had no errors) instead of the table.
+  std::optional<DumpPoint> dump;
 };
 
 // The largest policy file read (E0306): a caller reading standard input
@@ -76,6 +90,7 @@ struct CompileResult {
   size_t warning_count = 0;
   bool input_error = false;  // some input could not be read (exit code 2)
   bool truncated = false;    // max_errors was reached
+  std::optional<std::string> dump;  // CompileOptions::dump's text, when asked and error-free
 };
 
 CompileResult compile(const CompileOptions& options);

@@ -7,14 +7,15 @@
 // error strategy, to produce good messages. The parse tree and the tokens
 // are freed when this function returns, file by file.
 //
-// Messages: ANTLR's own ("mismatched input 'x' expecting STRING") name
-// grammar tokens; FriendlyErrorStrategy says the same in words.
+// Messages: the shared syntax-error strategy (syntax_errors.h) in this
+// grammar's words, with this language's caps on errors per file.
 #include "parse.h"
 
 #include <antlr4-runtime.h>
 
 #include "TlsPolicyParser.h"
 #include "policy_lexer_source.h"
+#include "syntax_errors.h"
 
 namespace tlsp {
 namespace {
@@ -34,20 +35,7 @@ class SourceIndex {
       }
   }
 
-  SourceLocation where(const antlr4::Token* t) const {
-    SourceLocation loc;
-    loc.file = file_;
-    loc.line = static_cast<uint32_t>(t->getLine());
-    loc.column = static_cast<uint32_t>(t->getCharPositionInLine()) + 1;
-    if (t->getType() == antlr4::Token::EOF) {
-      loc.length = 1;
-    } else if (t->getStartIndex() != INVALID_INDEX && t->getStopIndex() != INVALID_INDEX) {
-      loc.length = static_cast<uint32_t>(t->getStopIndex() - t->getStartIndex() + 1);
-    } else {
-      loc.length = 1;
-    }
-    return loc;
-  }
+  SourceLocation where(const antlr4::Token* t) const { return parse::token_location(t, file_); }
 
   // The token's text as a view into the source (stripping `strip` characters
   // from each end, for the quotes of a string).
@@ -88,79 +76,36 @@ class SourceIndex {
   bool ascii_;
 };
 
-bool is_real(const antlr4::Token* t) {
-  return t != nullptr && t->getStartIndex() != INVALID_INDEX;
-}
+using parse::is_real;
 
 // ------------------------------------------------------------ messages
 
-std::string describe_token_type(size_t type, antlr4::Parser* parser) {
-  switch (type) {
-    case antlr4::Token::EOF: return "end of file";
-    case TlsPolicyParser::STRING: return "a quoted string";
-    case TlsPolicyParser::IDENT: {
-      auto* setting = dynamic_cast<TlsPolicyParser::SettingContext*>(parser->getContext());
-      if (setting != nullptr && setting->key != nullptr) return "a value";
-      return "a setting such as `level` or `min_tls`";
-    }
-    default: break;
-  }
-  std::string literal = parser->getVocabulary().getLiteralName(type);
-  if (literal.size() >= 2 && literal.front() == '\'') literal = literal.substr(1, literal.size() - 2);
-  if (literal.empty()) literal = parser->getVocabulary().getDisplayName(type);
-  return ticked(literal);
-}
-
-std::string describe_expected(const antlr4::misc::IntervalSet& set, antlr4::Parser* parser) {
-  std::vector<std::string> words;
-  for (size_t type : set.toList()) {
-    if (type == antlr4::Token::EPSILON) continue;
-    std::string w = describe_token_type(type, parser);
-    if (std::find(words.begin(), words.end(), w) == words.end()) words.push_back(w);
-  }
-  // Quoted strings and settings read better last: "`disabled`, `{` or a quoted string".
-  std::stable_partition(words.begin(), words.end(), [](const std::string& w) { return w[0] == '`'; });
-  std::string out;
-  for (size_t i = 0; i < words.size(); ++i) {
-    if (i > 0) out += (i + 1 == words.size()) ? " or " : ", ";
-    out += words[i];
-  }
-  return out.empty() ? "something else" : out;
-}
-
-std::string describe_found(const antlr4::Token* t) {
-  switch (t->getType()) {
-    case antlr4::Token::EOF: return "end of file";
-    case TlsPolicyParser::BAD_CHAR: return "character " + ticked(t->getText());
-    default: return ticked(t->getText());
-  }
-}
-
-class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
+// The policy grammar's words for the shared strategy, and its caps: a file
+// that looks like no policy stops after kNotAPolicyErrors errors, any file
+// after kMaxSyntaxErrorsPerFile.
+class PolicySyntaxErrors : public parse::SyntaxErrorStrategy {
  public:
-  FriendlyErrorStrategy(const SourceIndex& index, DiagnosticSink& sink, uint32_t file)
-      : index_(index), sink_(sink), file_(file) {}
+  PolicySyntaxErrors(DiagnosticSink& sink, uint32_t file)
+      : SyntaxErrorStrategy(terms(file)), sink_(sink), file_(file) {}
 
  protected:
-  void reportNoViableAlternative(antlr4::Parser* p, const antlr4::NoViableAltException& e) override {
-    report_unexpected(p, e.getOffendingToken(), p->getExpectedTokens());
+  std::optional<std::string> describe_class(size_t type, antlr4::Parser* parser) override {
+    switch (type) {
+      case TlsPolicyParser::STRING: return "a quoted string";
+      case TlsPolicyParser::IDENT: {
+        auto* setting = dynamic_cast<TlsPolicyParser::SettingContext*>(parser->getContext());
+        if (setting != nullptr && setting->key != nullptr) return "a value";
+        return "a setting such as `level` or `min_tls`";
+      }
+      default: return std::nullopt;
+    }
   }
-  void reportInputMismatch(antlr4::Parser* p, const antlr4::InputMismatchException& e) override {
-    report_unexpected(p, e.getOffendingToken(), e.getExpectedTokens());
-  }
-  void reportFailedPredicate(antlr4::Parser* p, const antlr4::FailedPredicateException& e) override {
-    report_unexpected(p, e.getOffendingToken(), p->getExpectedTokens());
-  }
-  void reportUnwantedToken(antlr4::Parser* p) override {
-    if (inErrorRecoveryMode(p)) return;
-    beginErrorCondition(p);
-    report_unexpected(p, p->getCurrentToken(), getExpectedTokens(p));
-  }
+
   // Watches for a statement that parses without a syntax error, which is
   // what makes a file look like a policy: its first token and its last
   // (`;` or the block's `}`) matched with no error event in between.
   void reportMatch(antlr4::Parser* p) override {
-    DefaultErrorStrategy::reportMatch(p);
+    SyntaxErrorStrategy::reportMatch(p);
     antlr4::ParserRuleContext* ctx = p->getContext();
     const size_t rule = ctx->getRuleIndex();
     if (rule != TlsPolicyParser::RulePolicyHeader && rule != TlsPolicyParser::RuleIncludeDirective &&
@@ -168,84 +113,11 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
       return;
     antlr4::Token* t = p->getCurrentToken();
     if (t == ctx->getStart()) {
-      events_at_statement_ = events_;
+      errors_at_statement_ = errors_seen();
     } else if ((t->getType() == TlsPolicyParser::SEMI || t->getType() == TlsPolicyParser::RBRACE) &&
-               events_ == events_at_statement_) {
+               errors_seen() == errors_at_statement_) {
       ++clean_statements_;
     }
-  }
-  void reportMissingToken(antlr4::Parser* p) override {
-    if (inErrorRecoveryMode(p)) return;
-    beginErrorCondition(p);
-    ++events_;
-    antlr4::Token* current = p->getCurrentToken();
-    if (cascade(current) || special(current)) return;
-    antlr4::Token* previous = p->getTokenStream()->LT(-1);
-    std::string expected = describe_expected(getExpectedTokens(p), p);
-    if (previous != nullptr && is_real(previous)) {
-      // Point just past the previous token: that is where the `;` belongs,
-      // not at the next line's first word.
-      SourceLocation at = index_.where(previous);
-      at.column += at.length;
-      at.length = 1;
-      report("E0101", at, "expected " + expected + " after " + ticked(previous->getText()));
-    } else {
-      report("E0101", index_.where(current), "expected " + expected + " before " + describe_found(current));
-    }
-  }
-
- private:
-  // Unterminated strings and stray characters are named as such, whatever
-  // the parser expected there.
-  bool special(antlr4::Token* t) {
-    if (t->getType() == TlsPolicyParser::UNTERMINATED_STRING) {
-      // The string swallowed the rest of its line, braces included, so
-      // whatever the parser says next is noise.
-      silenced_ = true;
-      Diagnostic& d = report("E0102", index_.where(t), "unterminated string");
-      d.help = "add the closing `\"` on the same line";
-      return true;
-    }
-    return false;
-  }
-
-  void report_unexpected(antlr4::Parser* p, antlr4::Token* t, const antlr4::misc::IntervalSet& expected) {
-    ++events_;
-    if (cascade(t) || special(t)) return;
-    std::string what = describe_expected(expected, p);
-    SourceLocation at = index_.where(t);
-    if (t->getType() == antlr4::Token::EOF) {
-      // "found end of file" reads best just after the last thing written.
-      antlr4::Token* previous = p->getTokenStream()->LT(-1);
-      if (previous != nullptr && is_real(previous)) {
-        at = index_.where(previous);
-        at.column += at.length;
-        at.length = 1;
-      }
-    }
-    Diagnostic& d = report("E0100", at, "expected " + what + ", found " + describe_found(t));
-    // A misspelt keyword: `outbond` for `outbound`.
-    if (t->getType() == TlsPolicyParser::IDENT) {
-      for (size_t type : expected.toList()) {
-        std::string literal = p->getVocabulary().getLiteralName(type);
-        if (literal.size() < 3 || literal.front() != '\'') continue;
-        literal = literal.substr(1, literal.size() - 2);
-        if (edit_distance(t->getText(), literal) <= 2) {
-          d.help = "did you mean `" + literal + "`?";
-          break;
-        }
-      }
-    }
-  }
-
-  // After an error, the parser's recovery often trips again on the same
-  // line; those follow-on errors only repeat the first one.
-  bool cascade(antlr4::Token* t) {
-    if (silenced_) return true;
-    const size_t line = t->getLine();
-    const bool same = line == last_error_line_;
-    last_error_line_ = line;
-    return same;
   }
 
   // Every syntax error goes through here. A file whose first errors come
@@ -253,29 +125,40 @@ class FriendlyErrorStrategy : public antlr4::DefaultErrorStrategy {
   // (`include "/etc/*"`): after kNotAPolicyErrors its errors stop; any
   // file's stop after kMaxSyntaxErrorsPerFile, so memory stays bounded
   // however many lines a file of garbage has.
-  Diagnostic& report(std::string code, SourceLocation at, std::string message) {
+  Diagnostic& report(std::string code, SourceLocation at, std::string message) override {
     Diagnostic& d = sink_.error(std::move(code), at, std::move(message));
     ++reported_;
     const SourceLocation file_start{file_, 1, 1, 0};  // no excerpt for a note about the file
     if (reported_ == kNotAPolicyErrors && clean_statements_ == 0) {
       d.notes.push_back(
           {file_start, "this does not look like a tlsp policy file; further errors in it are not reported"});
-      silenced_ = true;
+      silence();
     } else if (reported_ == kMaxSyntaxErrorsPerFile) {
       d.notes.push_back({file_start, "further syntax errors in this file are not reported (at most " +
                                          std::to_string(kMaxSyntaxErrorsPerFile) + " are)"});
-      silenced_ = true;
+      silence();
     }
     return d;
   }
 
-  const SourceIndex& index_;
+ private:
+  static parse::GrammarTerms terms(uint32_t file) {
+    parse::GrammarTerms t;
+    t.file = file;
+    t.unexpected_code = "E0100";
+    t.missing_code = "E0101";
+    t.unterminated_code = "E0102";
+    t.unterminated_help = "add the closing `\"` on the same line";
+    t.quoted_chars = kMaxQuotedChars;
+    t.bad_char = TlsPolicyParser::BAD_CHAR;
+    t.unterminated_string = TlsPolicyParser::UNTERMINATED_STRING;
+    t.ident = TlsPolicyParser::IDENT;
+    return t;
+  }
+
   DiagnosticSink& sink_;
   uint32_t file_;
-  size_t last_error_line_ = 0;
-  bool silenced_ = false;
-  size_t events_ = 0;  // syntax errors met, reported or not
-  size_t events_at_statement_ = 0;
+  size_t errors_at_statement_ = 0;
   size_t reported_ = 0;
   size_t clean_statements_ = 0;
 };
@@ -377,38 +260,10 @@ class AstBuilder {
 
 }  // namespace
 
-size_t find_invalid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return i;
-    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
-    for (size_t k = 1; k < n; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += n;
-  }
-  return std::string_view::npos;
-}
-
 bool parse_policy(const LoadedSource& source, uint32_t file_index, ast::File& out, DiagnosticSink& sink) {
   out.file = file_index;
   if (size_t bad = find_invalid_utf8(source.text); bad != std::string_view::npos) {
-    SourceLocation at{file_index, 1, 1, 1};
-    for (size_t i = 0; i < bad; ++i) {
-      if (source.text[i] == '\n') {
-        ++at.line;
-        at.column = 1;
-      } else if ((static_cast<unsigned char>(source.text[i]) & 0xC0) != 0x80) {
-        ++at.column;
-      }
-    }
-    sink.error("E0103", at, "the file is not valid UTF-8");
+    sink.error("E0103", location_of_byte(source.text, bad, file_index), "the file is not valid UTF-8");
     return false;
   }
 
@@ -446,7 +301,7 @@ bool parse_policy(const LoadedSource& source, uint32_t file_index, ast::File& ou
   parser.removeErrorListeners();
   parser.getInterpreter<antlr4::atn::ParserATNSimulator>()->setPredictionMode(antlr4::atn::PredictionMode::LL);
   const size_t before = sink.items().size();
-  auto strategy = std::make_shared<FriendlyErrorStrategy>(index, sink, file_index);
+  auto strategy = std::make_shared<PolicySyntaxErrors>(sink, file_index);
   parser.setErrorHandler(strategy);
   // No parse tree: includes_only() reads the rule contexts' labels, which
   // are set without it, and the tree's node per token (an error node for

@@ -17,6 +17,7 @@
 
 #include "ast.h"
 #include "diagnostics.h"
+#include "source_text.h"
 
 namespace tlsp {
 
@@ -25,8 +26,5 @@ inline constexpr size_t kMaxSyntaxErrorsPerFile = 20;
 
 bool parse_policy(const LoadedSource& source, uint32_t file_index, ast::File& out,
                   DiagnosticSink& sink);
-
-// The byte offset of the first invalid UTF-8 sequence, or npos.
-size_t find_invalid_utf8(std::string_view text);
 
 }  // namespace tlsp
