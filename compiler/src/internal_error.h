@@ -14,7 +14,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <source_location>
 #include <string>
 #include <string_view>
 
@@ -23,11 +22,13 @@ namespace tlsp {
 // EX_SOFTWARE of sysexits(3): "an internal software error has been detected".
 inline constexpr int kExitInternalError = 70;
 
-[[noreturn]] inline void internal_error(std::string_view what,
-                                        std::source_location where = std::source_location::current()) {
+// FILE and LINE come from the TLSP_ASSERT macro (__FILE__, __LINE__):
+// std::source_location needs a builtin that clang 14, the sanitizer and
+// fuzz build's compiler, does not have with libstdc++ 12.
+[[noreturn]] inline void internal_error(std::string_view what, const char* file, unsigned line) {
   std::fflush(stdout);
   std::fprintf(stderr, "tlsp: internal error: %.*s at %s:%u (please report)\n", static_cast<int>(what.size()),
-               what.data(), where.file_name(), static_cast<unsigned>(where.line()));
+               what.data(), file, line);
   std::fflush(stderr);
   std::_Exit(kExitInternalError);
 }
@@ -38,5 +39,6 @@ inline constexpr int kExitInternalError = 70;
 #define TLSP_ASSERT(condition, what)                                                       \
   do {                                                                                     \
     if (!(condition)) [[unlikely]]                                                         \
-      ::tlsp::internal_error(std::string("`" #condition "` does not hold: ") + (what));    \
+      ::tlsp::internal_error(std::string("`" #condition "` does not hold: ") + (what), \
+                             __FILE__, __LINE__);                                          \
   } while (false)
