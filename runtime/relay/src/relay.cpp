@@ -270,10 +270,19 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
   return out;
 }
 
-void validate_relay_config(const RelayConfig& c) {
+void validate_relay_config(const RelayConfig& c, std::initializer_list<std::string_view> not_needed) {
   std::string all;
-  for (const ConfigProblem& p : relay_config_problems(c)) all += (all.empty() ? "" : "\n") + p.setting + ": " + p.text;
+  for (const ConfigProblem& p : relay_config_problems(c))
+    if (std::find(not_needed.begin(), not_needed.end(), p.setting) == not_needed.end())
+      all += (all.empty() ? "" : "\n") + p.setting + ": " + p.text;
   if (!all.empty()) throw std::invalid_argument(all);
+}
+
+std::string relay::relay_hostname(const RelayConfig& c) {
+  if (!c.hostname.empty()) return c.hostname;
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf[0] ? buf : "localhost";
 }
 
 // ---------------------------------------------------------------- Relay
@@ -780,13 +789,7 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   RelayContext& c = I.ctx;
   c.config = std::move(config);
   c.log = std::make_unique<RelayLog>(c.config.log_file);
-  if (c.config.hostname.empty()) {
-    char buf[256] = {};
-    ::gethostname(buf, sizeof buf - 1);
-    c.hostname = buf[0] ? buf : "localhost";
-  } else {
-    c.hostname = c.config.hostname;
-  }
+  c.hostname = relay_hostname(c.config);
   for (const std::string& n : c.config.submit_networks) c.submit_networks.push_back(*parse_cidr(n));
   I.load_table("start");
   c.spool = std::make_unique<Spool>(c.config.spool_dir);

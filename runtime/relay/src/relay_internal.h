@@ -61,6 +61,10 @@ class RelayLog {
 
 // ---------------------------------------------------------- the context
 
+// The name in the greeting, EHLO, Received: and bounces: the configured
+// one, else the system's (else "localhost").
+std::string relay_hostname(const RelayConfig& config);
+
 class TableHolder {
  public:
   explicit TableHolder(std::shared_ptr<const DecisionTable> t) : table_(std::move(t)) {}

@@ -17,16 +17,12 @@ struct SmtpServer::Impl {
 SmtpServer::SmtpServer(RelayConfig config, std::shared_ptr<const DecisionTable> table,
                        std::function<void(std::vector<QueueEntry>)> on_spooled)
     : impl_(std::make_unique<Impl>()) {
-  // Neither listen addresses nor a table file are used here: the
-  // configuration is checked without them.
-  std::string problems;
-  for (const ConfigProblem& p : relay_config_problems(config))
-    if (p.setting != "listen" && p.setting != "table") problems += (problems.empty() ? "" : "\n") + p.setting + ": " + p.text;
-  if (!problems.empty()) throw std::invalid_argument(problems);
+  // Neither listen addresses nor a table file are used here.
+  validate_relay_config(config, {"listen", "table"});
   if (!table) throw std::invalid_argument("SmtpServer: no decision table");
   relay::RelayContext& c = impl_->ctx;
   c.config = std::move(config);
-  c.hostname = c.config.hostname.empty() ? "localhost" : c.config.hostname;
+  c.hostname = relay::relay_hostname(c.config);
   c.log = std::make_unique<relay::RelayLog>(c.config.log_file);
   for (const std::string& n : c.config.submit_networks) c.submit_networks.push_back(*relay::parse_cidr(n));
   c.table.set(std::move(table));

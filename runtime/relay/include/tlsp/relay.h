@@ -25,6 +25,9 @@
 // straight-line program, as Postfix's smtpd/smtp processes are.
 #pragma once
 
+#include <initializer_list>
+#include <string_view>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -123,8 +126,9 @@ struct ConfigProblem {
 std::vector<ConfigProblem> relay_config_problems(const RelayConfig& config);
 
 // Throws std::invalid_argument listing every problem ("setting: text", one
-// per line) when there is any.
-void validate_relay_config(const RelayConfig& config);
+// per line) when there is any, leaving out the settings the caller does not
+// use (SmtpServer needs neither `listen` nor `table`).
+void validate_relay_config(const RelayConfig& config, std::initializer_list<std::string_view> not_needed = {});
 
 class Relay {
  public:

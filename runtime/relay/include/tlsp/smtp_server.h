@@ -18,7 +18,7 @@ namespace tlsp {
 
 class SmtpServer {
  public:
-  // Uses of `config`: hostname (default "localhost"), spool_dir, log_file,
+  // Uses of `config`: hostname (default: the system's, as the relay's), spool_dir, log_file,
   // submit_networks, next_hops, tls_cert/tls_key, limits. Throws
   // std::invalid_argument for a configuration relay_config_problems()
   // refuses (listen and table are not needed), std::runtime_error when the
