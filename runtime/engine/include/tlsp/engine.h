@@ -154,6 +154,7 @@ struct Outcome {
 struct RuleInput {
   Level level = Level::opportunistic;
   MinTls min_tls = MinTls::any;
+  friend bool operator==(const RuleInput&, const RuleInput&) = default;
 };
 
 Outcome decide(Direction direction, RuleInput rule, const PeerFacts& facts);
