@@ -188,9 +188,9 @@ RunResult run(const Options& opt, const std::string& dir, bool defence) {
   attack.connections = opt.attackers;
   SlowClients attackers(attack);
   // The attack holds every slot: the listener refuses (or queues) a client.
-  bool full = relay.wait_for([](const std::map<std::string, std::string>& f,
-                                const std::string&) { return f.count("limit") && f.at("limit") == "max_connections"; },
-                             20s, 0, nullptr);
+  bool full = relay.wait_for(
+      [](const relay::LogLine& l) { return l.matches(relay::LogEvent::limit, {{"limit", "max_connections"}}); }, 20s,
+      0, nullptr);
   if (!full) {
     res.problem = "the attack did not fill the relay";
     return res;

@@ -659,13 +659,14 @@ RunResult run_tlsp(const Options& opt, World& world, Mode mode, const std::vecto
   // channel the mode promises.
   size_t sent = 0, wrong = 0;
   for (const std::string& line : relay.lines()) {
-    auto f = parse_relay_log_line(line);
-    if (f["event"] != "attempt" || f["action"] != "sent") continue;
+    std::optional<relay::LogLine> f = relay::parse_log_line(line);
+    if (!f || !f->matches(relay::LogEvent::attempt, {{"action", "sent"}})) continue;
     ++sent;
-    bool as_expected = mode == Mode::plaintext ? f["channel"] == "plaintext"
+    auto is = [&](const char* k, const char* v) { return f->get(k) == v; };
+    bool as_expected = mode == Mode::plaintext ? is("channel", "plaintext")
                        : mode == Mode::opportunistic
-                           ? f["channel"] == "encrypted" && f["tls"] == "tls1.3"
-                           : f["channel"] == "authenticated" && f["auth"] == "dane-ee" && f["tls"] == "tls1.3";
+                           ? is("channel", "encrypted") && is("tls", "tls1.3")
+                           : is("channel", "authenticated") && is("auth", "dane-ee") && is("tls", "tls1.3");
     if (!as_expected) ++wrong;
   }
   std::string problems =

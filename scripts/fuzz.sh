@@ -55,6 +55,13 @@ mkdir -p "$work/table_loader_fuzz"
 # The relay's configuration file.
 [ -f "$root/docs/relay.conf.example" ] && seed relay_config_fuzz example <"$root/docs/relay.conf.example"
 
+# The relay log: the README's example line (wrapped there, one line here).
+awk '/^20[0-9-]*T.* tlsp-relay /{line=$0; while ((getline n) > 0 && n ~ /^  /) line=line " " substr(n, 3); print line}' \
+  "$root/README.md" | head -n 20 | {
+  i=0
+  while IFS= read -r l; do i=$((i + 1)); printf '%s' "$l" | seed relay_log_fuzz "readme-$i"; done
+}
+
 # Regression seeds: inputs that once broke a parser, kept for ever.
 for dir in "$root"/fuzz/seeds/*/; do
   [ -d "$dir" ] || continue

@@ -51,6 +51,26 @@ namespace {
 constexpr auto kWait = 20s;  // generous: CI machines are slow; a pass is usually < 1 s
 
 using Fields = std::map<std::string, std::string>;
+using relay::LogLine;
+
+// A relay log line through the log's own parser; a line it refuses fails
+// the test.
+LogLine parsed(const std::string& line) {
+  std::string problem;
+  std::optional<LogLine> l = relay::parse_log_line(line, &problem);
+  if (!l) {
+    ADD_FAILURE() << "the relay wrote a line its parser refuses (" << problem << "): " << line;
+    return {};
+  }
+  return *l;
+}
+
+// `line` is an `event` line carrying every one of `want`.
+bool line_matches(const LogLine& line, const std::string& event, const Fields& want) {
+  std::optional<relay::LogEvent> e = relay::parse_log_event(event);
+  if (!e) ADD_FAILURE() << "no such relay log event: " << event;
+  return e && line.matches(*e, relay::LogFields(want.begin(), want.end()));
+}
 
 // A raw SMTP dialogue: the greeting, then one reply per command (a
 // multi-line reply as one string). An empty command sends nothing and
@@ -118,6 +138,11 @@ class RelayWorld : public ::testing::Test {
   }
 
   void TearDown() override {
+    // The log is a contract: every line the relay wrote reads back through
+    // its parser (the CLI's own `tlsp relay: error:` lines are not the log).
+    if (relay_)
+      for (const std::string& l : relay_->lines())
+        if (!l.starts_with("tlsp relay: ")) parsed(l);
     relay_.reset();
     peers_.clear();
     dns_.stop();
@@ -233,17 +258,7 @@ class RelayWorld : public ::testing::Test {
   // The first relay log line of `event` matching all `want` fields.
   bool wait_log(const std::string& event, const Fields& want, std::string* line = nullptr, size_t from = 0,
                 std::chrono::milliseconds timeout = kWait) {
-    return relay_->wait_for(
-        [&](const Fields& f, const std::string&) {
-          auto e = f.find("event");
-          if (e == f.end() || e->second != event) return false;
-          for (const auto& [k, v] : want) {
-            auto it = f.find(k);
-            if (it == f.end() || it->second != v) return false;
-          }
-          return true;
-        },
-        timeout, from, line);
+    return relay_->wait_for([&](const LogLine& l) { return line_matches(l, event, want); }, timeout, from, line);
   }
 
   std::string log() const {
@@ -281,15 +296,15 @@ TEST_F(RelayWorld, OpportunisticDeliversEncryptedWhenStarttlsIsOffered) {
   ASSERT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "encrypted"}, {"mx", "mx1.partner.example"}},
                        &line))
       << log();
-  auto f = parse_relay_log_line(line);
-  EXPECT_EQ(f["rule"], "opportunistic");
-  EXPECT_EQ(f["tls"], "tls1.3");
-  EXPECT_EQ(f["addr"], "127.0.0.2");
-  EXPECT_EQ(f["reason"], "ok");
-  EXPECT_EQ(f["auth"], "none");
-  EXPECT_NE(f["source"].find("policy.tlsp:"), std::string::npos);
-  EXPECT_FALSE(f["queue_id"].empty());
-  EXPECT_FALSE(f["cipher"].empty());
+  LogLine f = parsed(line);
+  EXPECT_EQ(f.get("rule"), "opportunistic");
+  EXPECT_EQ(f.get("tls"), "tls1.3");
+  EXPECT_EQ(f.get("addr"), "127.0.0.2");
+  EXPECT_EQ(f.get("reason"), "ok");
+  EXPECT_EQ(f.get("auth"), "none");
+  EXPECT_NE(f.get("source").find("policy.tlsp:"), std::string::npos);
+  EXPECT_FALSE(f.get("queue_id").empty());
+  EXPECT_FALSE(f.get("cipher").empty());
 }
 
 TEST_F(RelayWorld, OpportunisticDeliversPlaintextWithoutStarttls) {
@@ -534,13 +549,13 @@ TEST_F(RelayWorld, TheDeferralAndTheAttemptNameTheSameDenial) {
     ASSERT_TRUE(submit("alice@acme.example", {c.rcpt}).accepted);
     std::string line;
     ASSERT_TRUE(wait_log("attempt", {{"mx", c.host}, {"to", c.rcpt}}, &line)) << log();
-    Fields attempt = parse_relay_log_line(line);
-    ASSERT_TRUE(wait_log("queue", {{"queue_id", attempt["queue_id"]}, {"result", "deferred"}}, &line)) << log();
-    Fields queue = parse_relay_log_line(line);
-    EXPECT_EQ(queue["reason"], attempt["detail"]) << log();
-    EXPECT_NE(queue["reason"].find(c.says), std::string::npos) << queue["reason"];
-    EXPECT_EQ(queue["reason"].find(c.not_says), std::string::npos) << queue["reason"];
-    EXPECT_NE(queue["reason"].find(c.host), std::string::npos) << queue["reason"];
+    LogLine attempt = parsed(line);
+    ASSERT_TRUE(wait_log("queue", {{"queue_id", attempt.get("queue_id")}, {"result", "deferred"}}, &line)) << log();
+    const std::string reason = parsed(line).get("reason");
+    EXPECT_EQ(reason, attempt.get("detail")) << log();
+    EXPECT_NE(reason.find(c.says), std::string::npos) << reason;
+    EXPECT_EQ(reason.find(c.not_says), std::string::npos) << reason;
+    EXPECT_NE(reason.find(c.host), std::string::npos) << reason;
   }
 }
 
@@ -754,6 +769,48 @@ TEST_F(InboundWorld, MandatoryPeerWithStarttlsIsAcceptedAndDeliveredToTheNextHop
   // Issue 10: the next-hop leg's line names its recipient (it said to="").
   EXPECT_TRUE(wait_log("attempt", {{"direction", "inbound"}, {"action", "sent"}, {"to", "alice@acme.example"}}))
       << log();
+}
+
+// Issue 10: the inbound reject line names the level applied beside the
+// rule, and the accept line names the rule and the verdict (the live
+// simulation reads them from these lines instead of probing).
+TEST_F(InboundWorld, RejectAndAcceptLinesNameTheRuleAndTheLevelApplied) {
+  start_relay(compile_table(write_policy("", "    peer \"127.0.0.5/32\" { level mandatory; min_tls tls1.2; }\n")));
+  SubmitOptions o;
+  o.source_address = "127.0.0.5";
+  o.starttls = false;
+  EXPECT_EQ(submit("carol@sender.example", {"alice@acme.example"}, o).code, 530);
+  std::string line;
+  ASSERT_TRUE(wait_log("reject", {{"direction", "inbound"}}, &line)) << log();
+  LogLine reject = parsed(line);
+  EXPECT_EQ(reject.get("rule"), "mandatory") << line;
+  EXPECT_EQ(reject.get("min_tls"), "tls1.2") << line;
+  EXPECT_NE(reject.get("source").find("policy.tlsp:12"), std::string::npos) << line;
+  EXPECT_EQ(reject.get("applied"), "mandatory") << line;
+  EXPECT_EQ(reject.get("reason"), "starttls-required") << line;
+
+  o.starttls = true;
+  SubmitResult r = submit("carol@sender.example", {"alice@acme.example"}, o);
+  ASSERT_TRUE(r.accepted) << r.reply << log();
+  ASSERT_TRUE(wait_log("accept", {{"direction", "inbound"}, {"tls", "tls1.3"}}, &line)) << log();
+  LogLine accept = parsed(line);
+  EXPECT_EQ(accept.get("rule"), "mandatory") << line;
+  EXPECT_EQ(accept.get("min_tls"), "tls1.2") << line;
+  EXPECT_NE(accept.get("source").find("policy.tlsp:12"), std::string::npos) << line;
+  EXPECT_EQ(accept.get("applied"), "mandatory") << line;
+  EXPECT_EQ(accept.get("channel"), "encrypted") << line;
+  EXPECT_EQ(accept.get("reason"), "ok") << line;
+
+  // Another client gets the default peer's rule, in plaintext.
+  o.source_address = "127.0.0.6";
+  o.starttls = false;
+  ASSERT_TRUE(submit("carol@sender.example", {"alice@acme.example"}, o).accepted) << log();
+  ASSERT_TRUE(wait_log("accept", {{"client", "127.0.0.6"}}, &line)) << log();
+  accept = parsed(line);
+  EXPECT_EQ(accept.get("rule"), "opportunistic") << line;
+  EXPECT_EQ(accept.get("applied"), "opportunistic") << line;
+  EXPECT_EQ(accept.get("channel"), "plaintext") << line;
+  EXPECT_EQ(accept.get("reason"), "plaintext-allowed") << line;
 }
 
 TEST_F(InboundWorld, BelowTheMinimumVersionIsRefusedNamingTheVersion) {
@@ -1501,13 +1558,7 @@ class RawClient {
 
 size_t count_lines(const std::vector<std::string>& lines, const std::string& event, const Fields& want) {
   size_t n = 0;
-  for (const std::string& l : lines) {
-    Fields f = parse_relay_log_line(l);
-    if (f["event"] != event) continue;
-    bool all = true;
-    for (const auto& [k, v] : want) all = all && f[k] == v;
-    n += all;
-  }
+  for (const std::string& l : lines) n += line_matches(parsed(l), event, want);
   return n;
 }
 
@@ -1653,7 +1704,7 @@ TEST_F(RelayWorld, AClientOverItsConnectionRateIsRefused) {
   EXPECT_EQ(greeting.substr(0, 3), "220");
   std::string summary;
   ASSERT_TRUE(wait_log("limit", {{"limit", "max_connection_rate_per_client"}, {"window", "2s"}}, &summary)) << log();
-  EXPECT_GE(std::stoi(parse_relay_log_line(summary)["refused"]), 3) << summary;  // with the retries above
+  EXPECT_GE(std::stoi(parsed(summary).get("refused")), 3) << summary;  // with the retries above
 }
 
 TEST_F(RelayWorld, TheDataPhaseHasATimeLimitAsAWhole) {
@@ -1743,7 +1794,7 @@ TEST_F(RelayWorld, EightBitAddressesAreRefusedAndTheLogEscapesEveryNonPrintableB
   EXPECT_EQ(replies[4].substr(0, 9), "553 5.6.7") << replies[4];
   std::string line;
   ASSERT_TRUE(wait_log("reject", {{"reason", "non-ascii-address"}, {"role", "sender"}}, &line)) << log();
-  EXPECT_EQ(parse_relay_log_line(line)["address"], address);  // the parser undoes the escaping
+  EXPECT_EQ(parsed(line).get("address"), address);  // the parser undoes the escaping
   EXPECT_NE(line.find(R"(address="a\x9bb\x85c\xc2\x85d@acme.example")"), std::string::npos) << line;
   for (const std::string& l : relay_->lines())
     for (char ch : l) {

@@ -48,7 +48,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-using Fields = std::map<std::string, std::string>;
+using relay::LogEvent;
+using relay::LogLine;
+using Want = relay::LogFields;
 
 // Address block offsets (see the file comment).
 constexpr int kRelayHost = 1, kDnsHost = 2, kHttpsHost = 3, kNextHopHost = 4, kFirstMxHost = 10, kClientHost = 200;
@@ -541,20 +543,14 @@ class LiveRun {
     return id.substr(0, end);
   }
 
-  bool wait_event(const std::string& event, const Fields& want, Fields* out, size_t from = 0, size_t* index = nullptr) {
-    std::string line;
+  bool wait_event(LogEvent event, const Want& want, LogLine* out, size_t from = 0, size_t* index = nullptr) {
     bool ok = w_.relay->wait_for(
-        [&](const Fields& f, const std::string&) {
-          auto e = f.find("event");
-          if (e == f.end() || e->second != event) return false;
-          for (const auto& [k, v] : want) {
-            auto it = f.find(k);
-            if (it == f.end() || it->second != v) return false;
-          }
+        [&](const LogLine& l) {
+          if (!l.matches(event, want)) return false;
+          if (out) *out = l;
           return true;
         },
-        c_.timeout, from, &line, index);
-    if (ok && out) *out = parse_relay_log_line(line);
+        c_.timeout, from, nullptr, index);
     if (!ok && g_cancelled) throw std::runtime_error("cancelled");
     return ok;
   }
@@ -573,8 +569,8 @@ class LiveRun {
     const std::string id = queue_id_of(sub);
     if (id.empty()) throw std::runtime_error("no queue id in the reply `" + sub.reply + "`");
     const auto t = Clock::now();
-    Fields done;
-    if (!wait_event("queue", {{"queue_id", id}}, &done))
+    LogLine done;
+    if (!wait_event(LogEvent::queue, {{"queue_id", id}}, &done))
       throw std::runtime_error("the first delivery run did not end within the deadline" + last_lines());
     r_.phases.delivery += micros_since(t);
     r_.ran = true;
@@ -582,10 +578,10 @@ class LiveRun {
   }
 
   void read_outbound(const std::string& id) {
-    std::vector<Fields> attempts;
+    std::vector<LogLine> attempts;
     for (const std::string& l : w_.relay->lines()) {
-      Fields f = parse_relay_log_line(l);
-      if (f["event"] == "attempt" && f["queue_id"] == id) attempts.push_back(std::move(f));
+      std::optional<LogLine> f = relay::parse_log_line(l);
+      if (f && f->matches(LogEvent::attempt, {{"queue_id", id}})) attempts.push_back(std::move(*f));
     }
     if (attempts.empty()) {
       r_.error = "the relay logged no delivery attempt";
@@ -594,12 +590,12 @@ class LiveRun {
     // The MX walk as the relay did it: the attempt that sent, else the first.
     size_t chosen = 0;
     for (size_t i = 0; i < attempts.size(); ++i)
-      if (attempts[i]["action"] == "sent" || attempts[i]["action"] == "sent-last-resort") {
+      if (attempts[i].get("action") == "sent" || attempts[i].get("action") == "sent-last-resort") {
         chosen = i;
         break;
       }
-    Fields& a = attempts[chosen];
-    auto field = [&](const char* k) { return a.count(k) && !a[k].empty() ? a[k] : std::string("-"); };
+    const LogLine& a = attempts[chosen];
+    auto field = [&](const char* k) { return a.get(k).empty() ? std::string("-") : a.get(k); };
     r_.outcome = field("outcome");
     r_.channel = field("channel");
     r_.applied = field("applied");
@@ -614,14 +610,14 @@ class LiveRun {
       r_.via = lower(hosts.front().name);
       r_.notes.push_back("the MX lookup failed: the relay named no host (`mx=-`)");
     }
-    for (const Fields& f : attempts) {
+    for (const LogLine& f : attempts) {
       auto get = [&](const char* k) {
-        auto it = f.find(k);
-        return it == f.end() ? std::string("-") : it->second;
+        const std::string* v = f.find(k);
+        return v ? *v : std::string("-");
       };
       r_.notes.push_back("attempt " + get("mx") + " [" + get("addr") + "]: " + get("outcome") + " " + get("channel") +
                          " " + get("applied") + " " + get("tls") + " " + get("reason") + ", " + get("action") +
-                         (f.count("detail") ? " (" + get("detail") + ")" : ""));
+                         (f.find("detail") ? " (" + get("detail") + ")" : ""));
     }
     check_wire_outbound(a);
     check_not_contacted(attempts);
@@ -629,22 +625,19 @@ class LiveRun {
 
   // A host the relay refused without connecting (addr `-`) must have seen
   // no session at all.
-  void check_not_contacted(const std::vector<Fields>& attempts) {
-    for (const Fields& f : attempts) {
-      auto addr = f.find("addr");
-      auto mx = f.find("mx");
-      if (addr == f.end() || addr->second != "-" || mx == f.end()) continue;
+  void check_not_contacted(const std::vector<LogLine>& attempts) {
+    for (const LogLine& f : attempts) {
+      const std::string* addr = f.find("addr");
+      const std::string* mx = f.find("mx");
+      if (!addr || *addr != "-" || !mx) continue;
       for (size_t i = 0; i < w_.peers.size(); ++i)
-        if (w_.peer_names[i] == lower(mx->second) && !w_.peers[i]->sessions().empty())
+        if (w_.peer_names[i] == lower(*mx) && !w_.peers[i]->sessions().empty())
           r_.problems.push_back("the relay logged no connection to " + w_.peer_names[i] + ", which had a session");
     }
   }
 
-  void check_wire_outbound(const Fields& chosen) {
-    auto get = [&](const char* k) {
-      auto it = chosen.find(k);
-      return it == chosen.end() ? std::string() : it->second;
-    };
+  void check_wire_outbound(const LogLine& chosen) {
+    auto get = [&](const char* k) { return chosen.get(k); };
     const std::string action = get("action");
     const bool sent = action == "sent" || action == "sent-last-resort";
     for (size_t i = 0; i < w_.peers.size(); ++i) {
@@ -712,39 +705,38 @@ class LiveRun {
                       (sub.accepted ? "accepted" : "refused at " + std::string(to_string(sub.failed_stage))) +
                       (sub.code ? ", reply " + sub.reply : "") + (sub.error.empty() ? "" : ", " + sub.error) +
                       (sub.tls == TlsVersion::none ? "" : ", over " + std::string(to_string(sub.tls))));
-    Fields f;
+    LogLine f;
     if (sub.accepted) {
+      // The accept line names the rule and the engine's verdict for it.
       const std::string id = queue_id_of(sub);
-      if (!wait_event("accept", {{"queue_id", id}}, &f)) throw std::runtime_error("no accept line for " + id);
+      if (!wait_event(LogEvent::accept, {{"queue_id", id}}, &f)) throw std::runtime_error("no accept line for " + id);
       r_.outcome = "deliver";
-      r_.tls = f["tls"];
-      r_.channel = r_.tls == "none" ? "plaintext" : "encrypted";
-      // An accepted session's reason is not logged; the engine gives an
-      // accepted session exactly one of these two (docs/engine.md).
-      r_.reason = r_.tls == "none" ? "plaintext-allowed" : "ok";
+      r_.tls = f.get("tls");
+      r_.channel = or_dash(f.get("channel"));
+      r_.applied = or_dash(f.get("applied"));
+      r_.reason = or_dash(f.get("reason"));
+      r_.notes.push_back(verdict_note(f));
       if (sub.tls != TlsVersion::none && std::string(to_string(sub.tls)) != r_.tls)
         r_.problems.push_back("the relay logged " + r_.tls + ", the client negotiated " +
                               std::string(to_string(sub.tls)));
       const auto t2 = Clock::now();
-      Fields q;
-      if (!wait_event("queue", {{"queue_id", id}}, &q)) throw std::runtime_error("the next hop delivery did not end");
+      if (!wait_event(LogEvent::queue, {{"queue_id", id}}, nullptr))
+        throw std::runtime_error("the next hop delivery did not end");
       r_.phases.delivery += micros_since(t2);
       if (!w_.next_hop->wait_for_messages(1, kPeerSettle)) r_.problems.push_back("the next hop received nothing");
       r_.wire.push_back("next hop: " + std::to_string(w_.next_hop->messages().size()) + " message(s)");
-      r_.applied = probe_level();
     } else if (sub.code == 530 || (sub.code >= 500 && sub.failed_stage != SubmitStage::starttls)) {
-      if (!wait_event("reject", {{"direction", "inbound"}}, &f))
+      if (!wait_event(LogEvent::reject, {{"direction", "inbound"}}, &f))
         throw std::runtime_error("refused with `" + sub.reply + "` but no reject line");
       r_.outcome = "refuse";
       r_.channel = "none";
       r_.tls = "none";  // nothing was delivered (the session's own version is in the log line)
-      r_.applied = f["rule"] == "opportunistic" ? "opportunistic" : "mandatory";
-      r_.reason = f["reason"];
+      r_.applied = or_dash(f.get("applied"));
+      r_.reason = or_dash(f.get("reason"));
       if (!w_.next_hop->messages().empty()) r_.problems.push_back("a refused message reached the next hop");
-      r_.notes.push_back("reject: rule " + f["rule"] + " min_tls " + f["min_tls"] + ", session tls " + f["tls"] +
-                         ", reason " + f["reason"]);
+      r_.notes.push_back(verdict_note(f));
     } else if (sub.failed_stage == SubmitStage::starttls) {
-      if (!wait_event("tls", {{"result", "handshake-failed"}}, &f))
+      if (!wait_event(LogEvent::tls, {{"result", "handshake-failed"}}, &f))
         throw std::runtime_error("the client's handshake failed (" + sub.error +
                                  ") but the relay logged no failed handshake");
       r_.outcome = "refuse";
@@ -796,20 +788,30 @@ class LiveRun {
     return r;
   }
 
-  // The level the relay enforces for this client and sender, observed: a
-  // plaintext session is refused with the rule named (mandatory) or
-  // accepted (opportunistic).
+  static std::string or_dash(const std::string& v) { return v.empty() ? "-" : v; }
+
+  // The rule and verdict an accept or reject line names.
+  static std::string verdict_note(const LogLine& f) {
+    return std::string(relay::log_event_name(f.event)) + ": rule " + or_dash(f.get("rule")) + " min_tls " +
+           or_dash(f.get("min_tls")) + " (" + or_dash(f.get("source")) + "), applied " + or_dash(f.get("applied")) +
+           ", session tls " + or_dash(f.get("tls")) + ", reason " + or_dash(f.get("reason"));
+  }
+
+  // The level the relay enforces for this client and sender, observed
+  // after a failed handshake: that session ended before MAIL and RCPT, so
+  // the relay never chose a rule for it. A second, plaintext session from
+  // the same client and sender asks: its accept or reject line names the
+  // level applied (the only scenarios that still send a second message).
   std::string probe_level() {
     const size_t mark = w_.relay->line_count();
     SubmitResult p = submit(w_.addr(kClientHost), false, kAllTlsVersions);
-    if (p.accepted) {
-      r_.notes.push_back("probe: a plaintext session from the same client and sender is accepted");
-      return "opportunistic";
-    }
-    Fields f;
-    if (!wait_event("reject", {{"direction", "inbound"}}, &f, mark)) return "-";
-    r_.notes.push_back("probe: a plaintext session from the same client and sender is refused: rule " + f["rule"]);
-    return f["rule"] == "opportunistic" ? "opportunistic" : "mandatory";
+    LogLine f;
+    const bool logged = p.accepted ? wait_event(LogEvent::accept, {{"queue_id", queue_id_of(p)}}, &f, mark)
+                                   : wait_event(LogEvent::reject, {{"direction", "inbound"}}, &f, mark);
+    if (!logged) return "-";
+    r_.notes.push_back("probe: a plaintext session from the same client and sender is " +
+                       std::string(p.accepted ? "accepted" : "refused") + "; " + verdict_note(f));
+    return or_dash(f.get("applied"));
   }
 
   const LiveConfig& c_;

@@ -6,50 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <cstring>
 #include <stdexcept>
 
 namespace tlsp::sim {
-
-std::map<std::string, std::string> parse_relay_log_line(const std::string& line) {
-  std::map<std::string, std::string> f;
-  // "<timestamp> tlsp-relay <event> key=value key="quoted \"value\"" ...
-  size_t pos = line.find(" tlsp-relay ");
-  if (pos == std::string::npos) return f;
-  pos += 12;
-  size_t sp = line.find(' ', pos);
-  f["event"] = line.substr(pos, sp == std::string::npos ? std::string::npos : sp - pos);
-  while (sp != std::string::npos && sp < line.size()) {
-    pos = sp + 1;
-    size_t eq = line.find('=', pos);
-    if (eq == std::string::npos) break;
-    std::string key = line.substr(pos, eq - pos);
-    std::string value;
-    size_t i = eq + 1;
-    if (i < line.size() && line[i] == '"') {
-      for (++i; i < line.size() && line[i] != '"'; ++i) {
-        if (line[i] == '\\' && i + 1 < line.size()) {
-          ++i;
-          // \xHH: a byte the log escaped (anything outside printable ASCII).
-          if (line[i] == 'x' && i + 2 < line.size() && std::isxdigit(static_cast<unsigned char>(line[i + 1])) &&
-              std::isxdigit(static_cast<unsigned char>(line[i + 2]))) {
-            value.push_back(static_cast<char>(std::stoi(line.substr(i + 1, 2), nullptr, 16)));
-            i += 2;
-            continue;
-          }
-        }
-        value.push_back(line[i]);
-      }
-      ++i;
-    } else {
-      while (i < line.size() && line[i] != ' ') value.push_back(line[i++]);
-    }
-    f[key] = value;
-    sp = i < line.size() ? i : std::string::npos;
-  }
-  return f;
-}
 
 RelayProcess::RelayProcess(const std::string& binary, const std::vector<std::string>& args) {
   int p[2];
@@ -115,7 +75,8 @@ bool RelayProcess::wait_for(const Predicate& pred, std::chrono::milliseconds tim
   size_t next = from;
   while (true) {
     for (; next < lines_.size(); ++next) {
-      if (pred(parse_relay_log_line(lines_[next]), lines_[next])) {
+      std::optional<relay::LogLine> parsed = relay::parse_log_line(lines_[next]);
+      if (parsed && pred(*parsed)) {
         if (line) *line = lines_[next];
         if (index) *index = next;
         return true;
@@ -128,11 +89,9 @@ bool RelayProcess::wait_for(const Predicate& pred, std::chrono::milliseconds tim
 
 uint16_t RelayProcess::wait_ready(std::chrono::milliseconds timeout) {
   std::string line;
-  if (!wait_for([](const auto& f, const std::string&) { return f.count("event") && f.at("event") == "start"; },
-                timeout, 0, &line))
+  if (!wait_for([](const relay::LogLine& l) { return l.event == relay::LogEvent::start; }, timeout, 0, &line))
     return 0;
-  auto f = parse_relay_log_line(line);
-  std::string listen = f["listen"];
+  std::string listen = relay::parse_log_line(line)->get("listen");
   listen = listen.substr(0, listen.find(','));
   size_t colon = listen.rfind(':');
   if (colon == std::string::npos) return 0;

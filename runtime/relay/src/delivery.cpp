@@ -214,7 +214,7 @@ class EntryDelivery {
     f.push_back({"action", std::string(action)});
     if (!smtp.empty()) f.push_back({"smtp", smtp});
     if (!detail.empty()) f.push_back({"detail", detail});
-    ctx_.log->write("attempt", f);
+    ctx_.log->write(LogEvent::attempt, f);
   }
 
   // A failure below the engine (no connection, a broken SMTP dialogue).
@@ -226,7 +226,7 @@ class EntryDelivery {
     f.push_back({"reason", std::string(reason)});
     f.push_back({"action", "next-host"});
     f.push_back({"detail", detail});
-    ctx_.log->write("attempt", f);
+    ctx_.log->write(LogEvent::attempt, f);
   }
 
   // ---------------------------------------------------------- SMTP
@@ -804,7 +804,7 @@ DeliveryReport deliver_entry(RelayContext& ctx, const QueueEntry& entry, const s
   try {
     return EntryDelivery(ctx, entry, data).run();
   } catch (const std::exception& e) {
-    ctx.log->write("error", {{"where", "delivery"}, {"queue_id", entry.id}, {"error", e.what()}});
+    ctx.log->write(LogEvent::error, {{"where", "delivery"}, {"queue_id", entry.id}, {"error", e.what()}});
     DeliveryReport r;
     for (const std::string& a : entry.recipients) r.deferred.push_back({a, std::string("internal error: ") + e.what()});
     r.summary = e.what();

@@ -101,81 +101,6 @@ bool cidr_contains(const Cidr& net, std::string_view address) {
   return true;
 }
 
-// --------------------------------------------------------------- the log
-
-RelayLog::RelayLog(const std::string& path) {
-  if (path.empty()) {
-    out_ = stderr;
-    return;
-  }
-  out_ = std::fopen(path.c_str(), "a");
-  if (!out_) throw std::runtime_error("cannot open log file `" + path + "`: " + std::strerror(errno));
-  own_ = true;
-}
-
-RelayLog::~RelayLog() {
-  if (own_) std::fclose(out_);
-}
-
-namespace {
-// The one place a value is made safe for the log, so no caller can forget
-// it: every byte outside printable ASCII (0x20-0x7E) becomes \xHH, C1
-// controls and UTF-8 included (a terminal takes 0x9B for CSI), and a
-// value with anything escaped, a space, `=`, `"` or `\` is quoted, with
-// `"` and `\` backslash-escaped. A hostile peer cannot forge or corrupt
-// lines.
-bool printable(unsigned char u) {
-  return u >= 0x20 && u <= 0x7e;
-}
-
-void append_value(std::string& line, std::string_view v) {
-  bool quote = v.empty() || std::any_of(v.begin(), v.end(), [](char c) {
-                 unsigned char u = static_cast<unsigned char>(c);
-                 return !printable(u) || c == ' ' || c == '"' || c == '=' || c == '\\';
-               });
-  if (quote) line.push_back('"');
-  for (char c : v) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      line.push_back('\\');
-      line.push_back(c);
-    } else if (!printable(u)) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", u);
-      line += buf;
-    } else {
-      line.push_back(c);
-    }
-  }
-  if (quote) line.push_back('"');
-}
-}  // namespace
-
-void RelayLog::write(std::string_view event, const std::vector<std::pair<std::string, std::string>>& fields) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  std::tm tm{};
-  gmtime_r(&ts.tv_sec, &tm);
-  char stamp[40];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string line = stamp;
-  char ms[24];
-  std::snprintf(ms, sizeof ms, ".%03ldZ", ts.tv_nsec / 1000000);
-  line += ms;
-  line += " tlsp-relay ";
-  line += event;
-  for (const auto& [k, v] : fields) {
-    line.push_back(' ');
-    line += k;
-    line.push_back('=');
-    append_value(line, v);
-  }
-  line.push_back('\n');
-  std::lock_guard lock(mu_);
-  std::fwrite(line.data(), 1, line.size(), out_);
-  std::fflush(out_);
-}
-
 // ------------------------------------------------------------ context
 
 bool RelayContext::in_submit_networks(std::string_view address) const {
@@ -328,7 +253,7 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
       if (fd >= 0) ::close(fd);
   }
 
-  void log(std::string_view event, std::vector<std::pair<std::string, std::string>> fields) {
+  void log(LogEvent event, const LogFields& fields) {
     ctx.log->write(event, fields);
   }
 
@@ -360,7 +285,7 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
       t = std::make_shared<const DecisionTable>(DecisionTable::open(ctx.config.table));
     } catch (const std::exception& e) {
       if (!ctx.table.get()) throw;
-      log("table", {{"result", "refused"},
+      log(LogEvent::table, {{"result", "refused"},
                     {"why", std::string(why)},
                     {"path", ctx.config.table},
                     {"error", e.what()},
@@ -370,7 +295,7 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
     // In force before the line says so: whoever acts on the line (an
     // operator's script, a test) meets the new table.
     ctx.table.set(t);
-    log("table", {{"result", "loaded"},
+    log(LogEvent::table, {{"result", "loaded"},
                   {"why", std::string(why)},
                   {"path", ctx.config.table},
                   {"policy", std::string(t->policy_name())},
@@ -434,7 +359,7 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
     try {
       data = ctx.spool->read_data(entry.id);
     } catch (const std::exception& e) {
-      log("queue", {{"queue_id", entry.id}, {"result", "unreadable"}, {"error", e.what()}});
+      log(LogEvent::queue, {{"queue_id", entry.id}, {"result", "unreadable"}, {"error", e.what()}});
       try {
         ctx.spool->move_to_failed(entry.id, e.what());
       } catch (...) {
@@ -455,7 +380,7 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
         for (auto& [addr, why] : report.deferred)
           bounce.push_back(bounce_recipient(entry, addr, why.empty() ? "delivery time expired" : why, false, now));
         entry.recipients.clear();
-        log("queue", {{"queue_id", entry.id}, {"result", "expired"}, {"attempts", std::to_string(entry.attempts)}});
+        log(LogEvent::queue, {{"queue_id", entry.id}, {"result", "expired"}, {"attempts", std::to_string(entry.attempts)}});
       }
     }
     if (!bounce.empty()) {
@@ -475,10 +400,10 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
           std::string reason = "undeliverable, no sender to notify:";
           for (auto& [a, r] : entry.failed_recipients) reason += " <" + a + "> " + r + ";";
           ctx.spool->move_to_failed(entry.id, reason);
-          log("queue", {{"queue_id", entry.id}, {"result", "failed"}, {"reason", reason}});
+          log(LogEvent::queue, {{"queue_id", entry.id}, {"result", "failed"}, {"reason", reason}});
         } else {
           ctx.spool->remove(entry.id);
-          log("queue", {{"queue_id", entry.id}, {"result", "removed"},
+          log(LogEvent::queue, {{"queue_id", entry.id}, {"result", "removed"},
                         {"delivered", std::to_string(report.delivered.size())},
                         {"bounced", std::to_string(bounce.size())}});
         }
@@ -487,14 +412,14 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
       }
       entry.next_attempt = ctx.retry.next_attempt(entry.attempts, now, entry.id);
       ctx.spool->update(entry);
-      log("queue", {{"queue_id", entry.id},
+      log(LogEvent::queue, {{"queue_id", entry.id},
                     {"result", "deferred"},
                     {"attempts", std::to_string(entry.attempts)},
                     {"next_attempt_in", std::to_string(entry.next_attempt - now) + "s"},
                     {"pending", std::to_string(entry.recipients.size())},
                     {"reason", entry.last_error}});
     } catch (const std::exception& e) {
-      log("spool", {{"queue_id", entry.id}, {"result", "error"}, {"error", e.what()}});
+      log(LogEvent::spool, {{"queue_id", entry.id}, {"result", "error"}, {"error", e.what()}});
       entry.next_attempt = now + 60;
     }
     std::lock_guard lock(queue_mu);
@@ -550,12 +475,12 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
       auto stored = ctx.spool->store({b}, make_bounce(in));
       std::string list;
       for (const BounceRecipient& r : rcpts) list += (list.empty() ? "" : ",") + r.address;
-      log("bounce", {{"queue_id", entry.id}, {"bounce_id", stored.front().id}, {"to", entry.mail_from},
+      log(LogEvent::bounce, {{"queue_id", entry.id}, {"bounce_id", stored.front().id}, {"to", entry.mail_from},
                      {"recipients", list}});
       enqueue(std::move(stored));
       return true;
     } catch (const std::exception& e) {
-      log("bounce", {{"queue_id", entry.id}, {"result", "error"}, {"error", e.what()}});
+      log(LogEvent::bounce, {{"queue_id", entry.id}, {"result", "error"}, {"error", e.what()}});
       return false;
     }
   }
@@ -590,7 +515,7 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
 
   void log_refusals(const std::string& client, const RateWindow& w) {
     if (w.refused < 2) return;
-    log("limit", {{"client", client},
+    log(LogEvent::limit, {{"client", client},
                   {"limit", "max_connection_rate_per_client"},
                   {"refused", std::to_string(w.refused)},
                   {"window", std::to_string(ctx.config.limits.connection_rate_time_unit.count()) + "s"}});
@@ -636,7 +561,7 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
     if (on && (used < off * lim.max_connections || sessions_active == 0)) on = false;
     if (on == ctx.stress) return;
     ctx.stress = on;
-    log("stress", {{"result", on ? "on" : "off"},
+    log(LogEvent::stress, {{"result", on ? "on" : "off"},
                    {"sessions", std::to_string(sessions_active)},
                    {"max_connections", std::to_string(lim.max_connections)}});
   }
@@ -655,7 +580,7 @@ struct Relay::Impl : std::enable_shared_from_this<Relay::Impl> {
     std::vector<std::pair<std::string, std::string>> fields = {{"client", client}, {"limit", limit_name}};
     fields.insert(fields.end(), extra.begin(), extra.end());
     fields.push_back({"reply", text});
-    if (logged) log("limit", std::move(fields));
+    if (logged) log(LogEvent::limit, std::move(fields));
     stream.set_timeout(std::chrono::milliseconds(1000));
     stream.write_all(text + "\r\n");
   }
@@ -819,8 +744,8 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   }
   std::vector<std::string> problems;
   std::vector<QueueEntry> recovered = c.spool->recover(&problems);
-  for (const std::string& p : problems) I.log("spool", {{"result", "recovery-problem"}, {"detail", p}});
-  I.log("start", {{"listen", [&] {
+  for (const std::string& p : problems) I.log(LogEvent::spool, {{"result", "recovery-problem"}, {"detail", p}});
+  I.log(LogEvent::start, {{"listen", [&] {
                      std::string s;
                      for (size_t i = 0; i < c.config.listen.size(); ++i)
                        s += (i ? "," : "") + c.config.listen[i].substr(0, c.config.listen[i].rfind(':')) + ":" +
@@ -884,7 +809,7 @@ void Relay::run() {
   // Clean shutdown: stop accepting, let sessions and deliveries finish
   // within the grace period, then close what is left (queued mail stays in
   // the spool and is resumed at the next start).
-  I->log("stop", {{"result", "stopping"}});
+  I->log(LogEvent::stop, {{"result", "stopping"}});
   for (std::thread& t : acceptors) t.join();
   for (int fd : I->listeners) ::close(fd);
   I->listeners.clear();
@@ -908,7 +833,7 @@ void Relay::run() {
     else
       t.detach();  // holds a reference to Impl; its entry stays queued on disk
   }
-  I->log("stop", {{"result", "stopped"},
+  I->log(LogEvent::stop, {{"result", "stopped"},
                   {"in_flight_requeued", std::to_string(unfinished)},
                   {"queued", std::to_string(I->ctx.spool->queued_count())}});
 }

@@ -1,5 +1,5 @@
 // relay_internal.h — the pieces of `tlsp relay` shared by its translation
-// units: the state every thread reads (RelayContext), the log, the SMTP
+// units: the state every thread reads (RelayContext), the SMTP
 // server session, and one delivery attempt. Not a public header.
 #pragma once
 
@@ -21,6 +21,7 @@
 #include "tlsp/engine.h"
 #include "tlsp/mta_sts_fetch.h"
 #include "tlsp/relay.h"
+#include "tlsp/relay_log.h"
 #include "tlsp/retry.h"
 #include "tlsp/spool.h"
 #include "tlsp/stream.h"
@@ -40,24 +41,6 @@ bool cidr_contains(const Cidr& net, std::string_view address);
 
 // The domain of an address: domain_of_address() (tlsp/base/domain_name.h).
 std::string lower(std::string_view s);
-
-// --------------------------------------------------------------- the log
-
-// One line per event, `key=value` pairs, to a file or standard error;
-// thread-safe, flushed per line. write() escapes every value (each byte
-// outside 0x20-0x7E as \xHH, quoting as needed): callers pass raw bytes.
-class RelayLog {
- public:
-  explicit RelayLog(const std::string& path);  // "" -> stderr; throws
-  ~RelayLog();
-  // `event` first (attempt, accept, reject, limit, table, queue, ...).
-  void write(std::string_view event, const std::vector<std::pair<std::string, std::string>>& fields);
-
- private:
-  std::mutex mu_;
-  FILE* out_ = nullptr;
-  bool own_ = false;
-};
 
 // ---------------------------------------------------------- the context
 

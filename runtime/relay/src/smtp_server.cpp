@@ -303,7 +303,7 @@ class Session {
     return stream_.write_all(text + "\r\n") == IoStatus::ok;
   }
 
-  void log(std::string_view event, std::vector<std::pair<std::string, std::string>> fields) {
+  void log(LogEvent event, LogFields fields) {
     fields.insert(fields.begin(), {"client", client_});
     ctx_.log->write(event, fields);
   }
@@ -313,7 +313,7 @@ class Session {
     std::vector<std::pair<std::string, std::string>> fields = {{"limit", std::string(name)}};
     fields.insert(fields.end(), extra.begin(), extra.end());
     fields.push_back({"reply", text});
-    log("limit", std::move(fields));
+    log(LogEvent::limit, std::move(fields));
     reply(text);
   }
 
@@ -355,7 +355,7 @@ class Session {
 
   void flush_recipient_limit() {
     if (excess_recipients_ == 0) return;
-    log("limit", {{"limit", "max_recipients"},
+    log(LogEvent::limit, {{"limit", "max_recipients"},
                   {"max", std::to_string(limits_.max_recipients)},
                   {"refused", std::to_string(excess_recipients_)},
                   {"reply", kTooManyRecipients}});
@@ -368,6 +368,7 @@ class Session {
     flush_recipient_limit();
     mail_from_.reset();
     recipients_.clear();
+    accepted_under_.clear();
     body_8bit_ = false;
     outbound_ = false;
     if (state_ == State::have_mail || state_ == State::have_rcpt) state_ = State::ready;
@@ -419,17 +420,17 @@ class Session {
     // RFC 3207 §4.1 / CVE-2011-0411: plaintext pipelined after STARTTLS
     // must not be executed inside the TLS session.
     if (stream_.buffered() > 0) {
-      log("limit", {{"limit", "starttls_injection"}, {"discarded", std::to_string(stream_.buffered())}});
+      log(LogEvent::limit, {{"limit", "starttls_injection"}, {"discarded", std::to_string(stream_.buffered())}});
       stream_.discard_buffer();
     }
     TlsServerResult r = stream_.start_tls_server(ctx_.server_tls.get());
     if (!r.ok) {
-      log("tls", {{"result", "handshake-failed"}, {"error", r.error}});
+      log(LogEvent::tls, {{"result", "handshake-failed"}, {"error", r.error}});
       return false;
     }
     tls_version_ = r.version;
     tls_cipher_ = r.cipher;
-    log("tls", {{"result", "ok"}, {"tls", std::string(to_string(r.version))}, {"cipher", r.cipher}});
+    log(LogEvent::tls, {{"result", "ok"}, {"tls", std::string(to_string(r.version))}, {"cipher", r.cipher}});
     // RFC 3207 §4.2: forget everything learnt before TLS.
     helo_.clear();
     reset_transaction();
@@ -446,7 +447,17 @@ class Session {
     facts.starttls = stream_.is_tls();
     facts.peer_tls = stream_.is_tls() ? version_bit(tls_version_) : 0;
     Outcome out = decide(Direction::inbound, {rule.decision.level, rule.decision.min_tls}, facts);
-    if (out.kind != OutcomeKind::refuse) return {};
+    if (out.kind != OutcomeKind::refuse) {
+      // For the accept line: the rule and verdict the domain's recipients
+      // are accepted under (the last RCPT's, should a reload fall between).
+      accepted_under_[std::string(domain)] = {{"rule", std::string(to_string(rule.decision.level))},
+                                              {"min_tls", std::string(to_string(rule.decision.min_tls))},
+                                              {"source", table->describe(rule.decision.level_from)},
+                                              {"applied", std::string(to_string(out.applied))},
+                                              {"channel", std::string(to_string(out.channel))},
+                                              {"reason", std::string(to_string(out.reason))}};
+      return {};
+    }
     std::string text;
     if (out.reason == Reason::starttls_required)
       text = "530 5.7.0 Must issue a STARTTLS command first";
@@ -455,12 +466,13 @@ class Session {
              "; this session uses " + version_text(tls_version_);
     else
       text = "530 5.7.0 TLS policy refuses this session (" + std::string(to_string(out.reason)) + ")";
-    log("reject", {{"direction", "inbound"},
+    log(LogEvent::reject, {{"direction", "inbound"},
                    {"domain", std::string(domain)},
                    {"sender", sender},
                    {"rule", std::string(to_string(rule.decision.level))},
                    {"min_tls", std::string(to_string(rule.decision.min_tls))},
                    {"source", table->describe(rule.decision.level_from)},
+                   {"applied", std::string(to_string(out.applied))},
                    {"tls", std::string(to_string(facts.starttls ? tls_version_ : TlsVersion::none))},
                    {"reason", std::string(to_string(out.reason))},
                    {"reply", text}});
@@ -487,7 +499,7 @@ class Session {
         if (n.empty() || n.size() > 20 || !std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; }))
           return error_reply("501 5.5.4 Bad SIZE parameter");
         if (n.size() > 12 || std::stoull(std::string(n)) > limits_.max_message_size) {
-          log("limit", {{"limit", "max_message_size"}, {"declared", std::string(n)}});
+          log(LogEvent::limit, {{"limit", "max_message_size"}, {"declared", std::string(n)}});
           return reply("552 5.3.4 Message size exceeds fixed limit");
         }
       } else if (up == "BODY=8BITMIME") {
@@ -549,7 +561,7 @@ class Session {
       std::string_view local = std::string_view(p.address).substr(0, p.address.rfind('@'));
       if (local.find_first_of("%!@") != std::string_view::npos) {
         std::string text = "550 5.7.1 <" + p.address + ">: Sender-specified routing is not allowed";
-        log("reject", {{"direction", "none"},
+        log(LogEvent::reject, {{"direction", "none"},
                        {"sender", *mail_from_},
                        {"recipient", p.address},
                        {"reason", "sender-specified-routing"},
@@ -557,7 +569,7 @@ class Session {
         return reply(text);
       }
       if (domain.empty() || !ctx_.next_hop(domain)) {
-        log("reject", {{"direction", "none"}, {"sender", *mail_from_}, {"recipient", p.address},
+        log(LogEvent::reject, {{"direction", "none"}, {"sender", *mail_from_}, {"recipient", p.address},
                        {"reply", "554 5.7.1 relay access denied"}});
         return reply("554 5.7.1 <" + p.address + ">: Relay access denied");
       }
@@ -573,7 +585,7 @@ class Session {
   // logged (it may be an attempt to smuggle bytes to the next hop).
   bool path_error(const PathParse& p, const char* role) {
     if (p.non_ascii)
-      log("reject", {{"reason", "non-ascii-address"}, {"role", role}, {"address", p.address}, {"reply", p.problem}});
+      log(LogEvent::reject, {{"reason", "non-ascii-address"}, {"role", role}, {"address", p.address}, {"reply", p.problem}});
     return error_reply(p.problem);
   }
 
@@ -596,7 +608,7 @@ class Session {
       if (st == IoStatus::eof || st == IoStatus::error) {
         // Nothing acknowledged, so nothing is lost; but the sender saw a
         // 354 and the log says what became of it.
-        log("abort", {{"phase", "data"},
+        log(LogEvent::abort, {{"phase", "data"},
                       {"sender", *mail_from_},
                       {"recipients", std::to_string(recipients_.size())},
                       {"received", std::to_string(received)},
@@ -631,17 +643,17 @@ class Session {
       data.append("\r\n");
     }
     if (too_big) {
-      log("limit", {{"limit", "max_message_size"}});
+      log(LogEvent::limit, {{"limit", "max_message_size"}});
       reset_transaction();
       return reply("552 5.3.4 Message size exceeds fixed limit");
     }
     if (bare_lf_seen) {
-      log("limit", {{"limit", "bare_line_ending"}});
+      log(LogEvent::limit, {{"limit", "bare_line_ending"}});
       reset_transaction();
       return reply("554 5.5.2 Error: bare <CR> or <LF> received; lines must end with <CR><LF>");
     }
     if (line_too_long) {
-      log("limit", {{"limit", "max_data_line_length"}});
+      log(LogEvent::limit, {{"limit", "max_data_line_length"}});
       reset_transaction();
       return reply("554 5.6.0 Message line too long");
     }
@@ -690,7 +702,7 @@ class Session {
     try {
       stored = ctx_.spool->store(std::move(entries), data);
     } catch (const std::exception& e) {
-      log("spool", {{"result", "error"}, {"error", e.what()}});
+      log(LogEvent::spool, {{"result", "error"}, {"error", e.what()}});
       reset_transaction();
       return reply("451 4.3.0 Error: queue file write error");
     }
@@ -699,12 +711,15 @@ class Session {
       ids += (ids.empty() ? "" : ",") + e.id;
       std::string rcpts;
       for (const std::string& r : e.recipients) rcpts += (rcpts.empty() ? "" : ",") + r;
-      log("accept", {{"queue_id", e.id},
-                     {"from", e.mail_from},
-                     {"to", rcpts},
-                     {"direction", std::string(to_string(e.direction))},
-                     {"size", std::to_string(data.size())},
-                     {"tls", std::string(to_string(stream_.is_tls() ? tls_version_ : TlsVersion::none))}});
+      LogFields fields = {{"queue_id", e.id},
+                          {"from", e.mail_from},
+                          {"to", rcpts},
+                          {"direction", std::string(to_string(e.direction))},
+                          {"size", std::to_string(data.size())},
+                          {"tls", std::string(to_string(stream_.is_tls() ? tls_version_ : TlsVersion::none))}};
+      if (auto v = accepted_under_.find(e.managed_domain); e.direction == Direction::inbound && v != accepted_under_.end())
+        fields.insert(fields.end(), v->second.begin(), v->second.end());
+      log(LogEvent::accept, std::move(fields));
     }
     reset_transaction();
     if (!reply("250 2.0.0 Ok: queued as " + ids)) {
@@ -733,6 +748,7 @@ class Session {
   std::string tls_cipher_;
   std::optional<std::string> mail_from_;
   std::vector<Recipient> recipients_;
+  std::map<std::string, LogFields> accepted_under_;  // inbound: managed domain -> rule and verdict
   bool body_8bit_ = false;
   bool outbound_ = false;
 };
@@ -743,7 +759,7 @@ void serve_smtp_session(RelayContext& ctx, Stream& stream, const std::atomic<boo
   try {
     Session(ctx, stream, stopping, slot).run();
   } catch (const std::exception& e) {
-    ctx.log->write("error", {{"where", "smtp session"}, {"error", e.what()}});
+    ctx.log->write(LogEvent::error, {{"where", "smtp session"}, {"error", e.what()}});
   }
   // Whoever ended the session, the last reply must arrive: a client that
   // pipelined more than was read would otherwise get a reset instead.

@@ -6,7 +6,8 @@
 // Contract: the constructor forks and execs the binary with the log going
 // to a pipe; every line the relay writes is kept in order. wait_for()
 // returns as soon as a line (at or after `from`) satisfies the predicate,
-// or false at the deadline. The destructor kills the process (SIGKILL) if
+// or false at the deadline; the predicate sees each line as the log's own
+// parser reads it (tlsp/relay_log.h), and never a line it refuses. The destructor kills the process (SIGKILL) if
 // it still runs and reaps it: nothing is left running.
 #pragma once
 
@@ -15,17 +16,15 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
-namespace tlsp::sim {
+#include "tlsp/relay_log.h"
 
-// The `key=value` fields of one relay log line (relay.h), plus "event".
-std::map<std::string, std::string> parse_relay_log_line(const std::string& line);
+namespace tlsp::sim {
 
 class RelayProcess {
  public:
@@ -38,7 +37,7 @@ class RelayProcess {
   // the relay exited or the deadline passed).
   uint16_t wait_ready(std::chrono::milliseconds timeout);
 
-  using Predicate = std::function<bool(const std::map<std::string, std::string>& fields, const std::string& line)>;
+  using Predicate = std::function<bool(const relay::LogLine& line)>;
   // The first line at index >= from satisfying pred; its index in *index.
   bool wait_for(const Predicate& pred, std::chrono::milliseconds timeout, size_t from = 0,
                 std::string* line = nullptr, size_t* index = nullptr);
