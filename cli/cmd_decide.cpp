@@ -15,6 +15,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "outcome_json.h"
+#include "tlsp/base/quote.h"
 #include "tlsp/engine.h"
 
 namespace tlsp::cli {
@@ -31,29 +32,10 @@ struct LineError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// User text in a message, in backticks: cut at 80 bytes (on a UTF-8
-// boundary), control characters (NUL included) written as \xNN, so a
-// message stays one short printable line.
-std::string in_backticks(std::string_view s) {
-  constexpr size_t kMaxQuoted = 80;
-  size_t cut = s.size();
-  if (cut > kMaxQuoted) {
-    cut = kMaxQuoted;
-    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  }
-  std::string out = "`";
-  for (char c : s.substr(0, cut)) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[(static_cast<unsigned char>(c) >> 4) & 0xF];
-      out += kHex[static_cast<unsigned char>(c) & 0xF];
-    } else {
-      out += c;
-    }
-  }
-  return out + (cut < s.size() ? "...`" : "`");
-}
+// User text in a message, in backticks, as every tlsp message quotes it
+// (tlsp/base/quote.h): escaped, cut after 80 characters, so a message stays
+// one short printable line.
+std::string in_backticks(std::string_view s) { return tlsp::base::ticked(s, 80); }
 
 template <typename T>
 T enum_value(const json& j, const std::string& key, std::optional<T> (*parse)(std::string_view)) {

@@ -29,6 +29,7 @@
 #include <sstream>
 
 #include "test_support.h"
+#include "tlsp/base/quote.h"
 #include "tlsp/dane.h"
 #include "tlsp/engine.h"
 
@@ -390,11 +391,13 @@ TEST(TlsaParse, Errors) {
     EXPECT_FALSE(r);
     EXPECT_EQ(r.problem, b.problem);
   }
-  // A control character in user text is shown as `?`, and long text is cut.
+  // A control character in user text is escaped as every message escapes it
+  // (tlsp/base/quote.h), and long text is cut.
   auto r = parse_tlsa_record("3 1 1 \x01");
-  EXPECT_EQ(r.problem, "certificate association data `?` is not hexadecimal (`?`)");
-  auto l = parse_tlsa_record("3 1 1 " + std::string(100, 'z'));
-  EXPECT_EQ(l.problem, "certificate association data `" + std::string(40, 'z') + "...` is not hexadecimal (`z`)");
+  EXPECT_EQ(r.problem, "certificate association data `\\x01` is not hexadecimal (`\\x01`)");
+  auto l = parse_tlsa_record("3 1 1 " + std::string(300, 'z'));
+  EXPECT_EQ(l.problem, "certificate association data `" + std::string(tlsp::base::kMaxQuotedChars, 'z') +
+                           "...` is not hexadecimal (`z`)");
   // The longest data a TLSA record can hold, and one byte more.
   EXPECT_TRUE(parse_tlsa_record("3 0 0 " + std::string(2 * kMaxTlsaDataBytes, 'a')));
   auto big = parse_tlsa_record("3 0 0 " + std::string(2 * kMaxTlsaDataBytes + 2, 'a'));

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "tlsp/compiler.h"
+#include "tlsp/relay.h"
 #include "tlsp/dane.h"
 #include "tlsp/decision_table.h"
 #include "tlsp/sim/dns_responder.h"
@@ -1861,3 +1862,25 @@ TEST(RelayCli, BadConfigurationIsAClearUsageError) {
 }
 
 }  // namespace
+
+// Submit networks are read as policy CIDRs are (tlsp/base/address.h): a
+// network with host bits set, or a prefix with a leading zero, was taken
+// silently (as 10.0.0.0/8) and is now refused, naming the network meant.
+TEST(RelayConfig, SubmitNetworksAreReadAsPolicyCidrs) {
+  tlsp::RelayConfig c;
+  c.listen = {"127.0.0.1:0"};
+  c.table = "table.tlsd";
+  c.spool_dir = "spool";
+  for (const auto& [network, says] : std::vector<std::pair<std::string, std::string>>{
+           {"10.0.0.1/8", "`10.0.0.1/8` has host bits set; did you mean `10.0.0.0/8`?"},
+           {"10.0.0.0/08", "`10.0.0.0/08` is not an address or CIDR"},
+           {"10.0.0.0/33", "`10.0.0.0/33` is not an address or CIDR"}}) {
+    c.submit_networks = {network};
+    try {
+      tlsp::validate_relay_config(c);
+      ADD_FAILURE() << network << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  }
+}

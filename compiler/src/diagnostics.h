@@ -36,11 +36,9 @@ class DiagnosticSink {
   size_t errors_ = 0;
 };
 
-// Quotes user text for a message: `text`, escaped and capped as
-// display_text() does (tlsp/diagnostic_text.h), so no file's content can
-// reach the terminal raw through a message.
-inline std::string ticked(std::string_view s) {
-  return '`' + display_text(s) + '`';
-}
+// Quotes user text for a message: `text`, escaped and capped
+// (tlsp/base/quote.h), so no file's content can reach the terminal raw
+// through a message.
+using base::ticked;
 
 }  // namespace tlsp

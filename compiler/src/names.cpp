@@ -4,8 +4,9 @@
 
 #include <arpa/inet.h>
 
+#include "tlsp/base/address.h"
+
 #include <algorithm>
-#include <charconv>
 
 #include "tlsp/base/domain_name.h"
 
@@ -19,54 +20,28 @@ bool looks_like_address(std::string_view s) {
   return !s.empty();
 }
 
+// The reading of an address or CIDR is tlsp/base/address.h's (the relay's
+// submit networks and the simulator use the same); the messages are ours.
 bool parse_address_or_cidr(std::string_view text, PeerEntry& out, NameProblem& problem) {
   problem.code = "E0207";
-  std::string_view addr = text;
-  std::string_view len;
-  bool has_prefix = false;
-  if (size_t slash = text.find('/'); slash != std::string_view::npos) {
-    addr = text.substr(0, slash);
-    len = text.substr(slash + 1);
-    has_prefix = true;
-  }
-  std::string a(addr);
-  unsigned char buf[16] = {};
-  int max_len;
-  if (inet_pton(AF_INET, a.c_str(), buf) == 1) {
-    out.kind = SelectorKind::cidr_v4;
-    max_len = 32;
-  } else if (inet_pton(AF_INET6, a.c_str(), buf) == 1) {
-    out.kind = SelectorKind::cidr_v6;
-    max_len = 128;
-  } else {
+  const base::CidrParse parsed = base::parse_cidr(text);
+  if (parsed.problem == base::CidrProblem::not_an_address) {
     problem.message = "`" + std::string(text) + "` is not a valid IP address or CIDR";
     problem.help = "write an address (`192.0.2.1`, `2001:db8::1`) or a network (`192.0.2.0/24`, `2001:db8::/32`)";
     return false;
   }
-  int prefix = max_len;
-  if (has_prefix) {
-    auto [p, ec] = std::from_chars(len.data(), len.data() + len.size(), prefix);
-    if (len.empty() || ec != std::errc() || p != len.data() + len.size() || prefix < 0 || prefix > max_len ||
-        (len.size() > 1 && len[0] == '0')) {
-      problem.message = "invalid prefix length `/" + std::string(len) + "` in `" + std::string(text) + "`";
-      problem.help = "the prefix length is a number from 0 to " + std::to_string(max_len);
-      return false;
-    }
+  if (parsed.problem == base::CidrProblem::bad_prefix) {
+    const std::string_view len = text.substr(text.find('/') + 1);
+    problem.message = "invalid prefix length `/" + std::string(len) + "` in `" + std::string(text) + "`";
+    problem.help = "the prefix length is a number from 0 to " + std::to_string(parsed.max_prefix);
+    return false;
   }
-  const int bytes = max_len / 8;
-  bool host_bits = false;
-  unsigned char net[16] = {};
-  for (int i = 0; i < bytes; ++i) {
-    int keep = std::clamp(prefix - 8 * i, 0, 8);
-    unsigned char mask = keep == 0 ? 0 : static_cast<unsigned char>(0xFF << (8 - keep));
-    net[i] = buf[i] & mask;
-    if (net[i] != buf[i]) host_bits = true;
-  }
+  out.kind = parsed.cidr.network.v6 ? SelectorKind::cidr_v6 : SelectorKind::cidr_v4;
   out.address = {};
-  for (int i = 0; i < bytes; ++i) out.address[i] = net[i];
-  out.prefix_len = static_cast<uint8_t>(prefix);
+  std::copy(parsed.cidr.network.bytes.begin(), parsed.cidr.network.bytes.end(), out.address.begin());
+  out.prefix_len = parsed.cidr.prefix_len;
   out.name.clear();
-  if (host_bits) {
+  if (parsed.problem == base::CidrProblem::host_bits) {
     problem.code = "E0208";
     problem.message = "`" + std::string(text) + "` has host bits set";
     problem.help = "did you mean `" + selector_text(out) + "`?";

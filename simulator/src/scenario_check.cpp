@@ -15,6 +15,7 @@
 #include <charconv>
 #include <map>
 
+#include "tlsp/base/address.h"
 #include "scenario_parse.h"
 #include "tlsp/base/domain_name.h"
 #include "tlsp/mta_sts.h"
@@ -58,10 +59,7 @@ std::string normal_domain(std::string_view name) {
   return c.ok() ? std::move(c.name) : std::string();
 }
 
-bool is_ip_address(const std::string& s) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
-}
+bool is_ip_address(const std::string& s) { return base::parse_ip_address(s).has_value(); }
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';

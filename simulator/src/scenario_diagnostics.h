@@ -57,7 +57,7 @@ class ScenarioSink {
 // characters is cut and marked with `...`: a message names the offending
 // word, and a megabyte-long word would only bury it.
 inline constexpr size_t kMaxQuoted = 80;
-inline std::string ticked(std::string_view s) { return "`" + display_text(s, kMaxQuoted) + "`"; }
+inline std::string ticked(std::string_view s) { return base::ticked(s, kMaxQuoted); }
 
 // "did you mean `x`?" for the closest candidate within two edits, else "".
 inline std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates) {

@@ -14,6 +14,7 @@
 // on read (format, lengths, digest, the body still a valid policy, the
 // expiry consistent with its max_age) is ignored, never half-trusted.
 #include "tlsp/mta_sts_fetch.h"
+#include "tlsp/base/address.h"
 
 #include "message_text.h"
 #include "tlsp/base/domain_name.h"
@@ -45,16 +46,9 @@ constexpr std::string_view kCacheSuffix = ".sts";
 constexpr std::string_view kTempPrefix = ".tmp-";
 
 bool is_ip_literal(const std::string& a, bool& v6) {
-  unsigned char buf[16];
-  if (inet_pton(AF_INET, a.c_str(), buf) == 1) {
-    v6 = false;
-    return true;
-  }
-  if (inet_pton(AF_INET6, a.c_str(), buf) == 1) {
-    v6 = true;
-    return true;
-  }
-  return false;
+  const auto parsed = base::parse_ip_address(a);
+  if (parsed) v6 = parsed->v6;
+  return parsed.has_value();
 }
 
 // ------------------------------------------------------------------ fetch

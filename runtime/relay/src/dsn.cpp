@@ -210,22 +210,6 @@ std::string address_text(std::string_view a) { return clean(a.substr(0, kDsnMaxT
 
 }  // namespace
 
-std::string rfc5322_date(int64_t unix_seconds) {
-  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  if (!gmtime_r(&t, &tm)) {
-    t = 0;
-    gmtime_r(&t, &tm);
-  }
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday], tm.tm_mday,
-                kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-  return buf;
-}
-
 std::string status_code_of(std::string_view reply, bool permanent) {
   std::string_view first = reply.substr(0, reply.find_first_of("\r\n"));
   int code = basic_code(first);

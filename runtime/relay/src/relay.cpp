@@ -50,62 +50,13 @@ std::string lower(std::string_view s) {
   return r;
 }
 
-std::optional<Cidr> parse_cidr(std::string_view text) {
-  Cidr c;
-  std::string addr(text);
-  int prefix = -1;
-  size_t slash = addr.find('/');
-  if (slash != std::string::npos) {
-    std::string p = addr.substr(slash + 1);
-    if (p.empty() || p.size() > 3 || !std::all_of(p.begin(), p.end(), ::isdigit)) return std::nullopt;
-    prefix = std::stoi(p);
-    addr.resize(slash);
-  }
-  if (inet_pton(AF_INET, addr.c_str(), c.bytes.data()) == 1) {
-    c.v6 = false;
-    c.prefix = prefix < 0 ? 32 : prefix;
-    if (c.prefix > 32) return std::nullopt;
-  } else if (inet_pton(AF_INET6, addr.c_str(), c.bytes.data()) == 1) {
-    c.v6 = true;
-    c.prefix = prefix < 0 ? 128 : prefix;
-    if (c.prefix > 128) return std::nullopt;
-  } else {
-    return std::nullopt;
-  }
-  return c;
-}
-
-bool cidr_contains(const Cidr& net, std::string_view address) {
-  std::array<uint8_t, 16> a{};
-  std::string s(address);
-  bool v6;
-  if (inet_pton(AF_INET, s.c_str(), a.data()) == 1) {
-    v6 = false;
-  } else if (inet_pton(AF_INET6, s.c_str(), a.data()) == 1) {
-    v6 = true;
-    // An IPv4-mapped IPv6 client (::ffff:a.b.c.d) is the IPv4 address.
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (!net.v6 && std::memcmp(a.data(), mapped, 12) == 0) {
-      std::memmove(a.data(), a.data() + 12, 4);
-      v6 = false;
-    }
-  } else {
-    return false;
-  }
-  if (v6 != net.v6) return false;
-  int bits = net.prefix;
-  for (int i = 0; bits > 0; ++i, bits -= 8) {
-    uint8_t mask = bits >= 8 ? 0xff : static_cast<uint8_t>(0xff << (8 - bits));
-    if ((a[i] & mask) != (net.bytes[i] & mask)) return false;
-  }
-  return true;
-}
-
 // ------------------------------------------------------------ context
 
 bool RelayContext::in_submit_networks(std::string_view address) const {
+  const auto a = base::parse_ip_address(address);
+  if (!a) return false;
   for (const Cidr& n : submit_networks)
-    if (cidr_contains(n, address)) return true;
+    if (base::contains(n, *a)) return true;
   return false;
 }
 
@@ -169,8 +120,13 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
   if (c.spool_dir.empty()) bad("spool", "", "a spool directory is required");
   if (c.tls_cert.empty() != c.tls_key.empty())
     bad(c.tls_cert.empty() ? "tls-key" : "tls-cert", "", "tls-cert and tls-key go together");
-  for (const std::string& n : c.submit_networks)
-    if (!parse_cidr(n)) bad("submit-network", n, "`" + n + "` is not an address or CIDR");
+  for (const std::string& n : c.submit_networks) {
+    const base::CidrParse p = base::parse_cidr(n);
+    if (p.problem == base::CidrProblem::host_bits)
+      bad("submit-network", n, "`" + n + "` has host bits set; did you mean `" + base::cidr_text(p.cidr) + "`?");
+    else if (!p.ok())
+      bad("submit-network", n, "`" + n + "` is not an address or CIDR");
+  }
   for (const NextHop& h : c.next_hops) {
     if (h.domain.empty() || h.host.empty()) bad("next-hop", h.domain, "needs domain=host:port");
     else if (h.domain != lower(h.domain)) bad("next-hop", h.domain, "domain `" + h.domain + "` must be lower case");
@@ -715,7 +671,7 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   c.config = std::move(config);
   c.log = std::make_unique<RelayLog>(c.config.log_file);
   c.hostname = relay_hostname(c.config);
-  for (const std::string& n : c.config.submit_networks) c.submit_networks.push_back(*parse_cidr(n));
+  for (const std::string& n : c.config.submit_networks) c.submit_networks.push_back(base::parse_cidr(n).cidr);
   I.load_table("start");
   c.spool = std::make_unique<Spool>(c.config.spool_dir);
   dns::ResolverConfig rc;

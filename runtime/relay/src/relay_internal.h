@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tlsp/base/address.h"
 #include "tlsp/base/domain_name.h"
 #include "tlsp/decision_table.h"
 #include "tlsp/dns.h"
@@ -31,13 +32,9 @@ namespace tlsp::relay {
 
 // ------------------------------------------------------------ addresses
 
-struct Cidr {
-  bool v6 = false;
-  std::array<uint8_t, 16> bytes{};
-  int prefix = 0;
-};
-std::optional<Cidr> parse_cidr(std::string_view text);
-bool cidr_contains(const Cidr& net, std::string_view address);
+// Submit networks are read and matched by tlsp/base/address.h, as policy
+// CIDRs are (host bits set is an error, an IPv4-mapped client is IPv4).
+using base::Cidr;
 
 // The domain of an address: domain_of_address() (tlsp/base/domain_name.h).
 std::string lower(std::string_view s);

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "relay_internal.h"
+#include "tlsp/base/rfc5322_date.h"
 #include "tlsp/engine.h"
 
 namespace tlsp::relay {
@@ -155,14 +156,6 @@ PathParse parse_path(std::string_view s, bool allow_null) {
   p.address = std::string(path);
   p.ok = true;
   return p;
-}
-
-std::string rfc5322_date(std::time_t t) {
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
 }
 
 std::string version_text(TlsVersion v) {
@@ -666,7 +659,7 @@ class Session {
       tls = "\r\n\t(using " + std::string(to_string(tls_version_)) + " with cipher " + tls_cipher_ + ")";
     return "Received: from " + helo_ + " ([" + client_ + "])\r\n\tby " + ctx_.hostname + " (tlsp) with " +
            (stream_.is_tls() ? "ESMTPS" : esmtp_ ? "ESMTP" : "SMTP") + tls + ";\r\n\t" +
-           rfc5322_date(std::time(nullptr)) + "\r\n";
+           base::rfc5322_date(std::time(nullptr)) + "\r\n";
   }
 
   bool store(std::string data, bool eight) {

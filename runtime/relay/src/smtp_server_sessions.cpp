@@ -24,7 +24,7 @@ SmtpServer::SmtpServer(RelayConfig config, std::shared_ptr<const DecisionTable> 
   c.config = std::move(config);
   c.hostname = relay::relay_hostname(c.config);
   c.log = std::make_unique<relay::RelayLog>(c.config.log_file);
-  for (const std::string& n : c.config.submit_networks) c.submit_networks.push_back(*relay::parse_cidr(n));
+  for (const std::string& n : c.config.submit_networks) c.submit_networks.push_back(base::parse_cidr(n).cidr);
   c.table.set(std::move(table));
   c.spool = std::make_unique<Spool>(c.config.spool_dir);
   if (!c.config.tls_cert.empty()) c.server_tls = make_server_context(c.config.tls_cert, c.config.tls_key);

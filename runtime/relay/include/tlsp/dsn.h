@@ -37,6 +37,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tlsp/base/rfc5322_date.h"
+
 namespace tlsp {
 
 inline constexpr size_t kDsnMaxLineBytes = 998;            // RFC 5322 §2.1.1, without CRLF
@@ -76,7 +78,8 @@ std::string make_bounce(const BounceInput& input);
 // expired) when not.
 std::string status_code_of(std::string_view reply, bool permanent);
 
-// RFC 5322 date-time in UTC: `Tue, 07 Nov 2023 12:34:56 +0000`.
-std::string rfc5322_date(int64_t unix_seconds);
+// RFC 5322 date-time in UTC: `Tue, 07 Nov 2023 12:34:56 +0000`
+// (tlsp/base/rfc5322_date.h owns it; the relay's Received: line uses it too).
+using base::rfc5322_date;
 
 }  // namespace tlsp
