@@ -118,8 +118,10 @@ inline std::string read_stdin_policy() {
   return text;
 }
 
-inline CompileResult run_compiler(const po::variables_map& vm, const std::vector<std::string>& inputs) {
+inline CompileResult run_compiler(const po::variables_map& vm, const std::vector<std::string>& inputs,
+                                  std::optional<DumpPoint> dump = std::nullopt) {
   CompileOptions co;
+  co.dump = dump;
   co.inputs = inputs;
   if (std::find(inputs.begin(), inputs.end(), "-") != inputs.end()) co.stdin_text = read_stdin_policy();
   co.werror = vm.count("werror") > 0;

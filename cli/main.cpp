@@ -2,7 +2,7 @@
 //
 // Exit codes, the same for every subcommand: 0 success, 1 the input has
 // errors (policy diagnostics, a refused table), 2 bad usage or an input that
-// cannot be read.
+// cannot be read, 70 an internal error (our bug: internal_error.h).
 #include <arpa/inet.h>
 
 #include <fstream>
@@ -39,24 +39,47 @@ int cmd_check(const std::vector<std::string>& args) {
 int cmd_compile(const std::vector<std::string>& args) {
   po::options_description opts("options");
   std::vector<std::string> inputs;
-  std::string output, format;
+  std::string output, format, dump_name;
   opts.add_options()("policy", po::value(&inputs)->required(), "policy files (positional)")(
-      "output,o", po::value(&output)->required(), "the table file to write (`-`: standard output, JSON only)")(
-      "format", po::value(&format)->default_value("binary"), "binary | json");
+      "output,o", po::value(&output), "the table file to write (`-`: standard output, JSON only)")(
+      "format", po::value(&format)->default_value("binary"), "binary | json")(
+      "dump", po::value(&dump_name),
+      "ast | ir | table: stop after that stage and print the program as it is there (to standard output, or to -o "
+      "FILE); writes no table");
   add_compile_options(opts);
   po::positional_options_description pos;
   pos.add("policy", -1);
   po::variables_map vm;
-  if (!parse_options("compile", "POLICY... -o TABLE [--format binary|json]",
-                     "Compiles the policy into a decision table (binary, or the same content as JSON).", opts, &pos,
-                     args, vm, {{"policy", "policy file"}}))
+  if (!parse_options("compile", "POLICY... -o TABLE [--format binary|json] | POLICY... --dump ast|ir|table",
+                     "Compiles the policy into a decision table (binary, or the same content as JSON).\n"
+                     "--dump shows the compiler's work after one stage instead: the syntax tree (ast), the\n"
+                     "lowered program of each file (ir), or the table as written and read back (table).",
+                     opts, &pos, args, vm, {{"policy", "policy file"}}))
     return kExitOk;
-  if (format != "binary" && format != "json") throw UsageError("unknown --format `" + format + "` (binary or json)");
-  if (format == "binary" && output == "-") throw UsageError("a binary table cannot go to standard output; use -o FILE");
-  CompileResult r = run_compiler(vm, inputs);
-  if (!r.table) return exit_code_of(r);
+  std::optional<DumpPoint> dump;
+  if (vm.count("dump")) {
+    dump = parse_dump_point(dump_name);
+    if (!dump) throw UsageError("unknown --dump `" + dump_name + "` (ast, ir or table)");
+    if (!vm["format"].defaulted()) throw UsageError("--dump and --format cannot be used together");
+  } else {
+    if (output.empty()) throw UsageError("no table file given: -o TABLE (or --dump ast|ir|table)");
+    if (format != "binary" && format != "json") throw UsageError("unknown --format `" + format + "` (binary or json)");
+    if (format == "binary" && output == "-")
+      throw UsageError("a binary table cannot go to standard output; use -o FILE");
+  }
+  CompileResult r = run_compiler(vm, inputs, dump);
+  if (dump ? !r.dump : !r.table) return r.input_error ? kExitUsage : kExitErrors;
   try {
-    if (format == "binary") {
+    if (dump) {
+      if (output.empty() || output == "-") {
+        std::cout << *r.dump;
+      } else {
+        std::ofstream out(output, std::ios::binary | std::ios::trunc);
+        out << *r.dump;
+        out.close();
+        if (!out) throw std::runtime_error("cannot write `" + output + "`");
+      }
+    } else if (format == "binary") {
       write_table_file(output, *r.table);
     } else {
       canonicalize(*r.table);
@@ -215,7 +238,8 @@ static const char* kTopHelp =
     "\n"
     "`tlsp help <command>` (or `tlsp <command> --help`) describes each command;\n"
     "`tlsp --version` (-V) prints the version.\n"
-    "exit codes: 0 success, 1 errors in the input, 2 bad usage or unreadable input\n";
+    "exit codes: 0 success, 1 errors in the input, 2 bad usage or unreadable input,\n"
+    "70 internal error (a bug in tlsp: please report it)\n";
 
 }  // namespace tlsp::cli
 

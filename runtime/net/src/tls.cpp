@@ -13,7 +13,7 @@
 // DANE runs live in the handshake through OpenSSL's DANE API. The summary
 // for the engine (tlsa_kinds, dane_cert) follows the rules of
 // verify_dane() in dane.cpp, restated here in summarise_dane() rather than
-// shared, since dane.cpp keeps them private; tests/tls_test.cpp checks
+// shared, since dane.cpp keeps them private; tests/net/tls_test.cpp checks
 // both give the same answer on the same chain.
 //
 // WebPKI (MTA-STS) is checked after the handshake with its own

@@ -8,7 +8,7 @@
 //  * downgrade  sent, but at a weaker level than configured (applied names it);
 //  * refuse     not sent to this host (the message stays queued).
 // Whatever the facts, an active attacker cannot push a delivery below the
-// configured floor: tests/engine_test.cpp enumerates the fact space and
+// configured floor: tests/engine/engine_test.cpp enumerates the fact space and
 // checks the invariants listed there.
 //
 // One call is one attempt to one MX host (outbound) or one SMTP session

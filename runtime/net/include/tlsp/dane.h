@@ -15,7 +15,7 @@
 //  * classify_tlsa_record() says whether a record can be used for SMTP and,
 //    when it cannot, which TlsaKind the engine sees. It agrees with what
 //    OpenSSL's SSL_dane_tlsa_add() accepts for usages 2 and 3
-//    (tests/dane_verify_test.cpp checks that).
+//    (tests/net/dane_verify_test.cpp checks that).
 //  * verify_dane() checks a chain exactly as a TLS client with OpenSSL's
 //    DANE support would after the handshake, offline (no socket, no DNS),
 //    and reports OpenSSL's verdict plus a TlsaKind summary for decide().

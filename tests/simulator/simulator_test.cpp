@@ -19,6 +19,7 @@
 #include <random>
 #include <sstream>
 
+#include "command.h"
 #include "test_support.h"
 #include "tlsp/compiler.h"
 #include "tlsp/simulator.h"
@@ -105,16 +106,8 @@ struct RunResult {
 };
 
 RunResult run_tlsp(const std::string& args) {
-  std::string cmd = "cd '" TLSP_SOURCE_DIR "' && '" TLSP_BINARY "' " + args + " 2>&1";
-  RunResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  const auto r = tlsp::testing_support::run_tlsp(args);
+  return {r.out, r.code};
 }
 
 std::string last_line(const std::string& s) {
@@ -389,11 +382,10 @@ TEST(TlsaLiteral, ClassifiedAgainstTheSimulatedChain) {
 
 TEST(TlsaLiteral, DigestComputedAsTheDocsSayMatches) {
   // docs/scenarios.md: printf 'leaf-spki:<host>' | sha256sum
-  FILE* p = popen("printf 'leaf-spki:mx1.partner.example' | sha256sum", "r");
-  ASSERT_NE(p, nullptr);
-  char hex[65] = {};
-  ASSERT_EQ(fread(hex, 1, 64, p), 64u);
-  pclose(p);
+  const auto digest = tlsp::testing_support::run_shell("printf 'leaf-spki:mx1.partner.example' | sha256sum");
+  ASSERT_EQ(digest.code, 0);
+  ASSERT_GE(digest.out.size(), 64u);
+  const std::string hex = digest.out.substr(0, 64);
   auto first_record = [](const std::string& data) {
     ScenarioFile f = parse(outbound("  mx \"partner.example\" dnssec secure { host \"mx1.partner.example\" {"
                                     " tlsa { record \"3 1 1 " + data + "\"; } } }"));
@@ -402,7 +394,7 @@ TEST(TlsaLiteral, DigestComputedAsTheDocsSayMatches) {
   };
   EXPECT_EQ(classify_tlsa_record("mx1.partner.example", first_record(hex)), TlsaKind::dane_ee_match);
   EXPECT_EQ(classify_tlsa_record("mx2.partner.example", first_record(hex)), TlsaKind::dane_ee_mismatch);
-  std::string upper(hex);
+  std::string upper = hex;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   EXPECT_EQ(classify_tlsa_record("mx1.partner.example", first_record(upper)), TlsaKind::dane_ee_match);
 }

@@ -11,13 +11,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "command.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct CommandRun {
+struct DecideRun {
   std::vector<std::string> lines;
   std::string err;
   int code = -1;
@@ -26,7 +27,7 @@ struct CommandRun {
 // Runs `tlsp decide` on `input` under a time limit and (except under ASan,
 // which reserves terabytes of address space) a 1 GiB address-space limit,
 // so a runaway line fails the test instead of taking the machine down.
-CommandRun decide(const std::string& input) {
+DecideRun decide(const std::string& input) {
   tlsp::testing_support::TempDir tmp("tlsp-decide");
   const fs::path dir = tmp.path();
   std::ofstream(dir / "in.jsonl", std::ios::binary) << input;
@@ -35,17 +36,12 @@ CommandRun decide(const std::string& input) {
 #else
   const std::string limits = "ulimit -v 1048576; ";
 #endif
-  std::string cmd = "(" + limits + "exec timeout 60 '" TLSP_BINARY "' decide < '" + (dir / "in.jsonl").string() +
-                    "' 2>'" + (dir / "err").string() + "')";
-  CommandRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::istringstream ss(out);
+  const std::string cmd = "(" + limits + "exec timeout 60 '" TLSP_BINARY "' decide < '" + (dir / "in.jsonl").string() +
+                          "' 2>'" + (dir / "err").string() + "')";
+  const tlsp::testing_support::CommandRun run = tlsp::testing_support::run_shell(cmd);
+  DecideRun r;
+  r.code = run.code;
+  std::istringstream ss(run.out);
   for (std::string line; std::getline(ss, line);) r.lines.push_back(line);
   std::ifstream e(dir / "err");
   r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
@@ -53,7 +49,7 @@ CommandRun decide(const std::string& input) {
 }
 
 TEST(Decide, AnswersEachLineInOrder) {
-  CommandRun r = decide(
+  DecideRun r = decide(
       R"({"direction":"outbound","level":"dane","min_tls":"tls1.2","starttls":true,"peer_tls":["tls1.0","tls1.1","tls1.2","tls1.3"],"cert":"valid","mx_dnssec":"secure","tlsa":{"dnssec":"secure","records":["dane-ee-match"]}})"
       "\n"
       R"({"level":"mandatory","starttls":false})"
@@ -81,7 +77,7 @@ TEST(Decide, AnswersEachLineInOrder) {
 // only when no other MX host delivers (SPEC §4), and a caller of the
 // machine interface must be told so.
 TEST(Decide, ThePlaintextRetryOfABrokenHandshakeIsMarkedLastResort) {
-  CommandRun r = decide(R"({"level":"opportunistic","starttls":true,"peer_tls":[]})"
+  DecideRun r = decide(R"({"level":"opportunistic","starttls":true,"peer_tls":[]})"
                         "\n"
                         R"({"level":"opportunistic","starttls":false})"
                         "\n");
@@ -94,7 +90,7 @@ TEST(Decide, ThePlaintextRetryOfABrokenHandshakeIsMarkedLastResort) {
 }
 
 TEST(Decide, BadLinesNameTheLineAndKey) {
-  CommandRun r = decide(R"({"level":"mandatory","starttls":true})"
+  DecideRun r = decide(R"({"level":"mandatory","starttls":true})"
                  "\n"
                  R"({"level":"mandatory","colour":"blue"})"
                  "\n"
@@ -126,7 +122,7 @@ const std::string kGoodAnswer =
 std::vector<std::string> errors_of(const std::vector<std::string>& bad) {
   std::string input;
   for (const auto& b : bad) input += b + "\n" + kGoodLine + "\n";
-  CommandRun r = decide(input);
+  DecideRun r = decide(input);
   EXPECT_EQ(r.code, 1) << r.err.substr(0, 2000);
   EXPECT_EQ(r.lines.size(), 2 * bad.size()) << r.err.substr(0, 2000);
   std::vector<std::string> out;

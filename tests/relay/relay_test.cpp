@@ -40,6 +40,7 @@
 #include "tlsp/sim/test_pki.h"
 #include "tlsp/stream.h"
 #include "tlsp/tls.h"
+#include "command.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -1365,6 +1366,16 @@ TEST_F(RelayWorld, ConfigFileGivesTheSameSettings) {
 // mistake names the file and line. `%canonical_option%` in a setting's name
 // made Boost's error message loop forever (found by relay_config_fuzz);
 // `[x]` was taken as a section; a FIFO blocked the read.
+
+namespace {
+// `tlsp relay ARGS --check-config` (in at most 20 s): its exit status and
+// what it printed.
+std::pair<int, std::string> check_config(const std::string& args) {
+  const auto r = tlsp::testing_support::run_shell("timeout 20 '" TLSP_BINARY "' relay " + args + " --check-config 2>&1");
+  return {r.code, r.out};
+}
+}  // namespace
+
 TEST(RelayConfig, BadLinesNameTheFileAndLine) {
   tlsp::testing_support::TempDir dir;
   struct Case {
@@ -1377,25 +1388,14 @@ TEST(RelayConfig, BadLinesNameTheFileAndLine) {
                         Case{"host\x9bname = x\n", ":1: expected `name = value`, found `host\\x9bname = x`"}}) {
     const std::string conf = dir.path() + "/relay.conf";
     std::ofstream(conf, std::ios::trunc) << c.text;
-    const std::string cmd = "timeout 20 '" TLSP_BINARY "' relay --config '" + conf + "' --check-config 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string out;
-    char buf[512];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    const int status = pclose(p);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << c.text << ": " << out;
+    const auto [code, out] = check_config("--config '" + conf + "'");
+    EXPECT_EQ(code, 2) << c.text << ": " << out;
     EXPECT_NE(out.find(conf + c.says), std::string::npos) << c.text << ": " << out;
   }
   const std::string fifo = dir.path() + "/fifo.conf";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  FILE* p = popen(("timeout 20 '" TLSP_BINARY "' relay --config '" + fifo + "' --check-config 2>&1").c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[512];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = pclose(p);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << out;
+  const auto [code, out] = check_config("--config '" + fifo + "'");
+  EXPECT_EQ(code, 2) << out;
   EXPECT_NE(out.find("not a regular file"), std::string::npos) << out;
 }
 
@@ -1408,33 +1408,14 @@ TEST(RelayConfig, NumbersOutOfRangeAreRefused) {
                                  "delivery-workers = 99999999999999999999999"}) {
     const std::string conf = dir.path() + "/relay.conf";
     std::ofstream(conf) << line << "\n";
-    const std::string cmd = "'" TLSP_BINARY "' relay --config '" + conf + "' --check-config 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string out;
-    char buf[512];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    const int status = pclose(p);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << line << ": " << out;
+    const auto [code, out] = check_config("--config '" + conf + "'");
+    EXPECT_EQ(code, 2) << line << ": " << out;
     const std::string name = line.substr(0, line.find(' '));
     EXPECT_NE(out.find("tlsp relay: error: " + conf + ":1: " + name + ": `"), std::string::npos) << line << ": " << out;
     EXPECT_NE(out.find("is not a whole number"), std::string::npos) << line << ": " << out;
   }
 }
 
-namespace {
-// `tlsp relay ARGS --check-config`: its exit status and what it printed.
-std::pair<int, std::string> check_config(const std::string& args) {
-  const std::string cmd = "timeout 20 '" TLSP_BINARY "' relay " + args + " --check-config 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return {-1, "popen failed"};
-  std::string out;
-  char buf[512];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-}  // namespace
 
 // Every mistake of a configuration is reported in one run, each where it
 // was made (FILE:LINE for the file, --name for a flag), with one prefix:

@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "command.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -21,16 +23,8 @@ struct RunResult {
 };
 
 RunResult run_check(const std::string& relative_policy) {
-  std::string cmd = "cd '" TLSP_SOURCE_DIR "' && '" TLSP_BINARY "' check --threads 2 '" + relative_policy + "' 2>&1";
-  RunResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  const auto r = tlsp::testing_support::run_tlsp("check --threads 2 '" + relative_policy + "'");
+  return {r.out, r.code};
 }
 
 std::vector<std::string> error_policies() {

@@ -1,7 +1,7 @@
 // relay_log_test.cpp — the relay log's schema, writer and parser
 // (tlsp/relay_log.h): every event the writer emits reads back as written,
 // byte for byte, and lines the writer cannot produce are refused.
-// tests/relay_test.cpp checks the same for every line a real relay writes.
+// tests/relay/relay_test.cpp checks the same for every line a real relay writes.
 #include "tlsp/relay_log.h"
 
 #include <gtest/gtest.h>

@@ -1,223 +1,27 @@
-// rollout_test.cpp — the behaviour catalogue, the decision matrix and the
-// policy diff (tlsp/rollout.h), and the `tlsp matrix` / `tlsp diff`
-// commands with their exit codes.
+// command_line_test.cpp — the `tlsp` command line's contract, the same for
+// every command, run as the real binary: usage errors worded for the user,
+// the exit codes of the README (0, 1, 2, and 70 for our own bugs), help and
+// version, standard input, and the compiler's dump points.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <fstream>
-#include <set>
+#include <string>
 
-#include "tlsp/compiler.h"
-#include "tlsp/rollout.h"
+#include "command.h"
+#include "internal_error.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
-using namespace tlsp;
+using tlsp::testing_support::CommandRun;
 
 namespace {
 
-DecisionTable compile_file(const std::string& path) {
-  CompileOptions o;
-  o.inputs = {path};
-  CompileResult r = compile(o);
-  EXPECT_TRUE(r.table) << render_diagnostics(r);
-  return DecisionTable::from_bytes(encode_table(*r.table));
-}
-
-DecisionTable compile_text(const std::string& text) {
-  std::string tmpl = (fs::temp_directory_path() / "tlsp-rollout-XXXXXX").string();
-  fs::path dir = mkdtemp(tmpl.data());
-  std::ofstream(dir / "p.tlsp") << text;
-  DecisionTable t = compile_file((dir / "p.tlsp").string());
-  fs::remove_all(dir);
-  return t;
-}
-
-struct CommandRun {
-  std::string out;
-  int code = -1;
-};
-
-CommandRun run(const std::string& args) {
-  std::string cmd = "cd '" TLSP_SOURCE_DIR "' && '" TLSP_BINARY "' " + args + " 2>&1";
-  CommandRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-TEST(Behaviours, CatalogueIsLargeAndNamedUniquely) {
-  std::set<std::string_view> names;
-  size_t outbound = 0, inbound = 0;
-  for (const auto& b : behaviour_catalogue()) {
-    EXPECT_TRUE(names.insert(b.name).second) << b.name;
-    (b.direction == Direction::outbound ? outbound : inbound)++;
-    EXPECT_FALSE(b.description.empty());
-  }
-  EXPECT_GE(outbound, 40u);
-  EXPECT_GE(inbound, 5u);
-}
-
-const MatrixCell* cell(const MatrixRow& row, std::string_view behaviour) {
-  for (const auto& c : row.cells)
-    if (c.behaviour->name == behaviour) return &c;
-  return nullptr;
-}
-
-TEST(Matrix, CoversEveryPointWithTheEngine) {
-  DecisionTable t = compile_file(TLSP_SOURCE_DIR "/policies/example.tlsp");
-  auto rows = decision_matrix(t);
-  // acme.example, acme-mail.example and globex.example: per direction the
-  // default peer and every listed peer; plus the default domain's two.
-  size_t expected = 0;
-  for (const auto& d : t.decode().domains) expected += 2 + d.dir(Direction::outbound).peers.size() + d.dir(Direction::inbound).peers.size();
-  EXPECT_EQ(rows.size(), expected + 2);
-  bool seen = false;
-  for (const auto& r : rows) {
-    for (const auto& c : r.cells) {
-      EXPECT_EQ(c.behaviour->direction, r.point.direction);
-      EXPECT_EQ(c.outcome, decide(r.point.direction, {r.rule.level, r.rule.min_tls}, c.behaviour->facts));
-    }
-    if (r.point.direction == Direction::outbound && r.point.domain == "acme.example" && r.point.peer == "partner.example") {
-      seen = true;
-      EXPECT_EQ(r.rule.level, Level::dane_only);
-      EXPECT_EQ(cell(r, "no-starttls")->outcome.kind, OutcomeKind::refuse);
-      EXPECT_EQ(cell(r, "dane-ee-match")->outcome.channel, Channel::authenticated);
-    }
-    if (r.point.direction == Direction::outbound && r.point.domain == "acme.example" && r.point.peer == "*.bank.example") {
-      EXPECT_EQ(r.rule.level, Level::mta_sts);
-    }
-  }
-  EXPECT_TRUE(seen);
-}
-
-TEST(Diff, IdenticalPoliciesDoNotChange) {
-  DecisionTable a = compile_file(TLSP_SOURCE_DIR "/policies/example.tlsp");
-  DecisionTable b = compile_file(TLSP_SOURCE_DIR "/policies/example.tlsp");
-  PolicyDiff d = diff_policies(a, b);
-  EXPECT_TRUE(d.changes.empty());
-  EXPECT_GT(d.evaluated, 500u);
-}
-
-TEST(Diff, ListsExactlyWhatAChangeDoes) {
-  const std::string base =
-      "policy \"p\" version \"1\";\n"
-      "default domain { outbound { default peer { level opportunistic; } } }\n"
-      "domain \"a.example\" { outbound { peer \"p.example\" { level LEVEL; } } }\n";
-  auto with = [&](const std::string& level) {
-    std::string s = base;
-    s.replace(s.find("LEVEL"), 5, level);
-    return compile_text(s);
-  };
-  DecisionTable old_t = with("mandatory");
-  DecisionTable new_t = with("dane-only");
-  PolicyDiff d = diff_policies(old_t, new_t);
-  ASSERT_FALSE(d.changes.empty());
-  for (const auto& c : d.changes) {
-    EXPECT_EQ(c.point.domain, "a.example");
-    EXPECT_EQ(c.point.peer, "p.example");
-    EXPECT_EQ(c.old_rule.level, Level::mandatory);
-    EXPECT_EQ(c.new_rule.level, Level::dane_only);
-  }
-  // A modern peer without DANE: mandatory delivers, dane-only refuses.
-  bool modern = false;
-  for (const auto& c : d.changes)
-    if (c.behaviour->name == "modern") {
-      modern = true;
-      EXPECT_EQ(c.old_outcome.kind, OutcomeKind::deliver);
-      EXPECT_EQ(c.new_outcome.kind, OutcomeKind::refuse);
-    }
-  EXPECT_TRUE(modern);
-  // A peer only one side lists is compared against the other side's rule.
-  DecisionTable removed = compile_text(
-      "policy \"p\" version \"2\";\n"
-      "default domain { outbound { default peer { level opportunistic; } } }\n"
-      "domain \"a.example\" { }\n");
-  PolicyDiff d2 = diff_policies(old_t, removed);
-  ASSERT_FALSE(d2.changes.empty());
-  EXPECT_EQ(d2.changes.front().new_rule.match, MatchKind::default_peer);
-}
-
-TEST(Commands, DiffExitCodesAndMatrixFormats) {
-  CommandRun same = run("diff policies/example.tlsp policies/example.tlsp");
-  EXPECT_EQ(same.code, 0) << same.out;
-  EXPECT_NE(same.out.find("no change"), std::string::npos) << same.out;
-  CommandRun changed = run("diff policies/example.tlsp policies/scenarios/policy.tlsp");
-  EXPECT_EQ(changed.code, 3) << changed.out;
-  CommandRun json = run("diff --json policies/example.tlsp policies/scenarios/policy.tlsp");
-  EXPECT_EQ(json.code, 3);
-  EXPECT_NE(json.out.find("\"summary\""), std::string::npos);
-  CommandRun bad = run("diff policies/example.tlsp policies/errors/duplicate_domain.tlsp");
-  EXPECT_EQ(bad.code, 1) << bad.out;
-
-  CommandRun text = run("matrix --policy policies/example.tlsp");
-  EXPECT_EQ(text.code, 0) << text.out;
-  EXPECT_NE(text.out.find("outbound acme.example <-> partner.example"), std::string::npos);
-  CommandRun csv = run("simulate --matrix --policy policies/example.tlsp --csv");
-  EXPECT_EQ(csv.code, 0) << csv.out;
-  EXPECT_EQ(csv.out.rfind("direction,domain,peer,level,min_tls,source,behaviour,outcome", 0), 0u) << csv.out.substr(0, 200);
-  CommandRun js = run("matrix --policy policies/example.tlsp --json");
-  EXPECT_EQ(js.code, 0);
-  EXPECT_NE(js.out.find("\"rows\""), std::string::npos);
-}
-
-// Issue 10: diff --json and matrix --json wrote outcomes without
-// `last_resort` (simulate --json had it): every command writes an outcome
-// the same way, and the plaintext retry after a broken handshake says it
-// may be used only when no other host delivers (SPEC §4).
-TEST(Commands, EveryJsonOutcomeSaysWhetherItIsALastResort) {
-  const std::vector<std::string> keys = {"outcome", "channel", "applied", "tls", "reason", "last_resort"};
-  auto keys_of = [](const nlohmann::ordered_json& o) {
-    std::vector<std::string> k;
-    for (auto it = o.begin(); it != o.end(); ++it) k.push_back(it.key());
-    return k;
-  };
-  CommandRun js = run("matrix --policy policies/example.tlsp --json");
-  ASSERT_EQ(js.code, 0) << js.out;
-  nlohmann::ordered_json m = nlohmann::ordered_json::parse(js.out);
-  bool seen_last_resort = false;
-  for (const auto& row : m["rows"])
-    for (auto it = row["outcomes"].begin(); it != row["outcomes"].end(); ++it) {
-      EXPECT_EQ(keys_of(*it), keys) << it.key();
-      if (it.key() == "handshake-failure" && row["level"] == "opportunistic") {
-        EXPECT_EQ((*it)["last_resort"], true) << row.dump();
-        seen_last_resort = true;
-      }
-    }
-  EXPECT_TRUE(seen_last_resort) << "example.tlsp has an opportunistic outbound point";
-
-  CommandRun diff = run("diff --json policies/example.tlsp policies/scenarios/policy.tlsp");
-  ASSERT_EQ(diff.code, 3) << diff.out;
-  nlohmann::ordered_json d = nlohmann::ordered_json::parse(diff.out);
-  ASSERT_FALSE(d["changes"].empty()) << diff.out.substr(0, 500);
-  for (const auto& c : d["changes"]) {
-    EXPECT_EQ(keys_of(c["old"]), keys) << c.dump();
-    EXPECT_EQ(keys_of(c["new"]), keys) << c.dump();
-  }
-}
+CommandRun run(const std::string& args) { return tlsp::testing_support::run_tlsp(args); }
 
 }  // namespace
-
-// A FIFO named where a table or a policy may stand is refused at once:
-// peeking at its first bytes for the table's magic must not wait for a
-// writer (issue 9); a hang would fail on the test timeout.
-TEST(Commands, DiffRefusesAFifoWithoutBlocking) {
-  std::string tmpl = (fs::temp_directory_path() / "tlsp-fifo-XXXXXX").string();
-  const fs::path dir = mkdtemp(tmpl.data());
-  const std::string fifo = (dir / "old.tlspdt").string();
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  CommandRun r = run("diff '" + fifo + "' policies/example.tlsp");
-  fs::remove_all(dir);
-  EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_NE(r.out.find("not a regular file"), std::string::npos) << r.out;
-}
 
 // Issue 10: the command line's contract, the same for every command. Usage
 // errors say what the user typed wrong in their words (never an internal
@@ -405,4 +209,99 @@ TEST(CommandLine, PolicyFromStandardInput) {
   EXPECT_EQ(big.code, 2) << big.out.substr(0, 300);
   EXPECT_TRUE(has(big, "cannot read `<stdin>`: it is larger than the limit of 8 MiB per file [E0306]"))
       << big.out.substr(0, 300);
+}
+
+// `tlsp compile --dump STAGE` stops after that stage and prints the program
+// as it is there: the syntax tree still names its includes and every
+// setting's position, the IR has the files' peers lowered (no include left),
+// and the table is what `tlsp inspect --json` reads back from the file that
+// `tlsp compile -o` writes. No table is written.
+TEST(CompileDump, EachStageShowsTheProgramAsItIsThere) {
+  tlsp::testing_support::TempDir dir("tlsp-dump");
+  CommandRun ast = run("compile policies/example.tlsp --dump ast");
+  ASSERT_EQ(ast.code, 0) << ast.out;
+  EXPECT_EQ(ast.out.rfind("file 0 \"policies/example.tlsp\"\n  policy 4:1 \"acme-gateway\"", 0), 0u) << ast.out;
+  EXPECT_TRUE(has(ast, "  include 5:1 \"tenants/*.tlsp\"\n")) << ast.out;
+  EXPECT_TRUE(has(ast, "        level 9:29 opportunistic\n")) << ast.out;
+
+  CommandRun ir = run("compile policies/example.tlsp --dump ir");
+  ASSERT_EQ(ir.code, 0) << ir.out;
+  EXPECT_FALSE(has(ir, "include")) << ir.out;
+  EXPECT_TRUE(has(ir, "peer 16:10 \"partner.example\": level dane-only 16:31, min_tls tls1.2 16:48\n")) << ir.out;
+  EXPECT_NE(ast.out, ir.out);
+
+  const std::string table = dir.file("example.tlspdt");
+  CommandRun dump = run("compile policies/example.tlsp --dump table");
+  CommandRun written = run("compile policies/example.tlsp -o '" + table + "'");
+  CommandRun inspected = run("inspect '" + table + "' --json");
+  ASSERT_EQ(dump.code, 0) << dump.out;
+  ASSERT_EQ(written.code, 0) << written.out;
+  EXPECT_TRUE(has(dump, "\"name\": \"acme-gateway\"")) << dump.out.substr(0, 300);
+  EXPECT_EQ(dump.out, inspected.out);
+
+  // To a file with -o: the dump, not a table.
+  const std::string to_file = dir.file("ir.txt");
+  ASSERT_EQ(run("compile policies/example.tlsp --dump ir -o '" + to_file + "'").code, 0);
+  std::ifstream in(to_file);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()), ir.out);
+}
+
+// A stage with errors prints its diagnostics and no dump (exit 1); a stage's
+// dump holds only what that stage checked: a domain given twice is a check
+// across files, after the IR, so --dump ir still shows the program.
+TEST(CompileDump, ErrorsComeInsteadOfTheDump) {
+  tlsp::testing_support::TempDir dir("tlsp-dump");
+  const std::string head =
+      "policy \"dump\" version \"1\";\n"
+      "default domain { outbound { default peer { level opportunistic; } } inbound { default peer { level "
+      "opportunistic; } } }\n";
+  const std::string syntax = dir.write("syntax.tlsp", head + "domain \"a.example\" { outbound { peer x } }\n");
+  const std::string twice = dir.write("twice.tlsp", head + "domain \"a.example\" { }\ndomain \"a.example\" { }\n");
+  for (const char* stage : {"ast", "ir", "table"}) {
+    std::string err;
+    CommandRun r = tlsp::testing_support::run_tlsp(std::string("compile '") + syntax + "' --dump " + stage, err);
+    EXPECT_EQ(r.code, 1) << stage << ": " << err;
+    EXPECT_EQ(r.out, "") << stage;
+    EXPECT_NE(err.find("syntax.tlsp:3:"), std::string::npos) << stage << ": " << err;
+  }
+  std::string err;
+  CommandRun ir = tlsp::testing_support::run_tlsp("compile '" + twice + "' --dump ir", err);
+  EXPECT_EQ(ir.code, 0) << err;
+  EXPECT_NE(ir.out.find("domain 3:1 \"a.example\""), std::string::npos) << ir.out;
+  CommandRun table = tlsp::testing_support::run_tlsp("compile '" + twice + "' --dump table", err);
+  EXPECT_EQ(table.code, 1) << err;
+  EXPECT_EQ(table.out, "");
+  EXPECT_NE(err.find("E0201"), std::string::npos) << err;
+}
+
+TEST(CompileDump, UsageMistakes) {
+  CommandRun unknown = run("compile policies/example.tlsp --dump tokens");
+  EXPECT_EQ(unknown.code, 2) << unknown.out;
+  EXPECT_TRUE(has(unknown, "unknown --dump `tokens` (ast, ir or table)")) << unknown.out;
+  CommandRun format = run("compile policies/example.tlsp --dump ast --format json");
+  EXPECT_EQ(format.code, 2) << format.out;
+  EXPECT_TRUE(has(format, "--dump and --format cannot be used together")) << format.out;
+  CommandRun nothing = run("compile policies/example.tlsp");
+  EXPECT_EQ(nothing.code, 2) << nothing.out;
+  EXPECT_TRUE(has(nothing, "no table file given: -o TABLE (or --dump ast|ir|table)")) << nothing.out;
+  CommandRun help = run("help compile");
+  EXPECT_EQ(help.code, 0);
+  EXPECT_TRUE(has(help, "--dump")) << help.out;
+}
+
+// Our own bug is neither a user's mistake (1) nor bad usage (2): a broken
+// invariant prints where it broke and asks for a report, with exit code 70
+// (EX_SOFTWARE), and output written so far is flushed first.
+TEST(InternalError, AnAssertionThatFailsExitsSeventyAndSaysWhere) {
+  EXPECT_EXIT(
+      {
+        std::fputs("partial output", stdout);
+        TLSP_ASSERT(1 + 1 == 3, "arithmetic holds");
+      },
+      ::testing::ExitedWithCode(70),
+      "^tlsp: internal error: `1 \\+ 1 == 3` does not hold: arithmetic holds at .*command_line_test\\.cpp:[0-9]+ "
+      "\\(please report\\)\n$");
+  TLSP_ASSERT(1 + 1 == 2, "arithmetic holds");  // a condition that holds costs nothing and says nothing
+  CommandRun help = run("--help");
+  EXPECT_TRUE(has(help, "70 internal error")) << help.out;
 }
