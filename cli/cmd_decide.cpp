@@ -172,7 +172,7 @@ int cmd_decide(const Args& args) {
   po::variables_map vm;
   if (!parse_options("decide", "[FILE]",
                      "Reads delivery facts as JSON Lines and writes the engine's outcome for each line "
-                     "(docs/decide.md).",
+                     "(docs/engine.md).",
                      opts, &pos, args, vm, {{"input", "input file"}}))
     return 0;
   std::ifstream file;

@@ -305,3 +305,25 @@ TEST(InternalError, AnAssertionThatFailsExitsSeventyAndSaysWhere) {
   CommandRun help = run("--help");
   EXPECT_TRUE(has(help, "70 internal error")) << help.out;
 }
+
+// Every document a command's help points to exists in the tree: `tlsp
+// decide --help` named docs/decide.md, which never did (issue 10).
+TEST(CommandLine, HelpPointsOnlyToDocumentsThatExist) {
+  size_t named = 0;
+  for (const char* command : {"check", "compile", "explain", "inspect", "decide", "diff", "matrix", "simulate",
+                              "relay"}) {
+    CommandRun help = run(std::string("help ") + command);
+    EXPECT_EQ(help.code, 0) << command << ": " << help.out;
+    for (size_t at = help.out.find("docs/"); at != std::string::npos; at = help.out.find("docs/", at + 1)) {
+      size_t end = at;
+      while (end < help.out.size() && (std::isalnum(static_cast<unsigned char>(help.out[end])) ||
+                                       std::string_view("/._-").find(help.out[end]) != std::string_view::npos))
+        ++end;
+      std::string doc = help.out.substr(at, end - at);
+      while (!doc.empty() && doc.back() == '.') doc.pop_back();  // the end of a sentence
+      ++named;
+      EXPECT_TRUE(fs::is_regular_file(fs::path(TLSP_SOURCE_DIR) / doc)) << command << " names " << doc;
+    }
+  }
+  EXPECT_GE(named, 1u);
+}
