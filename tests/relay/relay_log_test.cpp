@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -212,3 +214,30 @@ TEST(RelayLogParser, IsBoundedAndLinear) {
 }
 
 }  // namespace
+
+// The README's example lines (wrapped there, two spaces before each
+// continuation) are lines the relay could write: its documentation reads
+// through the same parser as everyone else.
+TEST(RelayLogParser, TheReadmeExamplesAreLinesTheWriterProduces) {
+  std::ifstream readme(std::string(TLSP_SOURCE_DIR) + "/README.md");
+  ASSERT_TRUE(readme) << "README.md";
+  std::vector<std::string> examples;
+  for (std::string l; std::getline(readme, l);) {
+    if (l.size() > 25 && l.compare(24, 12, " tlsp-relay ") == 0 && l[0] == '2') {
+      examples.push_back(l);
+    } else if (!examples.empty() && l.rfind("  ", 0) == 0 && examples.back().find('\n') == std::string::npos &&
+               l.find_first_not_of(' ') == 2) {
+      examples.back() += " " + l.substr(2);
+    } else if (!examples.empty() && examples.back().back() != '\n') {
+      examples.back() += '\n';  // the example ended
+    }
+  }
+  ASSERT_FALSE(examples.empty());
+  for (std::string e : examples) {
+    if (!e.empty() && e.back() == '\n') e.pop_back();
+    std::string problem;
+    std::optional<LogLine> l = parse_log_line(e, &problem);
+    ASSERT_TRUE(l) << e << "\n" << problem;
+    EXPECT_EQ(format_log_line(kWhen, l->event, l->fields).substr(24), e.substr(24)) << e;
+  }
+}
