@@ -17,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "tables.h"
 #include "tlsp/decision_table.h"
 #include "tlsp/smtp_server.h"
 
@@ -34,24 +35,13 @@ SmtpServer* make_server() {
   config.limits.max_message_size = 4096;
   config.limits.max_commands = 200;
   config.limits.idle_timeout = std::chrono::seconds(2);
-  TableContent t;
-  t.policy_name = "fuzz";
-  t.policy_version = "1";
-  DomainRules d;
-  d.name = "acme.example";
-  PeerEntry mandatory;
-  mandatory.kind = SelectorKind::exact;
-  mandatory.name = "partner.example";
-  mandatory.rule.level = Level::mandatory;
-  d.dir(Direction::inbound).peers.push_back(mandatory);
-  t.domains.push_back(d);
   // On tmpfs: fsync there is free, so a stall is the session's, not the disk's.
   char dir[] = "/dev/shm/tlsp-smtp-fuzz-XXXXXX";
   if (!mkdtemp(dir)) std::abort();
   static std::string spool_dir = dir;
   std::atexit([] { std::filesystem::remove_all(spool_dir); });
   config.spool_dir = dir;
-  return new SmtpServer(config, std::make_shared<const DecisionTable>(DecisionTable::from_bytes(encode_table(t))));
+  return new SmtpServer(config, testing_support::acme_inbound_mandatory_table("fuzz"));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "tables.h"
 #include "test_support.h"
 #include "tlsp/decision_table.h"
 #include "tlsp/smtp_server.h"
@@ -22,20 +23,7 @@ namespace {
 using namespace tlsp;
 using namespace std::chrono_literals;
 
-std::shared_ptr<const DecisionTable> table() {
-  TableContent t;
-  t.policy_name = "seam";
-  t.policy_version = "1";
-  DomainRules d;
-  d.name = "acme.example";
-  PeerEntry mandatory;
-  mandatory.kind = SelectorKind::exact;
-  mandatory.name = "partner.example";
-  mandatory.rule.level = Level::mandatory;
-  d.dir(Direction::inbound).peers.push_back(mandatory);
-  t.domains.push_back(d);
-  return std::make_shared<const DecisionTable>(DecisionTable::from_bytes(encode_table(t)));
-}
+std::shared_ptr<const DecisionTable> table() { return testing_support::acme_inbound_mandatory_table("seam"); }
 
 // Sends each command, returns the first line of each reply (the greeting first).
 std::vector<std::string> dialogue(SmtpServer& server, const std::vector<std::string>& commands) {
