@@ -275,15 +275,16 @@ TEST(CompileDump, ErrorsComeInsteadOfTheDump) {
 }
 
 TEST(CompileDump, UsageMistakes) {
-  CommandRun unknown = run("compile policies/example.tlsp --dump tokens");
-  EXPECT_EQ(unknown.code, 2) << unknown.out;
-  EXPECT_TRUE(has(unknown, "unknown --dump `tokens` (ast, ir or table)")) << unknown.out;
-  CommandRun format = run("compile policies/example.tlsp --dump ast --format json");
-  EXPECT_EQ(format.code, 2) << format.out;
-  EXPECT_TRUE(has(format, "--dump and --format cannot be used together")) << format.out;
-  CommandRun nothing = run("compile policies/example.tlsp");
-  EXPECT_EQ(nothing.code, 2) << nothing.out;
-  EXPECT_TRUE(has(nothing, "no table file given: -o TABLE (or --dump ast|ir|table)")) << nothing.out;
+  struct Case {
+    std::string args, says;
+  };
+  for (const Case& c : {Case{"--dump tokens", "unknown --dump `tokens` (ast, ir or table)"},
+                        Case{"--dump ast --format json", "--dump and --format cannot be used together"},
+                        Case{"", "no table file given: -o TABLE (or --dump ast|ir|table)"}}) {
+    CommandRun r = run("compile policies/example.tlsp " + c.args);
+    EXPECT_EQ(r.code, 2) << c.args << ": " << r.out;
+    EXPECT_TRUE(has(r, c.says)) << c.args << ": " << r.out;
+  }
   CommandRun help = run("help compile");
   EXPECT_EQ(help.code, 0);
   EXPECT_TRUE(has(help, "--dump")) << help.out;
