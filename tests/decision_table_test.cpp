@@ -171,10 +171,14 @@ Decision reference_lookup(const TableContent& c, Direction dir, const std::strin
     peer = peer.substr(5);
     literal = v6_only = true;
   }
+  // An address is what tlsp/base/address.h reads as one: the lookup's own
+  // fast IPv4 parser must agree with it.
   uint8_t address[16] = {};
   std::optional<SelectorKind> family;
-  if (!v6_only && ::inet_pton(AF_INET, peer.c_str(), address) == 1) family = SelectorKind::cidr_v4;
-  else if (::inet_pton(AF_INET6, peer.c_str(), address) == 1) family = SelectorKind::cidr_v6;
+  if (const auto a = base::parse_ip_address(peer); a && (a->v6 || !v6_only)) {
+    family = a->v6 ? SelectorKind::cidr_v6 : SelectorKind::cidr_v4;
+    std::copy(a->bytes.begin(), a->bytes.end(), address);
+  }
 
   const PeerEntry* best = nullptr;
   MatchKind kind = MatchKind::default_peer;
@@ -673,9 +677,11 @@ TEST(DecisionTableLookup, EveryByteValueIsCaseFoldedAsAscii) {
   }
 }
 
-// IPv4 is parsed without inet_pton; it must accept exactly what inet_pton
-// accepts (anything else is a name), and selectors are spelled without
-// inet_ntop; they must read exactly as inet_ntop writes them.
+// IPv4 is parsed by the lookup's own fast parser (benchmarked on the hot
+// path); it must accept exactly what base::parse_ip_address (inet_pton)
+// accepts, the reference model's reading (anything else is a name), and
+// selectors are spelled without inet_ntop; they must read exactly as
+// inet_ntop writes them.
 TEST(DecisionTableLookup, AddressParsingAndSpellingMatchLibc) {
   TableContent c;
   c.sources = {{"p.tlsp", {}}};
@@ -716,7 +722,8 @@ TEST(DecisionTableLookup, AddressParsingAndSpellingMatchLibc) {
   for (const char* q : {"1.2.3.4", "01.2.3.4", "1.2.3.04", "1.2.3.0", "0.0.0.0", "1.2.3.4.5", "256.1.1.1", "1..2.3",
                         "1.2.3.", ".1.2.3", "1.2.3", "1.2.3.4a", "1.2.3.4/32", "255.255.255.255", "1.2.3.255",
                         "1.2.3.256", "00.1.2.3", "4294967295", "0x1.2.3.4", " 1.2.3.4", "1.2.3.4 ", "10.1", "100.64.1.1",
-                        "[1.2.3.4]", "[01.2.3.4]", "1.2.3.4."})
+                        "[1.2.3.4]", "[01.2.3.4]", "1.2.3.4.", "1.2.3.4..", "0.0.0.00", "1.2.3.-1", "1.2.3.0256",
+                        "1.2.3.+4", "255.255.255.256", "1.2..3.4", "...", "1.2.3.4:25", "[1.2.3.]", "ipv6:1.2.3.4"})
     expect_agrees_with_reference(t, c, Direction::inbound, "example.com", q);
 }
 
