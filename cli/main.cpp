@@ -3,14 +3,13 @@
 // Exit codes, the same for every subcommand: 0 success, 1 the input has
 // errors (policy diagnostics, a refused table), 2 bad usage or an input that
 // cannot be read, 70 an internal error (our bug: internal_error.h).
-#include <arpa/inet.h>
-
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
 #include "commands.h"
+#include "tlsp/base/address.h"
 #include "tlsp/base/domain_name.h"
 #include "tlsp/compiler.h"
 #include "tlsp/decision_table.h"
@@ -133,7 +132,7 @@ int cmd_explain(const std::vector<std::string>& args) {
     return UsageError(what);
   };
   if (NameCheck c = check_host_name(domain); !c.ok()) throw refuse_name("domain", domain, c);
-  if (unsigned char ip[16]; inet_pton(AF_INET, peer.c_str(), ip) != 1 && inet_pton(AF_INET6, peer.c_str(), ip) != 1)
+  if (!base::parse_ip_address(peer))
     if (NameCheck c = check_host_name(peer); !c.ok()) throw refuse_name("peer", peer, c);
 
   int code = kExitOk;

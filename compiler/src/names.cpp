@@ -2,8 +2,6 @@
 // addresses and CIDRs in policies.
 #include "names.h"
 
-#include <arpa/inet.h>
-
 #include "tlsp/base/address.h"
 
 #include <algorithm>
@@ -90,20 +88,6 @@ bool parse_peer_selector(std::string_view text, PeerEntry& out, NameProblem& pro
   }
   out.kind = SelectorKind::exact;
   return normalize_domain_name(text, out.name, problem);
-}
-
-std::string selector_text(const PeerEntry& e) {
-  switch (e.kind) {
-    case SelectorKind::exact: return e.name;
-    case SelectorKind::wildcard: return "*." + e.name;
-    case SelectorKind::cidr_v4:
-    case SelectorKind::cidr_v6: {
-      char buf[INET6_ADDRSTRLEN] = {};
-      inet_ntop(e.kind == SelectorKind::cidr_v4 ? AF_INET : AF_INET6, e.address.data(), buf, sizeof buf);
-      return std::string(buf) + "/" + std::to_string(e.prefix_len);
-    }
-  }
-  return {};
 }
 
 }  // namespace tlsp

@@ -26,10 +26,8 @@ bool normalize_domain_name(std::string_view text, std::string& out, NameProblem&
 
 // A peer selector: an exact domain, `*.` + domain, an IPv4/IPv6 address or a
 // CIDR. Address forms are recognised by their characters (digits and dots
-// only, or any `:` or `/`).
+// only, or any `:` or `/`). Its spelling is the table's selector_text()
+// (tlsp/decision_table.h).
 bool parse_peer_selector(std::string_view text, PeerEntry& out, NameProblem& problem);
-
-// The selector as the table shows it (`*.bank.example`, `203.0.113.0/24`).
-std::string selector_text(const PeerEntry& entry);
 
 }  // namespace tlsp

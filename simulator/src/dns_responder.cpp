@@ -7,6 +7,8 @@
 // the answer order of one client's packets the order they were sent.
 #include "tlsp/sim/dns_responder.h"
 
+#include "tlsp/base/address.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ldns/ldns.h>
@@ -426,25 +428,18 @@ struct DnsResponder::State {
 namespace {
 
 // A socket of `type` bound to address:port; -1 and errno on failure.
-int bind_socket(int type, const sockaddr_storage& addr, socklen_t len) {
-  int fd = ::socket(addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+int bind_socket(int type, const base::SocketAddress& addr) {
+  int fd = ::socket(addr.family(), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   int one = 1;
   if (type == SOCK_STREAM) (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+  if (::bind(fd, addr.get(), addr.length) != 0) {
     int saved = errno;
     ::close(fd);
     errno = saved;
     return -1;
   }
   return fd;
-}
-
-void set_port(sockaddr_storage& addr, uint16_t port) {
-  if (addr.ss_family == AF_INET)
-    reinterpret_cast<sockaddr_in&>(addr).sin_port = htons(port);
-  else
-    reinterpret_cast<sockaddr_in6&>(addr).sin6_port = htons(port);
 }
 
 uint16_t bound_port(int fd) {
@@ -464,28 +459,17 @@ DnsResponder::~DnsResponder() { stop(); }
 void DnsResponder::start(const std::string& address, uint16_t port) {
   State& s = *state_;
   if (s.thread.joinable()) throw std::runtime_error("dns responder already running on " + server());
-  sockaddr_storage addr{};
-  socklen_t len = 0;
-  if (inet_pton(AF_INET, address.c_str(), &reinterpret_cast<sockaddr_in&>(addr).sin_addr) == 1) {
-    addr.ss_family = AF_INET;
-    len = sizeof(sockaddr_in);
-  } else if (inet_pton(AF_INET6, address.c_str(), &reinterpret_cast<sockaddr_in6&>(addr).sin6_addr) == 1) {
-    addr.ss_family = AF_INET6;
-    len = sizeof(sockaddr_in6);
-  } else {
-    throw std::runtime_error("dns responder: `" + address + "` is not an IP address");
-  }
+  const auto ip = base::parse_ip_address(address);
+  if (!ip) throw std::runtime_error("dns responder: `" + address + "` is not an IP address");
   std::string problem;
   for (int attempt = 0; attempt < (port == 0 ? kBindAttempts : 1); ++attempt) {
-    set_port(addr, port);
-    s.udp = bind_socket(SOCK_DGRAM, addr, len);
+    s.udp = bind_socket(SOCK_DGRAM, base::socket_address(*ip, port));
     if (s.udp < 0) {
       problem = std::string("udp: ") + std::strerror(errno);
       break;
     }
     const uint16_t chosen = bound_port(s.udp);
-    set_port(addr, chosen);
-    s.tcp = bind_socket(SOCK_STREAM, addr, len);
+    s.tcp = bind_socket(SOCK_STREAM, base::socket_address(*ip, chosen));
     if (s.tcp >= 0 && ::listen(s.tcp, static_cast<int>(kMaxTcpConnections)) == 0) {
       s.port = chosen;
       problem.clear();

@@ -14,6 +14,8 @@
 // and the rest of the process keeps its own signal handling.
 #include "tlsp/sim/https_server.h"
 
+#include "tlsp/base/address.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -351,26 +353,14 @@ void HttpsServer::start(const std::string& cert_file, const std::string& key_fil
   SSL_CTX_set_tlsext_servername_callback(ctx.get(), &State::on_servername);
   SSL_CTX_set_tlsext_servername_arg(ctx.get(), &s);
 
-  sockaddr_storage ss{};
-  socklen_t ss_len = 0;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    ss_len = sizeof *v4;
-  } else if (inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    ss_len = sizeof *v6;
-  } else {
-    throw std::runtime_error("`" + address + "` is not an IP address");
-  }
-  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const auto ip = base::parse_ip_address(address);
+  if (!ip) throw std::runtime_error("`" + address + "` is not an IP address");
+  const base::SocketAddress ss = base::socket_address(*ip, port);
+  int fd = ::socket(ss.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), ss_len) != 0 || ::listen(fd, kListenBacklog) != 0) {
+  if (::bind(fd, ss.get(), ss.length) != 0 || ::listen(fd, kListenBacklog) != 0) {
     std::string why = std::strerror(errno);
     ::close(fd);
     throw std::runtime_error("cannot listen on `" + address + "` port " + std::to_string(port) + ": " + why);

@@ -10,11 +10,10 @@
 // /32 far from L. Exact and wildcard selectors, rules and source
 // references are untouched, so the relay logs the same rule and file:line.
 // The rewrite is checked: the mapped lookup must equal the original one.
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <stdexcept>
 
+#include "tlsp/base/address.h"
 #include "tlsp/decision_table.h"
 #include "tlsp/sim/live.h"
 
@@ -25,26 +24,16 @@ namespace {
 // from every world's block (127.20.0.0/16).
 constexpr uint8_t kFarSecondOctet = 254;
 
-struct Address {
-  bool v6 = false;
-  std::array<uint8_t, 16> bytes{};
-};
-
-std::optional<Address> parse_address(const std::string& text) {
-  Address a;
-  if (inet_pton(AF_INET, text.c_str(), a.bytes.data()) == 1) return a;
-  a.v6 = true;
-  if (inet_pton(AF_INET6, text.c_str(), a.bytes.data()) == 1) return a;
-  return std::nullopt;
-}
-
-bool contains(const PeerEntry& e, const Address& a) {
+// Same family only, as the table's lookup: it does not read an
+// IPv4-mapped client (::ffff:a.b.c.d) as IPv4, so neither may the mapping
+// (base::contains() would).
+bool holds(const PeerEntry& e, const base::IpAddress& a) {
   if ((e.kind == SelectorKind::cidr_v6) != a.v6) return false;
-  for (int bit = 0; bit < e.prefix_len; ++bit) {
-    const uint8_t mask = static_cast<uint8_t>(0x80 >> (bit % 8));
-    if ((e.address[bit / 8] & mask) != (a.bytes[bit / 8] & mask)) return false;
-  }
-  return true;
+  base::Cidr network;
+  network.network.v6 = a.v6;
+  network.network.bytes = e.address;
+  network.prefix_len = e.prefix_len;
+  return base::contains(network, a);
 }
 
 void set_v4(PeerEntry& e, const std::array<uint8_t, 16>& addr, uint8_t prefix) {
@@ -57,12 +46,12 @@ void set_v4(PeerEntry& e, const std::array<uint8_t, 16>& addr, uint8_t prefix) {
   }
 }
 
-void map_rules(DirectionRules& rules, const Address& client, const Address& loopback) {
+void map_rules(DirectionRules& rules, const base::IpAddress& client, const base::IpAddress& loopback) {
   std::vector<PeerEntry*> holding;
   uint32_t far = 0;
   for (PeerEntry& e : rules.peers) {
     if (e.kind != SelectorKind::cidr_v4 && e.kind != SelectorKind::cidr_v6) continue;
-    if (contains(e, client)) {
+    if (holds(e, client)) {
       holding.push_back(&e);
       continue;
     }
@@ -86,8 +75,8 @@ bool same_rule(const Decision& a, const Decision& b) {
 
 TableContent map_client_table(const TableContent& content, const std::string& client, const std::string& loopback,
                               const std::string& managed_domain) {
-  auto c = parse_address(client);
-  auto l = parse_address(loopback);
+  const auto c = base::parse_ip_address(client);
+  const auto l = base::parse_ip_address(loopback);
   if (!c) throw std::runtime_error("the client address `" + client + "` is not an IP address");
   if (!l || l->v6) throw std::runtime_error("the loopback address `" + loopback + "` is not IPv4");
   TableContent out = content;

@@ -2,7 +2,7 @@
 // diff (tlsp/rollout.h).
 #include "tlsp/rollout.h"
 
-#include <arpa/inet.h>
+#include "tlsp/base/address.h"
 
 #include <algorithm>
 #include <map>
@@ -141,21 +141,13 @@ std::string query_for(const PeerEntry& e) {
     case SelectorKind::wildcard: return "any." + e.name;
     case SelectorKind::cidr_v4:
     case SelectorKind::cidr_v6: {
-      char buf[INET6_ADDRSTRLEN] = {};
-      inet_ntop(e.kind == SelectorKind::cidr_v4 ? AF_INET : AF_INET6, e.address.data(), buf, sizeof buf);
-      return buf;
+      base::IpAddress network;
+      network.v6 = e.kind == SelectorKind::cidr_v6;
+      network.bytes = e.address;
+      return base::address_text(network);
     }
   }
   return e.name;
-}
-
-std::string selector_of(const PeerEntry& e) {
-  std::string q = query_for(e);
-  switch (e.kind) {
-    case SelectorKind::exact: return q;
-    case SelectorKind::wildcard: return "*." + e.name;
-    default: return q + "/" + std::to_string(e.prefix_len);
-  }
 }
 
 constexpr std::string_view kDefaultDomain = "(default domain)";
@@ -169,7 +161,7 @@ void add_points(std::vector<PolicyPoint>& out, const DomainRules& d, bool is_def
   const std::string query_domain = is_default ? std::string(kUnlistedDomain) : d.name;
   for (Direction dir : {Direction::outbound, Direction::inbound}) {
     out.push_back({dir, domain, std::string(kDefaultPeer), query_domain, std::string(kUnlistedPeer)});
-    for (const PeerEntry& p : d.dir(dir).peers) out.push_back({dir, domain, selector_of(p), query_domain, query_for(p)});
+    for (const PeerEntry& p : d.dir(dir).peers) out.push_back({dir, domain, selector_text(p), query_domain, query_for(p)});
   }
 }
 

@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
+
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -59,6 +63,27 @@ TEST(Address, TextIsInetNtopsForm) {
   EXPECT_EQ(address_text(ip("192.0.2.7")), "192.0.2.7");
   EXPECT_EQ(cidr_text(net("2001:db8::/32")), "2001:db8::/32");
   EXPECT_EQ(cidr_text(net("192.0.2.7")), "192.0.2.7/32");
+}
+
+// The sockaddr the simulator's DNS and HTTPS servers bind to, filled from
+// the parsed address (they each had an inet_pton into a sockaddr before).
+TEST(Address, SocketAddressHoldsTheAddressAndPortInNetworkOrder) {
+  const SocketAddress v4 = socket_address(ip("192.0.2.7"), 2525);
+  ASSERT_EQ(v4.family(), AF_INET);
+  EXPECT_EQ(v4.length, sizeof(sockaddr_in));
+  const auto* in4 = reinterpret_cast<const sockaddr_in*>(v4.get());
+  EXPECT_EQ(ntohs(in4->sin_port), 2525);
+  EXPECT_EQ(ntohl(in4->sin_addr.s_addr), 0xC0000207u);
+  const SocketAddress v6 = socket_address(ip("2001:db8::1"), 53);
+  ASSERT_EQ(v6.family(), AF_INET6);
+  EXPECT_EQ(v6.length, sizeof(sockaddr_in6));
+  const auto* in6 = reinterpret_cast<const sockaddr_in6*>(v6.get());
+  EXPECT_EQ(ntohs(in6->sin6_port), 53);
+  char text[INET6_ADDRSTRLEN] = "";
+  ASSERT_NE(::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text), nullptr);
+  EXPECT_STREQ(text, "2001:db8::1");
+  EXPECT_EQ(in6->sin6_scope_id, 0u);
+  EXPECT_EQ(in6->sin6_flowinfo, 0u);
 }
 
 // The relay read `/08` as 8 and `10.0.0.1/8` as 10.0.0.0/8; the compiler
@@ -172,6 +197,25 @@ TEST(AtomicFile, ErrorsNameThePathAndTheReason) {
   EXPECT_THROW(write_file_atomically(dir.file("busy"), "x", 0644), FileError);
   EXPECT_TRUE(fs::is_directory(dir.file("busy/sub")));
   for (const auto& e : fs::directory_iterator(dir.path())) EXPECT_EQ(e.path().filename(), "busy");
+}
+
+// A write that fails half-way (here the file size limit, which holds for
+// root too) leaves the old content and no temporary file, and the message
+// names the file the caller asked for, not the hidden temporary one.
+TEST(AtomicFile, AFailedWriteKeepsTheOldFileAndNamesIt) {
+  tlsp::testing_support::TempDir dir("tlsp-base");
+  const std::string path = dir.file("table.tlsd");
+  write_file_atomically(path, "old", 0644);
+  try {
+    const tlsp::testing_support::FileSizeLimit limit(0);
+    write_file_atomically(path, "new content", 0644);
+    FAIL() << "no error";
+  } catch (const FileError& e) {
+    EXPECT_EQ(e.error(), EFBIG);
+    EXPECT_EQ(std::string(e.what()), "cannot write `" + path + "`: " + std::strerror(EFBIG));
+  }
+  EXPECT_EQ(read(path), "old");
+  EXPECT_EQ(tlsp::testing_support::directory_names(dir.path()), std::vector<std::string>{"table.tlsd"});
 }
 
 TEST(AtomicFile, PiecesRefuseOrTruncateAsAsked) {

@@ -13,8 +13,10 @@
 #include "command.h"
 #include "internal_error.h"
 #include "test_support.h"
+#include "tlsp/decision_table.h"
 
 namespace fs = std::filesystem;
+using tlsp::DecisionTable;
 using tlsp::testing_support::CommandRun;
 
 namespace {
@@ -135,6 +137,35 @@ TEST(CommandLine, ATableThatIsReadAndRefusedIsExitOne) {
   EXPECT_EQ(inspect.code, 1) << inspect.out;
   EXPECT_TRUE(has(inspect, "not a tlsp decision table")) << inspect.out;
   EXPECT_EQ(explain.code, 1) << explain.out;
+}
+
+// `tlsp compile -o` writes through tlsp/base/atomic_file.h: when the write
+// fails (the file size limit here, which holds for root, as a read-only
+// directory does not), it says which table it could not write and why,
+// exits 2, and the table that was there is whole and no temporary file
+// is left.
+TEST(CommandLine, CompileThatCannotWriteKeepsTheOldTable) {
+  const tlsp::testing_support::TempDir dir("tlsp-cli");
+  const std::string policy = dir.write("p.tlsp", "policy \"p\" version \"1\";\n"
+                                                 "domain \"a.example\" { outbound { default peer { level mandatory; } } }\n");
+  const std::string table = dir.file("p.tlspdt");
+  ASSERT_EQ(run("compile '" + policy + "' -o '" + table + "'").code, 0);
+  const DecisionTable before = DecisionTable::open(table);
+  dir.write("p.tlsp", "policy \"p\" version \"2\";\n"
+                      "domain \"b.example\" { outbound { default peer { level mandatory; } } }\n");
+  CommandRun r;
+  {
+    const tlsp::testing_support::FileSizeLimit limit(0);
+    r = run("compile '" + policy + "' -o '" + table + "'");
+  }
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(has(r, "tlsp: error: cannot write `" + table + "`: File too large")) << r.out;
+  EXPECT_EQ(DecisionTable::open(table).decode(), before.decode());
+  EXPECT_EQ(tlsp::testing_support::directory_names(dir.path()), (std::vector<std::string>{"p.tlsp", "p.tlspdt"}));
+  CommandRun under_file = run("compile '" + policy + "' -o '" + policy + "/t.tlspdt'");
+  EXPECT_EQ(under_file.code, 2) << under_file.out;
+  EXPECT_TRUE(has(under_file, "cannot create a temporary file for `" + policy + "/t.tlspdt`: Not a directory"))
+      << under_file.out;
 }
 
 TEST(CommandLine, HelpAndVersion) {

@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -438,6 +440,30 @@ TEST(StsCacheTest, ReplacesAndRefusesInvalidInput) {
     EXPECT_FALSE(cache.get(bad, kNow).entry) << bad;
   }
   EXPECT_EQ(cache.get(kDomain, kNow + 10).entry->id, "id2");
+}
+
+// The cache writes as tlsp/base/atomic_file.h does: a put() that fails
+// half-way (the file size limit, which holds for root too) reports why,
+// keeps the policy cached before whole and leaves no temporary file; a
+// put() into a directory that went away says so.
+TEST(StsCacheTest, AFailedPutKeepsThePolicyCachedBefore) {
+  TempDir tmp;
+  MtaStsCache cache(tmp.path() + "/cache");
+  ASSERT_TRUE(cache.put(kDomain, "id1", kEnforce, kNow));
+  std::string error;
+  {
+    const tlsp::testing_support::FileSizeLimit limit(0);
+    EXPECT_FALSE(cache.put(kDomain, "id2", kTesting, kNow + 10, &error));
+  }
+  EXPECT_EQ(error, "cannot write `" + cache.path_for(kDomain) + "`: " + std::strerror(EFBIG));
+  StsCacheLookup r = cache.get(kDomain, kNow + 10);
+  ASSERT_TRUE(r.entry) << r.detail;
+  EXPECT_EQ(r.entry->id, "id1");
+  EXPECT_EQ(r.entry->body, kEnforce);
+  EXPECT_EQ(tlsp::testing_support::directory_names(cache.directory()), std::vector<std::string>{"example.test.sts"});
+  fs::remove_all(cache.directory());
+  EXPECT_FALSE(cache.put(kDomain, "id3", kEnforce, kNow, &error));
+  EXPECT_EQ(error, "cannot create a temporary file for `" + cache.path_for(kDomain) + "`: " + std::strerror(ENOENT));
 }
 
 TEST(StsCacheTest, CorruptFilesAreIgnored) {

@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
+#include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 // True in a sanitizer build (gcc says __SANITIZE_ADDRESS__, clang
 // __has_feature): ASan reserves terabytes of address space at start, so an
@@ -78,6 +82,40 @@ inline const std::string& test_temp_dir() {
     owner = std::move(name);
   }
   return dir->path();
+}
+
+// While it lives, a write that would make a regular file larger than
+// `bytes` fails with EFBIG (RLIMIT_FSIZE, as `ulimit -f`; SIGXFSZ ignored),
+// in this process and the commands it starts: a failed write that root
+// cannot override (a read-only directory does not stop root), for tests of
+// what a failed write leaves behind. Pipes and terminals are not affected.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    if (::getrlimit(RLIMIT_FSIZE, &old_) != 0) throw std::runtime_error("getrlimit failed");
+    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit r = old_;
+    r.rlim_cur = bytes;
+    if (::setrlimit(RLIMIT_FSIZE, &r) != 0) throw std::runtime_error("setrlimit failed");
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &old_);
+    std::signal(SIGXFSZ, old_handler_);
+  }
+
+ private:
+  rlimit old_{};
+  void (*old_handler_)(int) = SIG_DFL;
+};
+
+// The names in a directory, sorted.
+inline std::vector<std::string> directory_names(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 // ------------------------------------------------------------ shared data

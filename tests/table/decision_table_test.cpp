@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "test_support.h"
+#include "tlsp/base/address.h"
+#include "tlsp/base/atomic_file.h"
 #include "tlsp/decision_table.h"
 
 namespace tlsp {
@@ -148,14 +150,6 @@ bool in_prefix(const uint8_t* address, const PeerEntry& p) {
   return true;
 }
 
-std::string selector_of(const PeerEntry& p) {
-  if (p.kind == SelectorKind::exact) return p.name;
-  if (p.kind == SelectorKind::wildcard) return "*." + p.name;
-  char text[INET6_ADDRSTRLEN];
-  ::inet_ntop(p.kind == SelectorKind::cidr_v4 ? AF_INET : AF_INET6, p.address.data(), text, sizeof text);
-  return std::string(text) + "/" + std::to_string(p.prefix_len);
-}
-
 Decision reference_lookup(const TableContent& c, Direction dir, const std::string& managed_domain,
                           const std::string& peer_text) {
   Decision out;
@@ -177,10 +171,14 @@ Decision reference_lookup(const TableContent& c, Direction dir, const std::strin
     peer = peer.substr(5);
     literal = v6_only = true;
   }
+  // An address is what tlsp/base/address.h reads as one: the lookup's own
+  // fast IPv4 parser must agree with it.
   uint8_t address[16] = {};
   std::optional<SelectorKind> family;
-  if (!v6_only && ::inet_pton(AF_INET, peer.c_str(), address) == 1) family = SelectorKind::cidr_v4;
-  else if (::inet_pton(AF_INET6, peer.c_str(), address) == 1) family = SelectorKind::cidr_v6;
+  if (const auto a = base::parse_ip_address(peer); a && (a->v6 || !v6_only)) {
+    family = a->v6 ? SelectorKind::cidr_v6 : SelectorKind::cidr_v4;
+    std::copy(a->bytes.begin(), a->bytes.end(), address);
+  }
 
   const PeerEntry* best = nullptr;
   MatchKind kind = MatchKind::default_peer;
@@ -207,7 +205,7 @@ Decision reference_lookup(const TableContent& c, Direction dir, const std::strin
     kind = best->kind == SelectorKind::exact      ? MatchKind::exact
            : best->kind == SelectorKind::wildcard ? MatchKind::wildcard
                                                   : MatchKind::cidr;
-    out.selector = selector_of(*best);
+    out.selector = selector_text(*best);
   } else if (!out.domain_listed) {
     kind = MatchKind::default_domain;
   }
@@ -458,6 +456,63 @@ TEST(DecisionTableEncoding, WritesAtomicallyAndOpens) {
   EXPECT_THROW(write_table_file(dir.file("missing/policy.tlspdt"), c), std::runtime_error);
 }
 
+// The writer is tlsp/base/atomic_file.h's: a write that fails half-way
+// (the file size limit, which holds for root too) leaves the old table
+// whole and no temporary file, and says which table it could not write.
+TEST(DecisionTableEncoding, AFailedWriteLeavesTheOldTable) {
+  TempDir dir;
+  const std::string path = dir.file("policy.tlspdt");
+  const TableContent old_content = canonical(sample_content());
+  write_table_file(path, old_content);
+  TableContent new_content = old_content;
+  new_content.domains.pop_back();
+  try {
+    const testing_support::FileSizeLimit limit(0);
+    write_table_file(path, new_content);
+    ADD_FAILURE() << "no error";
+  } catch (const base::FileError& e) {
+    EXPECT_EQ(e.error(), EFBIG);
+    EXPECT_EQ(std::string(e.what()), "cannot write `" + path + "`: " + std::strerror(EFBIG));
+  }
+  EXPECT_EQ(DecisionTable::open(path).decode(), old_content);
+  EXPECT_EQ(testing_support::directory_names(dir.path()), std::vector<std::string>{"policy.tlspdt"});
+  // A file where the directory should be: the message names the table.
+  const std::string under_file = path + "/policy.tlspdt";
+  try {
+    write_table_file(under_file, new_content);
+    ADD_FAILURE() << "no error";
+  } catch (const base::FileError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot create a temporary file for `" + under_file + "`: " + std::strerror(ENOTDIR));
+  }
+}
+
+// selector_text() is the one spelling of a selector (the compiler's and
+// the writer's copies agreed on every valid kind; for a kind out of range
+// the writer's, which shows the bytes it refuses, won over the compiler's
+// empty text).
+TEST(DecisionTableEncoding, SelectorTextIsThePolicySpelling) {
+  const Rule r = rule(Level::mandatory, MinTls::any, at(0, 1));
+  EXPECT_EQ(selector_text(exact("partner.example", r)), "partner.example");
+  EXPECT_EQ(selector_text(wildcard("bank.example", r)), "*.bank.example");
+  EXPECT_EQ(selector_text(cidr("203.0.113.0/24", r)), "203.0.113.0/24");
+  EXPECT_EQ(selector_text(cidr("0.0.0.0/0", r)), "0.0.0.0/0");
+  EXPECT_EQ(selector_text(cidr("255.255.255.255/32", r)), "255.255.255.255/32");
+  EXPECT_EQ(selector_text(cidr("2001:0DB8:0:0::/32", r)), "2001:db8::/32");
+  EXPECT_EQ(selector_text(cidr("::/0", r)), "::/0");
+  EXPECT_EQ(selector_text(cidr("::ffff:192.0.2.0/120", r)), "::ffff:192.0.2.0/120");
+  PeerEntry odd = cidr("2001:db8::/32", r);
+  odd.kind = static_cast<SelectorKind>(7);
+  EXPECT_EQ(selector_text(odd), "2001:db8::/32");
+  TableContent c = canonical(sample_content());
+  c.domains.front().dir(Direction::inbound).peers.push_back(odd);
+  try {
+    encode_table(c);
+    ADD_FAILURE() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("peer `2001:db8::/32`: invalid selector kind"), std::string::npos) << e.what();
+  }
+}
+
 TEST(DecisionTableEncoding, RefusesContentThatBreaksTheContract) {
   const auto refused = [](const std::string& what, auto&& damage) {
     TableContent c = sample_content();
@@ -622,9 +677,11 @@ TEST(DecisionTableLookup, EveryByteValueIsCaseFoldedAsAscii) {
   }
 }
 
-// IPv4 is parsed without inet_pton; it must accept exactly what inet_pton
-// accepts (anything else is a name), and selectors are spelled without
-// inet_ntop; they must read exactly as inet_ntop writes them.
+// IPv4 is parsed by the lookup's own fast parser (benchmarked on the hot
+// path); it must accept exactly what base::parse_ip_address (inet_pton)
+// accepts, the reference model's reading (anything else is a name), and
+// selectors are spelled without inet_ntop; they must read exactly as
+// inet_ntop writes them.
 TEST(DecisionTableLookup, AddressParsingAndSpellingMatchLibc) {
   TableContent c;
   c.sources = {{"p.tlsp", {}}};
@@ -665,7 +722,8 @@ TEST(DecisionTableLookup, AddressParsingAndSpellingMatchLibc) {
   for (const char* q : {"1.2.3.4", "01.2.3.4", "1.2.3.04", "1.2.3.0", "0.0.0.0", "1.2.3.4.5", "256.1.1.1", "1..2.3",
                         "1.2.3.", ".1.2.3", "1.2.3", "1.2.3.4a", "1.2.3.4/32", "255.255.255.255", "1.2.3.255",
                         "1.2.3.256", "00.1.2.3", "4294967295", "0x1.2.3.4", " 1.2.3.4", "1.2.3.4 ", "10.1", "100.64.1.1",
-                        "[1.2.3.4]", "[01.2.3.4]", "1.2.3.4."})
+                        "[1.2.3.4]", "[01.2.3.4]", "1.2.3.4.", "1.2.3.4..", "0.0.0.00", "1.2.3.-1", "1.2.3.0256",
+                        "1.2.3.+4", "255.255.255.256", "1.2..3.4", "...", "1.2.3.4:25", "[1.2.3.]", "ipv6:1.2.3.4"})
     expect_agrees_with_reference(t, c, Direction::inbound, "example.com", q);
 }
 
@@ -809,7 +867,7 @@ TEST(DecisionTableLookup, RandomPoliciesAgreeWithTheModel) {
         case 2: p = masked(cidr(random_v4() + "/" + std::to_string(pick(33)), random_rule())); break;
         default: p = masked(cidr(random_v6() + "/" + std::to_string(pick(129)), random_rule())); break;
       }
-      if (seen.insert(selector_of(p)).second) peers.push_back(p);
+      if (seen.insert(selector_text(p)).second) peers.push_back(p);
     }
     return peers;
   };

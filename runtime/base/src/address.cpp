@@ -48,6 +48,24 @@ std::string address_text(const IpAddress& address) {
   return text;
 }
 
+SocketAddress socket_address(const IpAddress& address, uint16_t port) {
+  SocketAddress out;
+  if (address.v6) {
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    std::memcpy(&v6->sin6_addr, address.bytes.data(), 16);
+    out.length = sizeof *v6;
+  } else {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    std::memcpy(&v4->sin_addr, address.bytes.data(), 4);
+    out.length = sizeof *v4;
+  }
+  return out;
+}
+
 CidrParse parse_cidr(std::string_view text) {
   CidrParse out;
   std::string_view addr = text;

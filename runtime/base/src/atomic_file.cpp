@@ -30,7 +30,8 @@ std::string directory_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
-// Writes, fsyncs and closes `fd` (the file `path`); on failure closes it and throws.
+// Writes, fsyncs and closes `fd`; on failure closes it and throws, naming
+// `path` (the file, or for a temporary file the file it becomes).
 void write_and_sync(int fd, const std::string& path, std::string_view data, mode_t mode, bool set_mode) {
   const char* step = nullptr;
   if (set_mode && ::fchmod(fd, mode) != 0) step = "chmod";
@@ -80,8 +81,9 @@ void write_file_atomically(const std::string& path, std::string_view data, mode_
   const int fd = ::mkstemp(temp.data());
   if (fd < 0) throw FileError("create a temporary file for", path, errno);
   try {
-    // mkstemp makes the file 0600; the caller says who may read it.
-    write_and_sync(fd, temp, data, mode, /*set_mode=*/mode != 0600);
+    // mkstemp makes the file 0600; the caller says who may read it. Errors
+    // name `path`: the temporary file is ours, and gone when we throw.
+    write_and_sync(fd, path, data, mode, /*set_mode=*/mode != 0600);
   } catch (...) {
     ::unlink(temp.c_str());
     throw;

@@ -15,7 +15,7 @@
 // the policy checks need that), and names the reason in the engine's terms.
 #include "tlsp/dane.h"
 
-#include "message_text.h"
+#include "tlsp/base/quote.h"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -58,7 +58,7 @@ int hex_value(char c) {
   return -1;
 }
 
-using runtime_detail::ticked;
+using base::ticked;
 
 std::string hex(const uint8_t* p, size_t n) {
   static constexpr char kDigits[] = "0123456789ABCDEF";

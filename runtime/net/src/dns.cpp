@@ -18,25 +18,26 @@
 //     type (RRSIGs and anything else in the section are ignored).
 #include "tlsp/dns.h"
 
-#include <arpa/inet.h>
 #include <ldns/ldns.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <future>
 #include <memory>
 #include <stdexcept>
 #include <system_error>
 
-#include "message_text.h"
+#include "tlsp/base/address.h"
 #include "tlsp/base/domain_name.h"
+#include "tlsp/base/quote.h"
 
 namespace tlsp::dns {
 namespace {
 
-using runtime_detail::ticked;
+using base::ticked;
 using Clock = std::chrono::steady_clock;
 
 // EDNS0 UDP payload size we advertise (RFC 6891; DNS flag day 2020).
@@ -336,12 +337,13 @@ int failure_rank(DnsStatus s) {
 std::string address_text(const ldns_rr* rr) {
   if (ldns_rr_rd_count(rr) != 1) return {};
   const ldns_rdf* rdf = ldns_rr_rdf(rr, 0);
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (ldns_rdf_get_type(rdf) == LDNS_RDF_TYPE_A && ldns_rdf_size(rdf) == 4)
-    return inet_ntop(AF_INET, ldns_rdf_data(rdf), buf, sizeof buf) ? buf : "";
-  if (ldns_rdf_get_type(rdf) == LDNS_RDF_TYPE_AAAA && ldns_rdf_size(rdf) == 16)
-    return inet_ntop(AF_INET6, ldns_rdf_data(rdf), buf, sizeof buf) ? buf : "";
-  return {};
+  const bool a = ldns_rdf_get_type(rdf) == LDNS_RDF_TYPE_A && ldns_rdf_size(rdf) == 4;
+  const bool aaaa = ldns_rdf_get_type(rdf) == LDNS_RDF_TYPE_AAAA && ldns_rdf_size(rdf) == 16;
+  if (!a && !aaaa) return {};
+  base::IpAddress address;
+  address.v6 = aaaa;
+  std::memcpy(address.bytes.data(), ldns_rdf_data(rdf), ldns_rdf_size(rdf));
+  return base::address_text(address);
 }
 
 Lookup<std::string> address_lookup(const Query& q, std::string_view host, ldns_rr_type type) {
@@ -387,9 +389,7 @@ bool parse_server(const std::string& text, std::string& address, uint16_t& port,
       return false;
     }
   }
-  unsigned char buf[16];
-  const bool v6 = host.find(':') != std::string::npos;
-  if (inet_pton(v6 ? AF_INET6 : AF_INET, host.c_str(), buf) != 1) {
+  if (!base::parse_ip_address(host)) {
     problem = "not an IP address";
     return false;
   }

@@ -1,8 +1,8 @@
-// message_text.h — quoting untrusted text (DNS records, policy bodies) in
-// the runtime's error messages. The rule is tlsp/base/quote.h's, the same as
-// the compiler's and the simulator's: escaped, one line, bounded. (It wrote
-// control bytes as `?` and cut at 40 bytes here before.)
-// Internal to the runtime library.
+// message_text.h — a forwarding name, not a second rule: quoting untrusted
+// text is tlsp/base/quote.h's (base::ticked), and runtime/net includes that
+// directly. Only runtime/relay (spool.cpp, retry.cpp) still reaches this
+// header, through the net/src include path in runtime/relay/CMakeLists.txt;
+// once they include "tlsp/base/quote.h" this file and that path go.
 #pragma once
 
 #include "tlsp/base/quote.h"

@@ -8,7 +8,7 @@
 // validly published. Each rejection says which rule was broken.
 #include "tlsp/mta_sts.h"
 
-#include "message_text.h"
+#include "tlsp/base/quote.h"
 #include "tlsp/base/domain_name.h"
 
 namespace tlsp {
@@ -27,7 +27,7 @@ bool is_ascii(std::string_view s) {
 
 char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
-using runtime_detail::ticked;
+using base::ticked;
 
 // sts-ext-name / sts-policy-ext-name: (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")
 bool is_field_name(std::string_view s) {

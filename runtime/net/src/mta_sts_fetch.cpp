@@ -9,15 +9,17 @@
 // well-behaved, so the body is bounded while it arrives, not after.
 //
 // The cache is a directory of small text files, one per policy domain. A
-// file is replaced by rename(2) after an fsync, so a reader (or a crash)
-// sees the old policy or the new one; a file that does not pass every check
+// file is replaced as tlsp/base/atomic_file.h replaces files (temporary
+// file, fsync, rename, directory fsync), so a reader (or a crash) sees the
+// old policy or the new one; a file that does not pass every check
 // on read (format, lengths, digest, the body still a valid policy, the
 // expiry consistent with its max_age) is ignored, never half-trusted.
 #include "tlsp/mta_sts_fetch.h"
-#include "tlsp/base/address.h"
 
-#include "message_text.h"
+#include "tlsp/base/address.h"
+#include "tlsp/base/atomic_file.h"
 #include "tlsp/base/domain_name.h"
+#include "tlsp/base/quote.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -34,7 +36,7 @@
 namespace tlsp {
 namespace {
 
-using runtime_detail::ticked;
+using base::ticked;
 
 constexpr std::string_view kPolicyPath = "/.well-known/mta-sts.txt";
 constexpr std::string_view kPolicyHostPrefix = "mta-sts.";
@@ -43,7 +45,6 @@ constexpr std::string_view kTxtPrefix = "_mta-sts.";
 constexpr size_t kMaxCacheHeaderBytes = 1024;
 constexpr std::string_view kCacheMagic = "tlsp-mta-sts-cache 1";
 constexpr std::string_view kCacheSuffix = ".sts";
-constexpr std::string_view kTempPrefix = ".tmp-";
 
 bool is_ip_literal(const std::string& a, bool& v6) {
   const auto parsed = base::parse_ip_address(a);
@@ -245,24 +246,6 @@ std::string sha256_hex(std::string_view data) {
 
 std::string errno_text() { return std::strerror(errno); }
 
-bool write_all_fd(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-bool fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  return ok;
-}
-
 // Reads at most `limit` bytes; false if the file is missing or larger.
 enum class ReadStatus { ok, missing, too_large, error };
 ReadStatus read_bounded(const std::string& path, size_t limit, std::string& out) {
@@ -426,26 +409,12 @@ bool MtaStsCache::put(std::string_view domain_in, std::string_view id, std::stri
 
   const std::string path = path_for(*domain);
   std::lock_guard lock(mutex_);
-  const std::string temp = dir_ + "/" + std::string(kTempPrefix) + std::to_string(::getpid()) + "-" +
-                           std::to_string(++temp_counter_) + "-" + *domain;
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return fail("cannot create `" + temp + "`: " + errno_text());
-  bool ok = write_all_fd(fd, text) && ::fsync(fd) == 0;
-  std::string why = ok ? std::string() : errno_text();
-  if (::close(fd) != 0 && ok) {
-    ok = false;
-    why = errno_text();
+  try {
+    // 0600: the cache is the relay's own (its directory is 0700 too).
+    base::write_file_atomically(path, text, 0600);
+  } catch (const base::FileError& e) {
+    return fail(e.what());
   }
-  if (!ok) {
-    ::unlink(temp.c_str());
-    return fail("cannot write `" + temp + "`: " + why);
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    why = errno_text();
-    ::unlink(temp.c_str());
-    return fail("cannot rename `" + temp + "` to `" + path + "`: " + why);
-  }
-  if (!fsync_dir(dir_)) return fail("cannot sync the directory `" + dir_ + "`: " + errno_text());
   return true;
 }
 
@@ -454,7 +423,13 @@ bool MtaStsCache::erase(std::string_view domain) {
   if (path.empty()) return false;
   std::lock_guard lock(mutex_);
   if (::unlink(path.c_str()) != 0) return false;
-  fsync_dir(dir_);
+  // The entry is gone either way; the directory sync only makes the
+  // removal durable sooner, and a stale entry after a crash is still
+  // checked on read.
+  try {
+    base::sync_directory(dir_);
+  } catch (const base::FileError&) {
+  }
   return true;
 }
 

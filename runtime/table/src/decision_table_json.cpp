@@ -5,7 +5,6 @@
 // name, and peers in review order — by kind (exact, wildcard, IPv4, IPv6),
 // then by name or by address and prefix — rather than the table's hash
 // order, so that related selectors sit together in a diff.
-#include <arpa/inet.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -63,18 +62,6 @@ class ContentJson {
     j["min_tls_from"] = ref(r.min_tls_from);
   }
 
-  static std::string selector(const PeerEntry& p) {
-    switch (p.kind) {
-      case SelectorKind::exact: return p.name;
-      case SelectorKind::wildcard: return "*." + p.name;
-      case SelectorKind::cidr_v4:
-      case SelectorKind::cidr_v6: break;
-    }
-    char text[INET6_ADDRSTRLEN] = "?";
-    ::inet_ntop(p.kind == SelectorKind::cidr_v4 ? AF_INET : AF_INET6, p.address.data(), text, sizeof text);
-    return std::string(text) + "/" + std::to_string(p.prefix_len);
-  }
-
   static bool review_order(const PeerEntry& a, const PeerEntry& b) {
     if (a.kind != b.kind) return a.kind < b.kind;
     if (a.name != b.name) return a.name < b.name;
@@ -93,7 +80,7 @@ class ContentJson {
     j["peers"] = Json::array();
     for (const PeerEntry* p : peers) {
       Json e;
-      e["selector"] = selector(*p);
+      e["selector"] = selector_text(*p);
       add_rule(e, p->rule);
       j["peers"].push_back(std::move(e));
     }

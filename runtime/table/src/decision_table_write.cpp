@@ -11,21 +11,16 @@
 // to sort it: it sorts 16-byte handles (the peer's key and a pointer to it)
 // and walks the content through them; and it writes every section straight
 // into the final file image.
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "table_layout.h"
+#include "tlsp/base/address.h"
+#include "tlsp/base/atomic_file.h"
 #include "tlsp/decision_table.h"
 
 namespace tlsp {
@@ -97,18 +92,6 @@ struct RecordOrder {
 
 [[noreturn]] void reject(const std::string& what) {
   throw std::invalid_argument("decision table content: " + what);
-}
-
-std::string selector_text(const PeerEntry& p) {
-  switch (p.kind) {
-    case SelectorKind::exact: return p.name;
-    case SelectorKind::wildcard: return "*." + p.name;
-    default: {
-      char text[INET6_ADDRSTRLEN] = "?";
-      ::inet_ntop(p.kind == SelectorKind::cidr_v4 ? AF_INET : AF_INET6, p.address.data(), text, sizeof text);
-      return std::string(text) + "/" + std::to_string(p.prefix_len);
-    }
-  }
 }
 
 class ContentChecker {
@@ -441,25 +424,21 @@ class TableEncoder {
   std::vector<BlockLayout> layout_;
 };
 
-// ------------------------------------------------------------ file output
-
-[[noreturn]] void fail_write(const std::string& path, const std::string& what, int err) {
-  throw std::runtime_error("cannot write decision table `" + path + "`: " + what + ": " +
-                           std::strerror(err));
-}
-
-void write_all(int fd, std::string_view bytes, const std::string& path) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail_write(path, "write", errno);
-    }
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
 }  // namespace
+
+std::string selector_text(const PeerEntry& p) {
+  switch (p.kind) {
+    case SelectorKind::exact: return p.name;
+    case SelectorKind::wildcard: return "*." + p.name;
+    case SelectorKind::cidr_v4:
+    case SelectorKind::cidr_v6: break;
+  }
+  base::Cidr cidr;
+  cidr.network.v6 = p.kind != SelectorKind::cidr_v4;
+  cidr.network.bytes = p.address;
+  cidr.prefix_len = p.prefix_len;
+  return base::cidr_text(cidr);
+}
 
 void canonicalize(TableContent& content) {
   std::sort(content.domains.begin(), content.domains.end(),
@@ -483,41 +462,10 @@ std::string reseal_table_for_testing(std::string bytes) {
 }
 
 void write_table_file(const std::string& path, const TableContent& content) {
-  const std::string bytes = encode_table(content);
-  const std::filesystem::path target(path);
-  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
-  // Same directory, so the rename is atomic and never crosses a file system.
-  std::string temp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
-  const int fd = ::mkstemp(temp.data());
-  if (fd < 0) fail_write(path, "create temporary file", errno);
-  try {
-    // mkstemp makes the file 0600; the table is read by other users (the
-    // relay), and holds nothing secret.
-    if (::fchmod(fd, 0644) != 0) fail_write(path, "chmod", errno);
-    write_all(fd, bytes, path);
-    if (::fsync(fd) != 0) fail_write(path, "fsync", errno);
-  } catch (...) {
-    ::close(fd);
-    ::unlink(temp.c_str());
-    throw;
-  }
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    fail_write(path, "close", err);
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    fail_write(path, "rename", err);
-  }
-  // The rename is durable only once the directory entry is on disk.
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) fail_write(path, "open directory", errno);
-  const int rc = ::fsync(dir_fd);
-  const int err = errno;
-  ::close(dir_fd);
-  if (rc != 0) fail_write(path, "fsync directory", err);
+  // 0644: the table is read by other users (the relay) and holds nothing
+  // secret. The temporary file, fsync, rename and directory fsync are
+  // tlsp/base/atomic_file.h's; its FileError names the step and the path.
+  base::write_file_atomically(path, encode_table(content), 0644);
 }
 
 }  // namespace tlsp

@@ -130,7 +130,6 @@ class MtaStsCache {
  private:
   std::string dir_;
   mutable std::mutex mutex_;
-  uint64_t temp_counter_ = 0;
 };
 
 struct StsDiscovery {

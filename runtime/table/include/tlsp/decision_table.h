@@ -62,6 +62,15 @@ struct PeerEntry {
   friend bool operator==(const PeerEntry&, const PeerEntry&) = default;
 };
 
+// The selector as a policy writes it and the table shows it, the one
+// spelling for the compiler's diagnostics and dumps, the writer's
+// refusals, the JSON form and the simulator: `partner.example`,
+// `*.bank.example`, `203.0.113.0/24`, `2001:db8::/32` (inet_ntop's form,
+// tlsp/base/address.h). A kind out of range (content encode_table()
+// refuses) is spelled as an IPv6 CIDR of its bytes, so the refusal shows
+// what it refused.
+std::string selector_text(const PeerEntry& entry);
+
 struct DirectionRules {
   Rule default_peer;
   std::vector<PeerEntry> peers;  // enabled peers only; selectors unique
@@ -105,8 +114,10 @@ void canonicalize(TableContent& content);
 // prefix, a SourceRef to a missing file, an enum out of range.
 std::string encode_table(const TableContent& content);
 
-// Writes atomically: a temporary file in the same directory, fsync, rename.
-// Throws std::runtime_error naming the path on failure.
+// Writes atomically (tlsp/base/atomic_file.h): a temporary file in the same
+// directory, fsync, rename, fsync of the directory; a reader sees the old
+// table or the new one. Throws base::FileError (a std::runtime_error: "cannot
+// STEP `PATH`: reason") on failure, the old table left as it was.
 void write_table_file(const std::string& path, const TableContent& content);
 
 // The same content as JSON (for review and diffs); deterministic.

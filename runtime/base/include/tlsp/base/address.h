@@ -18,8 +18,13 @@
 //   is the IPv4 address for an IPv4 network.
 // - address_text()/cidr_text() are inet_ntop(3)'s forms ("192.0.2.1",
 //   "2001:db8::1", "192.0.2.0/24").
+// - socket_address() is the sockaddr_in/sockaddr_in6 for bind(2) and
+//   connect(2) of an address already read here, with the port in network
+//   order; the one place that fills one from an address literal.
 // Links nothing but libc; no allocation except the returned strings.
 #pragma once
+
+#include <sys/socket.h>
 
 #include <array>
 #include <cstdint>
@@ -43,6 +48,16 @@ std::optional<IpAddress> parse_ip_address(std::string_view text);
 IpAddress unmapped(const IpAddress& address);
 
 std::string address_text(const IpAddress& address);
+
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;  // sizeof(sockaddr_in) or sizeof(sockaddr_in6)
+
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+  int family() const { return storage.ss_family; }
+};
+
+SocketAddress socket_address(const IpAddress& address, uint16_t port);
 
 struct Cidr {
   IpAddress network;   // host bits zero

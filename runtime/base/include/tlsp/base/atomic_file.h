@@ -16,7 +16,9 @@
 //   removes `from` when the rename fails; sync_directory() fsyncs a
 //   directory. Each makes exactly one fsync call when it succeeds.
 // - Every failure throws FileError: "cannot STEP `PATH`: strerror", with the
-//   errno kept in error().
+//   errno kept in error(). write_file_atomically() names `path` for every
+//   step on the temporary file (create, chmod, write, fsync, close), the
+//   name a caller knows; only a failed rename names both.
 #pragma once
 
 #include <sys/types.h>
