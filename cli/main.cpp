@@ -10,6 +10,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "tlsp/base/address.h"
+#include "tlsp/base/atomic_file.h"
 #include "tlsp/base/domain_name.h"
 #include "tlsp/compiler.h"
 #include "tlsp/decision_table.h"
@@ -69,28 +70,21 @@ int cmd_compile(const std::vector<std::string>& args) {
   CompileResult r = run_compiler(vm, inputs, dump);
   if (dump ? !r.dump : !r.table) return r.input_error ? kExitUsage : kExitErrors;
   try {
+    // What is written to a file is written as the table is: atomically
+    // (tlsp/base/atomic_file.h), so a reader or a crash never sees half.
+    const auto emit = [&](const std::string& text) {
+      if (output.empty() || output == "-")
+        std::cout << text;
+      else
+        base::write_file_atomically(output, text, 0644);
+    };
     if (dump) {
-      if (output.empty() || output == "-") {
-        std::cout << *r.dump;
-      } else {
-        std::ofstream out(output, std::ios::binary | std::ios::trunc);
-        out << *r.dump;
-        out.close();
-        if (!out) throw std::runtime_error("cannot write `" + output + "`");
-      }
+      emit(*r.dump);
     } else if (format == "binary") {
       write_table_file(output, *r.table);
     } else {
       canonicalize(*r.table);
-      std::string json = table_to_json(*r.table);
-      if (output == "-") {
-        std::cout << json;
-      } else {
-        std::ofstream out(output, std::ios::binary | std::ios::trunc);
-        out << json;
-        out.close();
-        if (!out) throw std::runtime_error("cannot write `" + output + "`");
-      }
+      emit(table_to_json(*r.table));
     }
   } catch (const std::exception& e) {
     std::cerr << "tlsp: error: " << e.what() << "\n";

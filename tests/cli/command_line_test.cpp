@@ -162,6 +162,20 @@ TEST(CommandLine, CompileThatCannotWriteKeepsTheOldTable) {
   EXPECT_TRUE(has(r, "tlsp: error: cannot write `" + table + "`: File too large")) << r.out;
   EXPECT_EQ(DecisionTable::open(table).decode(), before.decode());
   EXPECT_EQ(tlsp::testing_support::directory_names(dir.path()), (std::vector<std::string>{"p.tlsp", "p.tlspdt"}));
+  // The JSON form and a dump to a file are written the same way.
+  const std::string json = dir.write("p.json", "old");
+  for (const std::string args : {"--format json", "--dump ir"}) {
+    CommandRun j;
+    {
+      const tlsp::testing_support::FileSizeLimit limit(0);
+      j = run("compile '" + policy + "' " + args + " -o '" + json + "'");
+    }
+    EXPECT_EQ(j.code, 2) << args << ": " << j.out;
+    EXPECT_TRUE(has(j, "tlsp: error: cannot write `" + json + "`: File too large")) << args << ": " << j.out;
+    std::ifstream in(json);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()), "old") << args;
+  }
+  std::filesystem::remove(json);
   CommandRun under_file = run("compile '" + policy + "' -o '" + policy + "/t.tlspdt'");
   EXPECT_EQ(under_file.code, 2) << under_file.out;
   EXPECT_TRUE(has(under_file, "cannot create a temporary file for `" + policy + "/t.tlspdt`: Not a directory"))
