@@ -1,6 +1,6 @@
 // syntax_errors.h — syntax errors in words, for both ANTLR grammars: the
 // policy parser (parse.cpp) and the scenario parser
-// (simulator/src/scenario_parse.cpp) share this one error strategy. Parse
+// (simulator/model/src/scenario_parse.cpp) share this one error strategy. Parse
 // modules only: it includes ANTLR.
 //
 // ANTLR's own messages ("mismatched input 'x' expecting STRING") name

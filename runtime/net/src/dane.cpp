@@ -10,9 +10,8 @@
 // it would be a second, untested DANE verifier, and the conformance cases
 // are OpenSSL's own.
 //
-// The classifier repeats SSL_dane_tlsa_add()'s checks by hand so that a
-// record can be judged without building an SSL handle (the simulator and
-// the policy checks need that), and names the reason in the engine's terms.
+// Whether a record is usable at all is tlsa_usability.cpp's
+// (classify_tlsa_record), which the verifier asks first.
 #include "tlsp/dane.h"
 
 #include "tlsp/base/quote.h"
@@ -176,24 +175,6 @@ std::string read_pem_certs(std::string_view pem, bool trusted_form, std::vector<
   return "certificate " + std::to_string(out.size() + 1) + " is not valid PEM: " + last_openssl_error();
 }
 
-// Whether `data` is exactly one DER certificate (selector 0) or
-// SubjectPublicKeyInfo (selector 1), as SSL_dane_tlsa_add() requires.
-bool parses_completely(uint8_t selector, const std::vector<uint8_t>& data) {
-  ErrorMark mark;
-  const unsigned char* p = data.data();
-  const long n = static_cast<long>(data.size());
-  if (selector == 0) {
-    X509* x = d2i_X509(nullptr, &p, n);
-    bool ok = x != nullptr && p == data.data() + data.size();
-    X509_free(x);
-    return ok;
-  }
-  EVP_PKEY* k = d2i_PUBKEY(nullptr, &p, n);
-  bool ok = k != nullptr && p == data.data() + data.size();
-  EVP_PKEY_free(k);
-  return ok;
-}
-
 DaneVerification failed(DaneVerification r, std::string problem) {
   r.problem = std::move(problem);
   r.verify_error = X509_V_ERR_UNSPECIFIED;
@@ -269,46 +250,6 @@ TlsaParse<TlsaRecord> parse_tlsa_record(std::string_view text) {
 std::string format_tlsa_record(const TlsaRecord& r) {
   return std::to_string(r.usage) + " " + std::to_string(r.selector) + " " + std::to_string(r.mtype) + " " +
          hex(r.data.data(), r.data.size());
-}
-
-// ------------------------------------------------------------- classifier
-
-TlsaUsability classify_tlsa_record(const TlsaRecord& r) {
-  auto unusable = [](TlsaKind k, std::string why) { return TlsaUsability{k, std::move(why), k}; };
-  auto usable = [&r] {
-    TlsaUsability u;
-    u.kind_before_match = r.usage == 3 ? TlsaKind::dane_ee_mismatch : TlsaKind::dane_ta_mismatch;
-    return u;
-  };
-  switch (r.usage) {
-    case 0:
-      return unusable(TlsaKind::pkix_ta, "usage 0 (PKIX-TA) is not used for SMTP");
-    case 1:
-      return unusable(TlsaKind::pkix_ee, "usage 1 (PKIX-EE) is not used for SMTP");
-    case 2:
-    case 3:
-      break;
-    default:
-      return unusable(TlsaKind::bad_length, "usage " + std::to_string(r.usage) + " is not a known usage");
-  }
-  if (r.selector > 1)
-    return unusable(TlsaKind::bad_selector,
-                    "selector " + std::to_string(r.selector) + " is not supported (0 certificate, 1 public key)");
-  if (r.mtype > 2)
-    return unusable(TlsaKind::bad_mtype,
-                    "matching type " + std::to_string(r.mtype) + " is not supported (0 full, 1 SHA2-256, 2 SHA2-512)");
-  if (r.mtype != 0) {
-    const size_t want = r.mtype == 1 ? 32 : 64;
-    if (r.data.size() != want)
-      return unusable(TlsaKind::bad_length, std::string(r.mtype == 1 ? "a SHA2-256" : "a SHA2-512") + " digest is " +
-                                                std::to_string(want) + " bytes, not " + std::to_string(r.data.size()));
-    return usable();
-  }
-  if (r.data.empty()) return unusable(TlsaKind::bad_length, "the data is empty");
-  if (!parses_completely(r.selector, r.data))
-    return unusable(TlsaKind::bad_length, r.selector == 0 ? "the data is not one DER certificate"
-                                                          : "the data is not one DER SubjectPublicKeyInfo");
-  return usable();
 }
 
 // --------------------------------------------------------------- verifier

@@ -15,7 +15,9 @@
 //  * classify_tlsa_record() says whether a record can be used for SMTP and,
 //    when it cannot, which TlsaKind the engine sees. It agrees with what
 //    OpenSSL's SSL_dane_tlsa_add() accepts for usages 2 and 3
-//    (tests/net/dane_verify_test.cpp checks that).
+//    (tests/net/dane_verify_test.cpp checks that). The one rule: the simulator's
+//    literal records ask it too, with TlsaData::stand_in (their full data
+//    stands for DER and is not parsed).
 //  * verify_dane() checks a chain exactly as a TLS client with OpenSSL's
 //    DANE support would after the handshake, offline (no socket, no DNS),
 //    and reports OpenSSL's verdict plus a TlsaKind summary for decide().
@@ -83,7 +85,15 @@ struct TlsaUsability {
   bool usable() const { return !unusable.has_value(); }
 };
 
-TlsaUsability classify_tlsa_record(const TlsaRecord& record);
+// What the data of a matching type 0 (full) record is: DER, as on the wire
+// (it must parse completely as a certificate or SubjectPublicKeyInfo), or a
+// stand-in for DER (the simulator's model, whose chains are stand-in bytes,
+// docs/scenarios.md): every other rule applies alike.
+enum class TlsaData : uint8_t { der, stand_in };
+
+// The one rule (tlsa_usability.cpp): the verifier, the TLS client, the
+// relay and the simulator's literal records all classify here.
+TlsaUsability classify_tlsa_record(const TlsaRecord& record, TlsaData data = TlsaData::der);
 
 struct DaneVerifyOptions {
   // RFC 7672 §3.1.1 and SPEC §4: for SMTP a DANE-EE match ignores names

@@ -2,6 +2,12 @@
 // into the kinds the engine decides on, against a simulated certificate
 // chain.
 //
+// Whether a record is usable at all is runtime/net's rule
+// (tlsp::classify_tlsa_record, tlsa_usability.cpp), asked with the data
+// marked as a stand-in: the only rule it cannot apply here is that full
+// data (matching type 0) parses as DER. What is left to the model is the
+// match of a usable record against the host's stand-in chain.
+//
 // The simulator has no real certificates, so each MX host gets a
 // deterministic stand-in: its leaf certificate and public key are the bytes
 // `leaf-cert:<host>` and `leaf-spki:<host>`, issued by one CA whose
@@ -12,6 +18,7 @@
 // without shipping key material.
 #include <openssl/evp.h>
 
+#include "tlsp/dane.h"
 #include "tlsp/simulator.h"
 
 namespace tlsp::sim {
@@ -33,16 +40,9 @@ std::string simulated_ca_public_key() { return "ca-spki:tlsp-sim-ca"; }
 
 TlsaKind classify_tlsa_record(std::string_view host, const TlsaRecordScript& r) {
   if (r.kind) return *r.kind;
-  // RFC 7672 §3.1.3: PKIX usages are not used for SMTP.
-  if (r.usage == 0) return TlsaKind::pkix_ta;
-  if (r.usage == 1) return TlsaKind::pkix_ee;
-  // Usages 4..255 are unassigned: unusable, like malformed data (the engine
-  // treats every unusable kind alike).
-  if (r.usage != 2 && r.usage != 3) return TlsaKind::bad_length;
-  if (r.selector > 1) return TlsaKind::bad_selector;
-  if (r.mtype > 2) return TlsaKind::bad_mtype;
-  static constexpr size_t kDigestSize[] = {0, 32, 64};  // full, SHA2-256, SHA2-512
-  if (r.data.empty() || (r.mtype != 0 && r.data.size() != kDigestSize[r.mtype])) return TlsaKind::bad_length;
+  const TlsaRecord record{r.usage, r.selector, r.mtype, std::vector<uint8_t>(r.data.begin(), r.data.end())};
+  const TlsaUsability usability = tlsp::classify_tlsa_record(record, TlsaData::stand_in);
+  if (!usability.usable()) return *usability.unusable;
 
   const bool end_entity = r.usage == 3;
   std::string subject = end_entity ? (r.selector == 0 ? simulated_leaf_certificate(host) : simulated_leaf_public_key(host))

@@ -221,7 +221,10 @@ std::string simulated_ca_public_key();                          // "ca-spki:tlsp
 // 1 (SHA-256) or 2 (SHA2-512): a match or a mismatch for its usage; an
 // unknown selector or matching type -> bad-selector / bad-mtype; a digest
 // of the wrong length, or empty data, -> bad-length; an unknown usage is
-// unusable like malformed data -> bad-length.
+// unusable like malformed data -> bad-length. Which records are usable is
+// runtime/net's rule (tlsp::classify_tlsa_record in tlsp/dane.h, with
+// TlsaData::stand_in: full data is not parsed as DER); only the match is
+// the model's.
 TlsaKind classify_tlsa_record(std::string_view host, const TlsaRecordScript& record);
 
 // The PeerFacts the engine sees for one MX host of an outbound scenario.
