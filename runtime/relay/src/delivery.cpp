@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "relay_internal.h"
+#include "relay_context.h"
 #include "tlsp/dane.h"
 #include "tlsp/engine.h"
 #include "tlsp/mta_sts.h"

@@ -31,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "relay_internal.h"
+#include "relay_context.h"
 #include "tlsp/base/rfc5322_date.h"
 #include "tlsp/engine.h"
 

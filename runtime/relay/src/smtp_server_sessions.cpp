@@ -5,7 +5,7 @@
 #include <atomic>
 #include <stdexcept>
 
-#include "relay_internal.h"
+#include "relay_context.h"
 
 namespace tlsp {
 

@@ -33,7 +33,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "relay_internal.h"
+#include "relay_context.h"
 #include "tlsp/dsn.h"
 
 namespace tlsp {
