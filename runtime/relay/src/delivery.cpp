@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "delivery.h"
+#include "inbound_rule.h"
 #include "relay_context.h"
 #include "tlsp/dane.h"
 #include "tlsp/engine.h"
