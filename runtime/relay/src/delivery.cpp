@@ -21,75 +21,25 @@
 //     refuse: QUIT and go to the next host; a `last_resort` plaintext
 //     outcome sets the host aside and it is retried without STARTTLS only
 //     after every other host failed.
-// One log line per attempt (relay.h).
-#include <algorithm>
-#include <cstring>
+// One log line per attempt (relay.h). The SMTP dialogue itself is
+// smtp_client.cpp's, the TLS parameters and handshake facts peer_tls.cpp's,
+// the reuse of sessions connection_cache.cpp's; the queue acts on the
+// report (delivery_queue.cpp).
 #include <ctime>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "relay_internal.h"
-#include "tlsp/dane.h"
+#include "delivery.h"
+#include "inbound_rule.h"
+#include "peer_tls.h"
+#include "relay_context.h"
+#include "smtp_client.h"
 #include "tlsp/engine.h"
 #include "tlsp/mta_sts.h"
 
 namespace tlsp::relay {
 namespace {
-
-// A hostile or broken peer cannot make us hold more than this of one reply.
-constexpr size_t kMaxReplyLines = 100;
-constexpr size_t kMaxReplyLine = 2048;
-
-struct Reply {
-  int code = 0;          // 0: no valid reply (timeout, eof, garbage)
-  std::string text;      // every line, joined by " / "
-  std::vector<std::string> lines;
-  std::string problem;   // why code is 0
-};
-
-Reply read_reply(Stream& s, std::chrono::milliseconds timeout) {
-  Reply r;
-  s.set_timeout(timeout);
-  std::string line;
-  for (size_t n = 0; n < kMaxReplyLines; ++n) {
-    IoStatus st = s.read_line(line, kMaxReplyLine);
-    if (st != IoStatus::ok) {
-      r.code = 0;
-      r.problem = std::string("reply: ") + std::string(to_string(st));
-      return r;
-    }
-    if (line.size() < 3 || !std::isdigit(static_cast<unsigned char>(line[0])) ||
-        !std::isdigit(static_cast<unsigned char>(line[1])) || !std::isdigit(static_cast<unsigned char>(line[2])) ||
-        (line.size() > 3 && line[3] != ' ' && line[3] != '-')) {
-      r.code = 0;
-      r.problem = "malformed reply";
-      return r;
-    }
-    int code = std::stoi(line.substr(0, 3));
-    if (n > 0 && code != r.code) {
-      r.code = 0;
-      r.problem = "inconsistent multiline reply";
-      return r;
-    }
-    r.code = code;
-    r.lines.push_back(line.size() > 4 ? line.substr(4) : std::string());
-    r.text += (r.text.empty() ? "" : " / ") + line;
-    if (line.size() == 3 || line[3] == ' ') return r;
-  }
-  r.code = 0;
-  r.problem = "reply too long";
-  return r;
-}
-
-Reply command(Stream& s, const std::string& cmd, std::chrono::milliseconds timeout) {
-  if (s.write_all(cmd + "\r\n") != IoStatus::ok) {
-    Reply r;
-    r.problem = "write failed";
-    return r;
-  }
-  return read_reply(s, timeout);
-}
 
 std::string join(const std::vector<std::string>& v) {
   std::string r;
@@ -105,53 +55,6 @@ std::string lookup_problem(std::string_view what, std::string_view name, const s
   return std::string(what) + " for " + std::string(name) + ": " + detail;
 }
 
-// The TLSA records as the engine sees them before any handshake: usable
-// records count as mismatches until a handshake proves a match.
-TlsaKindSet kinds_before_handshake(const std::vector<TlsaRecord>& records) {
-  TlsaKindSet k = 0;
-  for (const TlsaRecord& r : records) {
-    k |= tlsa_bit(classify_tlsa_record(r).kind_before_match);
-  }
-  return k;
-}
-
-TlsaKindSet best_case(TlsaKindSet k) {
-  if (k & kUsableTlsaKinds) k |= tlsa_bit(TlsaKind::dane_ee_match);
-  return k;
-}
-
-TlsVersionSet versions_below(TlsVersion v) {
-  TlsVersionSet s = 0;
-  for (int i = static_cast<int>(TlsVersion::tls1_0); i < static_cast<int>(v); ++i)
-    s |= version_bit(static_cast<TlsVersion>(i));
-  return s;
-}
-
-// How one connection handles STARTTLS.
-enum class TlsMode {
-  authenticate,  // offer >= max(floor, 1.2); DANE records or WebPKI checked
-  encrypt,       // offer >= the rule's floor; certificate not checked
-  none,          // do not use STARTTLS (the last-resort plaintext retry)
-};
-
-struct Observation {
-  bool connected = false;
-  std::string address;
-  std::string problem;           // connection-level failure (no facts)
-  bool starttls = false;         // offered
-  bool tls_attempted = false;
-  TlsClientResult tls;
-  std::optional<Stream> stream;  // ready for MAIL when the outcome sends
-  bool eightbitmime = false;
-  bool size_ext = false;
-};
-
-// One SMTP transaction, for its log line.
-struct Transfer {
-  std::vector<std::string> offered;  // the recipients it was for
-  std::string smtp;                  // the last reply (or why there was none)
-};
-
 class EntryDelivery {
  public:
   EntryDelivery(RelayContext& ctx, const QueueEntry& entry, const std::string& data)
@@ -160,7 +63,8 @@ class EntryDelivery {
         data_(data),
         limits_(ctx.config.limits),
         table_(ctx.table.get()),
-        table_generation_(ctx.table.generation()) {}
+        table_generation_(ctx.table.generation()),
+        client_(ctx.hostname, ctx.config.limits) {}
 
   DeliveryReport run() {
     if (entry_.direction == Direction::inbound) return run_next_hop();
@@ -196,7 +100,7 @@ class EntryDelivery {
 
   // An attempt that ran a transaction: it was for the recipients offered.
   void log_sent(std::string_view mx, std::string_view address, const Outcome& out, std::string_view action,
-                const std::string& cipher, std::string_view auth, const Transfer& t, const std::string& detail = {}) {
+                const std::string& cipher, std::string_view auth, const Transaction& t, const std::string& detail = {}) {
     write_attempt(t.offered, mx, address, out, action, cipher, auth, t.smtp, detail);
   }
 
@@ -231,175 +135,16 @@ class EntryDelivery {
 
   // ---------------------------------------------------------- SMTP
 
-  // Connects to one address and runs greeting + EHLO (+ STARTTLS per mode).
-  Observation observe(const std::string& address, uint16_t port, TlsMode mode,
-                      const TlsClientParams& params) {
-    Observation o;
-    o.address = address;
-    std::string error;
-    int fd = connect_tcp(address, port, limits_.connect_timeout, error);
-    if (fd < 0) {
-      o.problem = "connect: " + error;
-      return o;
-    }
-    Stream s(fd);
-    const auto cmd_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(limits_.command_timeout);
-    Reply greet = read_reply(s, cmd_timeout);
-    if (greet.code != 220) {
-      o.problem = "greeting: " + (greet.code ? greet.text : greet.problem);
-      command(s, "QUIT", cmd_timeout);
-      return o;
-    }
-    o.connected = true;
-    Reply ehlo = ehlo_or_helo(s, o);
-    if (ehlo.code != 250) {
-      o.problem = "ehlo: " + (ehlo.code ? ehlo.text : ehlo.problem);
-      o.connected = false;
-      return o;
-    }
-    if (mode != TlsMode::none && o.starttls) {
-      o.tls_attempted = true;
-      Reply st = command(s, "STARTTLS", cmd_timeout);
-      if (st.code != 220) {
-        o.tls.ok = false;
-        o.tls.error = "STARTTLS refused: " + (st.code ? st.text : st.problem);
-        return o;  // counts as a failed handshake
-      }
-      o.tls = s.start_tls_client(params);
-      if (!o.tls.ok) return o;
-      // RFC 3207 §4.2: EHLO again; the TLS session's extensions count
-      // (STARTTLS itself is no longer listed, but it was offered).
-      Reply again = ehlo_or_helo(s, o);
-      o.starttls = true;
-      if (again.code != 250) {
-        o.problem = "ehlo after STARTTLS: " + (again.code ? again.text : again.problem);
-        o.connected = false;
-        return o;
-      }
-    }
-    o.stream.emplace(std::move(s));
-    return o;
-  }
-
-  Reply ehlo_or_helo(Stream& s, Observation& o) {
-    const auto t = std::chrono::duration_cast<std::chrono::milliseconds>(limits_.command_timeout);
-    Reply r = command(s, "EHLO " + ctx_.hostname, t);
-    if (r.code == 250) {
-      o.starttls = o.eightbitmime = o.size_ext = false;
-      for (size_t i = 1; i < r.lines.size(); ++i) {
-        std::string kw = lower(r.lines[i].substr(0, r.lines[i].find(' ')));
-        if (kw == "starttls") o.starttls = true;
-        if (kw == "8bitmime") o.eightbitmime = true;
-        if (kw == "size") o.size_ext = true;
-      }
-      return r;
-    }
-    if (r.code >= 500 && r.code < 600) {
-      o.starttls = false;
-      return command(s, "HELO " + ctx_.hostname, t);
-    }
-    return r;
-  }
-
-  // MAIL, RCPT for each pending recipient, DATA. Updates the report.
-  // Returns what the log line needs.
-  Transfer transfer(Observation& o, const std::string& mx, bool keep_open = false) {
-    Transfer out;
-    out.offered = pending_;
-    Stream& s = *o.stream;
-    kept_open_ = false;
-    const auto t = std::chrono::duration_cast<std::chrono::milliseconds>(limits_.command_timeout);
-    std::string mail = "MAIL FROM:<" + entry_.mail_from + ">";
-    if (o.size_ext) mail += " SIZE=" + std::to_string(data_.size());
-    if (entry_.body_8bit && o.eightbitmime) mail += " BODY=8BITMIME";
-    Reply r = command(s, mail, t);
-    if (r.code / 100 != 2) {
-      settle_all(r, mx);
-      command(s, "QUIT", t);
-      out.smtp = r.code ? r.text : r.problem;
-      return out;
-    }
-    std::vector<std::string> accepted;
-    std::vector<std::string> still;
-    for (size_t i = 0; i < pending_.size(); ++i) {
-      const std::string& rcpt = pending_[i];
-      Reply rr = command(s, "RCPT TO:<" + rcpt + ">", t);
-      if (rr.code / 100 == 2) {
-        accepted.push_back(rcpt);
-      } else if (rr.code / 100 == 5) {
-        report_.failed.push_back({rcpt, rr.text + " (from " + mx + ")"});
-      } else {
-        still.push_back(rcpt);
-        last_problem_ = rcpt + ": " + (rr.code ? rr.text : rr.problem) + " (from " + mx + ")";
-      }
-      if (rr.code == 0) {
-        // The session broke: the recipients not yet tried stay pending
-        // too, or the entry would leave the queue without them.
-        still.insert(still.end(), pending_.begin() + static_cast<std::ptrdiff_t>(i) + 1, pending_.end());
-        break;
-      }
-    }
-    if (accepted.empty()) {
-      pending_ = still;
-      command(s, "QUIT", t);
-      out.smtp = "no recipient accepted";
-      return out;
-    }
-    Reply d = command(s, "DATA", t);
-    if (d.code != 354) {
-      pending_ = still;
-      pending_.insert(pending_.end(), accepted.begin(), accepted.end());
-      settle_list(accepted, d, mx);
-      command(s, "QUIT", t);
-      out.smtp = d.code ? d.text : d.problem;
-      return out;
-    }
-    std::string wire;
-    wire.reserve(data_.size() + data_.size() / 64 + 8);
-    size_t pos = 0;
-    while (pos < data_.size()) {
-      size_t eol = data_.find('\n', pos);
-      size_t end = eol == std::string::npos ? data_.size() : eol + 1;
-      if (data_[pos] == '.') wire.push_back('.');  // RFC 5321 §4.5.2
-      wire.append(data_, pos, end - pos);
-      pos = end;
-    }
-    if (!wire.empty() && wire.back() != '\n') wire += "\r\n";
-    wire += ".\r\n";
-    Reply fin;
-    if (s.write_all(wire) != IoStatus::ok) {
-      fin.problem = "write failed during DATA";
-    } else {
-      fin = read_reply(s, std::chrono::duration_cast<std::chrono::milliseconds>(limits_.data_timeout));
-    }
-    pending_ = still;
-    if (fin.code / 100 == 2) {
-      report_.delivered.insert(report_.delivered.end(), accepted.begin(), accepted.end());
-      if (keep_open && still.empty())
-        kept_open_ = true;  // the caller caches the session
-      else
-        command(s, "QUIT", t);
-    } else {
-      pending_.insert(pending_.end(), accepted.begin(), accepted.end());
-      settle_list(accepted, fin, mx);
-    }
-    out.smtp = fin.code ? fin.text : fin.problem;
-    return out;
-  }
-
-  // A reply that covers every pending recipient.
-  void settle_all(const Reply& r, const std::string& mx) { settle_list(pending_, r, mx); }
-
-  void settle_list(std::vector<std::string> list, const Reply& r, const std::string& mx) {
-    std::string text = (r.code ? r.text : r.problem) + " (from " + mx + ")";
-    if (r.code / 100 == 5) {
-      for (const std::string& a : list) {
-        report_.failed.push_back({a, text});
-        std::erase(pending_, a);
-      }
-    } else {
-      last_problem_ = text;
-    }
+  // One transaction for every recipient still pending; what it settled
+  // goes into the report. Returns it for the log line.
+  Transaction transfer(Observation& o, const std::string& mx, bool keep_open = false) {
+    Transaction t = client_.send(o, {entry_.mail_from, entry_.body_8bit, data_}, pending_, mx, keep_open);
+    report_.delivered.insert(report_.delivered.end(), t.delivered.begin(), t.delivered.end());
+    report_.failed.insert(report_.failed.end(), t.failed.begin(), t.failed.end());
+    pending_ = t.pending;
+    if (!t.temporary.empty()) last_problem_ = t.temporary;
+    kept_open_ = t.kept_open;
+    return t;
   }
 
   // ------------------------------------------------------- outbound
@@ -460,12 +205,6 @@ class EntryDelivery {
       pending_.clear();
     }
     return finish();
-  }
-
-  std::string auth_of(const Outcome& out, const Observation& o, bool dane) const {
-    if (out.channel != Channel::authenticated) return "none";
-    if (dane) return (o.tls.tlsa_kinds & tlsa_bit(TlsaKind::dane_ee_match)) ? "dane-ee" : "dane-ta";
-    return "mta-sts";
   }
 
   const StsDiscovery& sts() {
@@ -533,7 +272,7 @@ class EntryDelivery {
       if (pending_.empty()) return true;
       TlsClientParams params = client_params(h.host, authenticate ? TlsMode::authenticate : TlsMode::encrypt,
                                              use_dane ? tlsa : std::vector<TlsaRecord>{}, authenticate && !use_dane);
-      Observation o = observe(address, ctx_.config.smtp_port,
+      Observation o = client_.open(address, ctx_.config.smtp_port,
                               authenticate ? TlsMode::authenticate : TlsMode::encrypt, params);
       if (!o.connected) {  // no SMTP session (connect, greeting or EHLO failed)
         log_transport(h.host, address, "connection-failed", o.problem);
@@ -549,7 +288,7 @@ class EntryDelivery {
       if ((out.channel == Channel::encrypted) && (!o.tls.ok || o.tls.version != out.tls) && authenticate) {
         o.stream.reset();
         TlsClientParams p2 = client_params(h.host, TlsMode::encrypt, {}, false);
-        Observation o2 = observe(address, ctx_.config.smtp_port, TlsMode::encrypt, p2);
+        Observation o2 = client_.open(address, ctx_.config.smtp_port, TlsMode::encrypt, p2);
         if (!o2.connected) {
           log_transport(h.host, address, "connection-failed", o2.problem);
           last_problem_ = h.host + "[" + address + "]: " + o2.problem;
@@ -568,35 +307,8 @@ class EntryDelivery {
   }
 
   TlsClientParams client_params(const std::string& host, TlsMode mode, std::vector<TlsaRecord> tlsa, bool webpki) {
-    TlsClientParams p;
-    p.sni = host;
-    const TlsVersion floor = floor_of(rule_.min_tls);
-    p.min_version = mode == TlsMode::authenticate ? std::max(floor, TlsVersion::tls1_2) : floor;
-    // OpenSSL 3 needs security level 0 for TLS 1.0/1.1; only ever for a
-    // session that does not authenticate (SPEC §2, §4).
-    p.legacy_security_level = mode == TlsMode::encrypt && p.min_version < TlsVersion::tls1_2;
-    p.tlsa = std::move(tlsa);
-    if (webpki) p.ca_file = ctx_.config.ca_file;
-    p.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(limits_.command_timeout);
-    return p;
-  }
-
-  void apply_observation(PeerFacts& f, const Observation& o, const TlsClientParams& params, bool dane, bool webpki) {
-    f.starttls = o.starttls;
-    if (!o.tls_attempted) return;
-    if (o.tls.ok) {
-      f.peer_tls = version_bit(o.tls.version);
-      if (dane) {
-        f.tlsa = o.tls.tlsa_kinds;
-        f.cert = o.tls.dane_cert;
-      } else if (webpki) {
-        f.cert = o.tls.webpki;
-      }
-    } else if (o.tls.version_refused) {
-      f.peer_tls = versions_below(params.min_version);
-    } else {
-      f.peer_tls = 0;
-    }
+    return relay::client_params(host, mode, rule_.min_tls, std::move(tlsa), webpki ? ctx_.config.ca_file : std::string(),
+                                std::chrono::duration_cast<std::chrono::milliseconds>(limits_.command_timeout));
   }
 
   bool act(const MxTarget& h, const std::string& address, Observation& o, const Outcome& out, bool dane,
@@ -628,7 +340,7 @@ class EntryDelivery {
       last_problem_ = h.host + "[" + address + "]: session does not match the decision";
       return false;
     }
-    Transfer sent = transfer(o, h.host, caching());
+    Transaction sent = transfer(o, h.host, caching());
     log_sent(h.host, address, out, "sent", cipher, auth, sent, detail);
     if (kept_open_) keep(o, h.host, address, out, cipher, auth, 0);
     return pending_.empty();
@@ -680,7 +392,7 @@ class EntryDelivery {
       o.eightbitmime = c->eightbitmime;
       o.size_ext = c->size_ext;
       o.stream.emplace(std::move(*c->stream));
-      Transfer sent = transfer(o, c->host, true);
+      Transaction sent = transfer(o, c->host, true);
       log_sent(c->host, c->address, c->outcome, "sent", c->cipher, c->auth, sent, "reused connection");
       if (kept_open_) keep(o, c->host, c->address, c->outcome, c->cipher, c->auth, c->uses);
       return pending_.empty();
@@ -690,7 +402,7 @@ class EntryDelivery {
 
   void last_resort(const MxTarget& h, const std::string& address) {
     TlsClientParams none;
-    Observation o = observe(address, ctx_.config.smtp_port, TlsMode::none, none);
+    Observation o = client_.open(address, ctx_.config.smtp_port, TlsMode::none, none);
     if (!o.connected || !o.stream) {
       log_transport(h.host, address, "connection-failed", o.problem);
       return;
@@ -698,7 +410,7 @@ class EntryDelivery {
     Outcome out{OutcomeKind::downgrade, Channel::plaintext, Level::opportunistic, TlsVersion::none,
                 Reason::tls_handshake_failure, true};
     if (rule_.level == Level::opportunistic) out.kind = OutcomeKind::deliver;
-    Transfer sent = transfer(o, h.host);
+    Transaction sent = transfer(o, h.host);
     log_sent(h.host, address, out, "sent-last-resort", "", "none", sent);
   }
 
@@ -724,10 +436,10 @@ class EntryDelivery {
     p.sni = host;
     p.min_version = TlsVersion::tls1_2;
     p.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(limits_.command_timeout);
-    Observation o = observe(host, port, TlsMode::encrypt, p);
+    Observation o = client_.open(host, port, TlsMode::encrypt, p);
     if (o.tls_attempted && !o.tls.ok) {
       log_transport(host, host, "tls-handshake-failure", "next hop: " + o.tls.error + "; retrying without STARTTLS");
-      o = observe(host, port, TlsMode::none, p);
+      o = client_.open(host, port, TlsMode::none, p);
     }
     if (!o.connected || !o.stream) {
       log_transport(host, host, "connection-failed", o.problem);
@@ -740,7 +452,7 @@ class EntryDelivery {
     out.channel = o.stream->is_tls() ? Channel::encrypted : Channel::plaintext;
     out.tls = o.stream->is_tls() ? o.tls.version : TlsVersion::none;
     out.reason = Reason::ok;
-    Transfer sent = transfer(o, host);
+    Transaction sent = transfer(o, host);
     log_sent(host, host, out, "sent", o.stream && o.stream->is_tls() ? o.tls.cipher : "", "none", sent, "next hop");
     return finish();
   }
@@ -757,6 +469,7 @@ class EntryDelivery {
   const RelayLimits& limits_;
   std::shared_ptr<const DecisionTable> table_;
   uint64_t table_generation_ = 0;
+  SmtpClient client_;
   bool kept_open_ = false;
   Decision decision_;
   RuleInput rule_;
@@ -767,38 +480,6 @@ class EntryDelivery {
 };
 
 }  // namespace
-
-std::optional<CachedConnection> ConnectionCache::take(const std::string& key) {
-  std::lock_guard lock(mu_);
-  auto it = idle_.find(key);
-  if (it == idle_.end()) return std::nullopt;
-  CachedConnection c = std::move(it->second);
-  idle_.erase(it);
-  return c;
-}
-
-void ConnectionCache::put(const std::string& key, CachedConnection c) {
-  c.idle_since = std::chrono::steady_clock::now();
-  std::lock_guard lock(mu_);
-  idle_.emplace(key, std::move(c));
-}
-
-void ConnectionCache::expire(std::chrono::seconds idle) {
-  std::vector<CachedConnection> closing;
-  {
-    std::lock_guard lock(mu_);
-    const auto now = std::chrono::steady_clock::now();
-    for (auto it = idle_.begin(); it != idle_.end();) {
-      if (idle.count() == 0 || now - it->second.idle_since > idle) {
-        closing.push_back(std::move(it->second));
-        it = idle_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  for (CachedConnection& c : closing) command(*c.stream, "QUIT", std::chrono::seconds(2));
-}
 
 DeliveryReport deliver_entry(RelayContext& ctx, const QueueEntry& entry, const std::string& data) {
   try {

@@ -31,7 +31,9 @@
 #include <string>
 #include <vector>
 
-#include "relay_internal.h"
+#include "inbound_rule.h"
+#include "relay_context.h"
+#include "smtp_session.h"
 #include "tlsp/base/rfc5322_date.h"
 #include "tlsp/engine.h"
 
@@ -172,30 +174,6 @@ std::string version_text(TlsVersion v) {
 std::string min_text(MinTls m) {
   return m == MinTls::tls1_3 ? "TLS 1.3" : m == MinTls::tls1_2 ? "TLS 1.2 or later" : "TLS";
 }
-
-}  // namespace
-
-InboundRule stricter_inbound_rule(const DecisionTable& table, std::string_view domain, std::string_view client,
-                                  std::string_view sender_domain) {
-  InboundRule r{table.lookup(Direction::inbound, domain, client)};
-  if (sender_domain.empty()) return r;
-  const Decision s = table.lookup(Direction::inbound, domain, sender_domain);
-  const CombinedInboundRule c = combine_inbound_rules(r.decision, s);
-  if (c.level_from == InboundLookup::sender_domain) {
-    r.decision.level = s.level;
-    r.decision.level_from = s.level_from;
-    r.decision.origin = s.origin;
-    r.decision.selector = s.selector;
-  }
-  if (c.min_tls_from == InboundLookup::sender_domain) {
-    r.decision.min_tls = s.min_tls;
-    r.decision.min_tls_from = s.min_tls_from;
-    if (r.decision.selector.empty()) r.decision.selector = s.selector;
-  }
-  return r;
-}
-
-namespace {
 
 class Session {
  public:

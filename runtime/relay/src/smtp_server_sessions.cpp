@@ -5,7 +5,9 @@
 #include <atomic>
 #include <stdexcept>
 
-#include "relay_internal.h"
+#include "relay_config.h"
+#include "relay_context.h"
+#include "smtp_session.h"
 
 namespace tlsp {
 

@@ -157,7 +157,7 @@ class Spool {
 
  private:
   void step(std::string_view name) const;
-  void fsync_fd(int fd, const std::string& what) const;
+  // tlsp/base/atomic_file.h's steps, each one fsync, counted in fsync_calls_.
   void fsync_dir(const std::string& path) const;
   bool fsync_dir_if_present(const std::string& path) const;  // false: the directory is gone
   void write_file_synced(const std::string& path, std::string_view content, bool exclusive) const;

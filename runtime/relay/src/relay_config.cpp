@@ -1,0 +1,99 @@
+// relay_config.cpp — the rules of a relay configuration: every problem
+// of a RelayConfig, in the order of its settings (tlsp/relay.h), how a
+// listen address is read, and the relay's host name (relay_config.h).
+#include "relay_config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "relay_context.h"
+
+namespace tlsp {
+
+using relay::lower;
+using relay::parse_host_port;
+
+std::optional<relay::HostPort> relay::parse_host_port(std::string_view s) {
+  HostPort hp;
+  std::string_view port;
+  if (!s.empty() && s.front() == '[') {
+    size_t close = s.find(']');
+    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') return std::nullopt;
+    hp.host = std::string(s.substr(1, close - 1));
+    port = s.substr(close + 2);
+  } else {
+    size_t colon = s.rfind(':');
+    if (colon == std::string_view::npos || s.find(':') != colon) return std::nullopt;
+    hp.host = std::string(s.substr(0, colon));
+    port = s.substr(colon + 1);
+  }
+  if (hp.host.empty() || port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  int p = std::stoi(std::string(port));
+  if (p < 0 || p > 65535) return std::nullopt;
+  hp.port = static_cast<uint16_t>(p);
+  return hp;
+}
+
+std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
+  std::vector<ConfigProblem> out;
+  auto bad = [&](std::string setting, std::string value, std::string text) {
+    out.push_back({std::move(setting), std::move(value), std::move(text)});
+  };
+  if (c.listen.empty()) bad("listen", "", "at least one address:port is needed");
+  for (const std::string& l : c.listen)
+    if (!parse_host_port(l)) bad("listen", l, "`" + l + "` is not address:port");
+  if (c.table.empty()) bad("table", "", "a decision table is required (tlsp compile)");
+  if (c.spool_dir.empty()) bad("spool", "", "a spool directory is required");
+  if (c.tls_cert.empty() != c.tls_key.empty())
+    bad(c.tls_cert.empty() ? "tls-key" : "tls-cert", "", "tls-cert and tls-key go together");
+  for (const std::string& n : c.submit_networks) {
+    const base::CidrParse p = base::parse_cidr(n);
+    if (p.problem == base::CidrProblem::host_bits)
+      bad("submit-network", n, "`" + n + "` has host bits set; did you mean `" + base::cidr_text(p.cidr) + "`?");
+    else if (!p.ok())
+      bad("submit-network", n, "`" + n + "` is not an address or CIDR");
+  }
+  for (const NextHop& h : c.next_hops) {
+    if (h.domain.empty() || h.host.empty()) bad("next-hop", h.domain, "needs domain=host:port");
+    else if (h.domain != lower(h.domain)) bad("next-hop", h.domain, "domain `" + h.domain + "` must be lower case");
+  }
+  if (!RetrySchedule::parse(c.retry_schedule))
+    bad("retry-schedule", "", "`" + c.retry_schedule + "` is not a list of durations");
+  if (c.queue_lifetime.count() <= 0) bad("queue-lifetime", "", "must be positive");
+  if (c.delivery_workers == 0 || c.delivery_workers > 256) bad("delivery-workers", "", "must be 1..256");
+  const RelayLimits& l = c.limits;
+  if (l.max_connections == 0) bad("max-connections", "", "must be positive");
+  if (l.max_line_length < 512) bad("max-line-length", "", "must be at least 512 (RFC 5321 §4.5.3.1.4)");
+  if (l.max_recipients < 1) bad("max-recipients", "", "must be at least 1");
+  if (l.max_message_size < 1024) bad("max-message-size", "", "must be at least 1024");
+  if (l.stress_threshold_percent > 100)
+    bad("stress-threshold", "", "must be 0..100 (percent of max-connections; 0 disables)");
+  if (l.idle_timeout.count() <= 0) bad("idle-timeout", "", "must be positive");
+  if (l.stress_idle_timeout.count() <= 0) bad("stress-idle-timeout", "", "must be positive");
+  if (l.data_phase_timeout.count() <= 0) bad("data-phase-timeout", "", "must be positive");
+  if (l.session_timeout.count() <= 0) bad("session-timeout", "", "must be positive");
+  if (l.max_connection_rate_per_client > 0 && l.connection_rate_time_unit.count() <= 0)
+    bad("connection-rate-time-unit", "", "must be positive");
+  return out;
+}
+
+void validate_relay_config(const RelayConfig& c, std::initializer_list<std::string_view> not_needed) {
+  std::string all;
+  for (const ConfigProblem& p : relay_config_problems(c))
+    if (std::find(not_needed.begin(), not_needed.end(), p.setting) == not_needed.end())
+      all += (all.empty() ? "" : "\n") + p.setting + ": " + p.text;
+  if (!all.empty()) throw std::invalid_argument(all);
+}
+
+std::string relay::relay_hostname(const RelayConfig& c) {
+  if (!c.hostname.empty()) return c.hostname;
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf[0] ? buf : "localhost";
+}
+
+}  // namespace tlsp

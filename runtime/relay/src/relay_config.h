@@ -1,0 +1,28 @@
+// relay_config.h — what the relay reads out of its configuration beyond
+// the checks of tlsp/relay.h (relay_config_problems, validate_relay_config):
+// a listen address, and the name the relay gives itself. Not a public
+// header.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "tlsp/relay.h"
+
+namespace tlsp::relay {
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+
+// "addr:port" or "[v6]:port"; nullopt for anything else.
+std::optional<HostPort> parse_host_port(std::string_view s);
+
+// The name in the greeting, EHLO, Received: and bounces: the configured
+// one, else the system's (else "localhost").
+std::string relay_hostname(const RelayConfig& config);
+
+}  // namespace tlsp::relay
