@@ -5,12 +5,12 @@
 
 #include <limits>
 #include <stdexcept>
-#include "message_text.h"
+#include "tlsp/base/quote.h"
 
 namespace tlsp {
 namespace {
 
-using runtime_detail::ticked;
+using base::ticked;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);

@@ -22,10 +22,10 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "message_text.h"
 #include "spool_files.h"
 #include "spool_format.h"
 #include "tlsp/base/atomic_file.h"
+#include "tlsp/base/quote.h"
 
 namespace tlsp {
 
@@ -35,7 +35,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-using runtime_detail::ticked;
+using base::ticked;
 
 // A failed step of tlsp/base/atomic_file.h as the spool's own error, which
 // store() rolls back on and the relay reports.

@@ -12,7 +12,7 @@
 #include <map>
 #include <set>
 
-#include "message_text.h"
+#include "tlsp/base/quote.h"
 
 namespace tlsp {
 namespace spool {
@@ -105,7 +105,7 @@ bool has_line_breaking_byte(std::string_view s) {
   return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
 }
 
-using runtime_detail::ticked;
+using base::ticked;
 
 // An address (or ORCPT) that may go into an envelope; the empty string is
 // the null sender and is allowed where `allow_empty`.

@@ -9,14 +9,14 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "message_text.h"
 #include "spool_files.h"
 #include "spool_format.h"
+#include "tlsp/base/quote.h"
 
 namespace tlsp {
 
 using namespace spool;
-using runtime_detail::ticked;
+using base::ticked;
 namespace fs = std::filesystem;
 
 std::vector<QueueEntry> Spool::recover(std::vector<std::string>* problems) {
