@@ -571,3 +571,39 @@ TEST(EngineNames, RoundTrip) {
 }
 
 }  // namespace
+
+// SPEC §4, the MX walk, owned here for the relay (walk_step, host by host)
+// and the model (choose_delivery, over every host's outcome at once).
+TEST(MxWalk, EachOutcomeSaysWhatHappensToItsHost) {
+  using tlsp::Outcome;
+  using tlsp::OutcomeKind;
+  using tlsp::WalkStep;
+  auto o = [](OutcomeKind k, bool last_resort = false) {
+    Outcome x;
+    x.kind = k;
+    x.last_resort = last_resort;
+    return x;
+  };
+  EXPECT_EQ(tlsp::walk_step(o(OutcomeKind::deliver)), WalkStep::take);
+  EXPECT_EQ(tlsp::walk_step(o(OutcomeKind::downgrade)), WalkStep::take);
+  EXPECT_EQ(tlsp::walk_step(o(OutcomeKind::deliver, true)), WalkStep::set_aside);
+  EXPECT_EQ(tlsp::walk_step(o(OutcomeKind::downgrade, true)), WalkStep::set_aside);
+  EXPECT_EQ(tlsp::walk_step(o(OutcomeKind::refuse)), WalkStep::next_host);
+  EXPECT_EQ(tlsp::walk_step(o(OutcomeKind::refuse, true)), WalkStep::next_host);
+  // The walk the relay does, step by step, ends where choose_delivery says.
+  const std::vector<std::vector<Outcome>> walks = {
+      {},
+      {o(OutcomeKind::refuse), o(OutcomeKind::refuse)},
+      {o(OutcomeKind::deliver, true), o(OutcomeKind::refuse), o(OutcomeKind::downgrade)},
+      {o(OutcomeKind::refuse), o(OutcomeKind::downgrade, true), o(OutcomeKind::deliver, true)},
+      {o(OutcomeKind::refuse), o(OutcomeKind::deliver), o(OutcomeKind::deliver)}};
+  for (const auto& walk : walks) {
+    size_t taken = walk.size(), first_aside = walk.size();
+    for (size_t i = 0; i < walk.size() && taken == walk.size(); ++i) {
+      if (tlsp::walk_step(walk[i]) == WalkStep::take) taken = i;
+      if (tlsp::walk_step(walk[i]) == WalkStep::set_aside && first_aside == walk.size()) first_aside = i;
+    }
+    const size_t relay = taken != walk.size() ? taken : first_aside != walk.size() ? first_aside : 0;
+    EXPECT_EQ(tlsp::choose_delivery(walk), relay) << walk.size();
+  }
+}

@@ -229,6 +229,14 @@ StsPolicySource sts_policy_in_force(bool txt, StsFetch fetch, bool have_cached) 
   return have_cached ? StsPolicySource::cached : StsPolicySource::none;
 }
 
+size_t choose_delivery(const std::vector<Outcome>& outcomes) {
+  for (size_t i = 0; i < outcomes.size(); ++i)
+    if (walk_step(outcomes[i]) == WalkStep::take) return i;
+  for (size_t i = 0; i < outcomes.size(); ++i)
+    if (walk_step(outcomes[i]) == WalkStep::set_aside) return i;
+  return 0;
+}
+
 CombinedInboundRule combine_inbound_rules(const Decision& by_client_address, const Decision& by_sender_domain) {
   CombinedInboundRule r;
   r.rule = {by_client_address.level, by_client_address.min_tls};

@@ -317,16 +317,20 @@ class EntryDelivery {
     const std::string cipher = o.tls.ok ? o.tls.cipher : "";
     std::string detail = o.tls_attempted && !o.tls.ok ? "handshake: " + o.tls.error : "";
     if (o.tls.ok && !o.tls.dane_detail.empty() && dane) detail = "dane: " + o.tls.dane_detail;
-    if (out.kind == OutcomeKind::refuse) {
-      log_attempt(h.host, address, out, "next-host", cipher, "none", detail);
-      last_problem_ = "TLS policy refused " + h.host + "[" + address + "] (" + std::string(to_string(out.reason)) + ")";
-      return false;
-    }
-    if (out.last_resort) {
-      log_attempt(h.host, address, out, "set-aside", cipher, "none", detail);
-      set_aside.push_back({h, address});
-      last_problem_ = h.host + "[" + address + "]: TLS handshake failed";
-      return false;
+    // The MX walk's step for this host is the engine's (walk_step).
+    switch (walk_step(out)) {
+      case WalkStep::next_host:
+        log_attempt(h.host, address, out, "next-host", cipher, "none", detail);
+        last_problem_ =
+            "TLS policy refused " + h.host + "[" + address + "] (" + std::string(to_string(out.reason)) + ")";
+        return false;
+      case WalkStep::set_aside:
+        log_attempt(h.host, address, out, "set-aside", cipher, "none", detail);
+        set_aside.push_back({h, address});
+        last_problem_ = h.host + "[" + address + "]: TLS handshake failed";
+        return false;
+      case WalkStep::take:
+        break;
     }
     // The outcome must describe this very connection; anything else is
     // refused rather than sent on a session the engine did not approve.

@@ -123,14 +123,6 @@ AppliedRule inbound_rule(const RuleLookup& by_address, const RuleLookup& by_send
   return r;
 }
 
-size_t choose_delivery(const std::vector<Outcome>& outcomes) {
-  for (size_t i = 0; i < outcomes.size(); ++i)
-    if (outcomes[i].kind != OutcomeKind::refuse && !outcomes[i].last_resort) return i;
-  for (size_t i = 0; i < outcomes.size(); ++i)
-    if (outcomes[i].kind != OutcomeKind::refuse) return i;
-  return 0;
-}
-
 PeerFacts outbound_facts(const Scenario& s, const HostScript& h, std::vector<std::string>* notes) {
   return host_facts(s, h, discover_sts(s.sts, nullptr), notes);
 }

@@ -25,8 +25,10 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <vector>
 #include <string_view>
 
 #include "tlsp/policy_model.h"
@@ -181,6 +183,25 @@ struct CombinedInboundRule {
 // Whether a sender-domain lookup that matched this way has a rule that counts.
 constexpr bool sender_rule_counts(MatchKind m) { return m == MatchKind::exact || m == MatchKind::wildcard; }
 CombinedInboundRule combine_inbound_rules(const Decision& by_client_address, const Decision& by_sender_domain);
+
+// SPEC §4, the MX walk: the hosts of a destination are tried in MX
+// preference order and each outcome says what happens to that host. One
+// that sends (deliver or downgrade) and is not a last resort takes the
+// mail; a last-resort outcome (`last_resort`: plaintext after a broken
+// handshake) sets its host aside, to be used only after every other host
+// failed, in the order they were set aside; a refusal moves on to the next
+// host. The relay walks with walk_step() as it connects; the model, which
+// knows every host's outcome at once, asks choose_delivery(), the same rule.
+enum class WalkStep : uint8_t { take, set_aside, next_host };
+constexpr WalkStep walk_step(const Outcome& o) {
+  if (o.kind == OutcomeKind::refuse) return WalkStep::next_host;
+  return o.last_resort ? WalkStep::set_aside : WalkStep::take;
+}
+// The outcome that stands among every host's, in MX order: the first that
+// takes the mail; else the first set aside; else, when every host refuses,
+// the first host's refusal (the most preferred host's reason is the one
+// worth reading). 0 for no outcomes.
+size_t choose_delivery(const std::vector<Outcome>& outcomes_in_mx_order);
 
 // The spellings of the enums above, in their order: the only place they
 // are written (to_string and parse_* below, and the scenario checker's help

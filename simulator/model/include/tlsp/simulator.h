@@ -16,8 +16,8 @@
 //  * run_scenario() never decides an outcome itself: it looks the rule up in
 //    the table, turns the scripted world into PeerFacts and calls decide()
 //    (tlsp/engine.h) once per MX host (once for an inbound client); the only
-//    logic of its own is the MX walk, choose_delivery(), which follows the
-//    engine's `last_resort` rule.
+//    logic of its own is none: even the MX walk, choose_delivery(), is the
+//    engine's.
 //  * Deterministic: no clock, no randomness, no I/O. MX hosts of equal
 //    preference are tried in the order written.
 #pragma once
@@ -187,11 +187,9 @@ struct ScenarioResult {
   std::vector<std::string> notes;     // MTA-STS discovery, implicit MX, ...
 };
 
-// The MX walk (SPEC §4, engine.h): the first outcome (in MX order) that
-// sends and is not a last resort; else the first last resort; else, when
-// every host refuses, the first host's refusal (the most preferred host's
-// reason is the one worth reading; every host's is in the result).
-size_t choose_delivery(const std::vector<Outcome>& outcomes_in_mx_order);
+// The MX walk is the engine's (choose_delivery, tlsp/engine.h): the model
+// picks the outcome that stands with the same rule the relay walks by.
+using tlsp::choose_delivery;
 
 ScenarioResult run_scenario(const DecisionTable& table, const Scenario& scenario);
 
