@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.h"
 #include "policy_generator.h"
 #include "tlsp/decision_table.h"
 
@@ -30,6 +31,8 @@ using Clock = std::chrono::steady_clock;
 using namespace tlsp;
 
 namespace {
+
+using tlsp::bench::find_tlsp;
 
 struct ChildRun {
   double seconds = 0;
@@ -74,13 +77,6 @@ std::vector<int> parse_sizes(const std::string& s) {
   std::string item;
   while (std::getline(ss, item, ',')) out.push_back(std::stoi(item));
   return out;
-}
-
-std::string find_tlsp(const char* argv0) {
-  fs::path self = fs::absolute(argv0).parent_path();
-  for (fs::path p : {self / "tlsp", self.parent_path() / "tlsp"})
-    if (fs::exists(p)) return p.string();
-  return "tlsp";
 }
 
 }  // namespace

@@ -46,6 +46,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "tlsp/compiler.h"
 #include "tlsp/sim/relay_process.h"
 #include "tlsp/sim/slow_clients.h"
@@ -59,6 +60,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using tlsp::bench::find_tlsp;
+using tlsp::bench::parse_count;
+
 struct Options {
   std::string tlsp;
   size_t seconds = 20;
@@ -69,22 +73,6 @@ struct Options {
 };
 
 std::atomic<pid_t> g_relay_pid{0};  // killed on SIGINT/SIGTERM
-
-std::string find_tlsp(const char* argv0) {
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) self = fs::absolute(argv0);
-  for (fs::path p : {self.parent_path() / "tlsp", self.parent_path().parent_path() / "tlsp"})
-    if (fs::exists(p)) return p.string();
-  return "tlsp";
-}
-
-size_t parse_count(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-  if (v.empty() || *end || n == 0) throw std::invalid_argument(flag + ": `" + v + "` is not a positive number");
-  return static_cast<size_t>(n);
-}
 
 Options parse_options(int argc, char** argv) {
   Options o;

@@ -82,6 +82,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "tlsp/compiler.h"
 #include "tlsp/dane.h"
 #include "tlsp/decision_table.h"
@@ -97,6 +98,9 @@ using namespace tlsp::sim;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+using tlsp::bench::find_tlsp;
+using tlsp::bench::parse_count;
 
 // ------------------------------------------------------------ settings
 
@@ -926,15 +930,6 @@ RunResult run_postfix(const Options& opt, World& world, Mode mode, const std::ve
 
 // ------------------------------------------------------------------ main
 
-std::string find_tlsp(const char* argv0) {
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) self = fs::absolute(argv0);
-  for (fs::path p : {self.parent_path() / "tlsp", self.parent_path().parent_path() / "tlsp"})
-    if (fs::exists(p)) return p.string();
-  return "tlsp";
-}
-
 std::vector<Mode> parse_modes(const std::string& s) {
   std::vector<Mode> out;
   std::stringstream ss(s);
@@ -950,13 +945,6 @@ std::vector<Mode> parse_modes(const std::string& s) {
       throw std::invalid_argument("--modes: `" + item + "` is not plaintext, opportunistic or dane-only");
   }
   return out;
-}
-
-size_t parse_count(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-  if (v.empty() || *end || n == 0) throw std::invalid_argument(flag + ": `" + v + "` is not a positive number");
-  return static_cast<size_t>(n);
 }
 
 Options parse_options(int argc, char** argv) {

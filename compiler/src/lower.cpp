@@ -223,7 +223,7 @@ class FileLowering {
 
 ir::File lower_file(const ast::File& file, DiagnosticSink& sink) { return FileLowering(file, sink).run(); }
 
-std::vector<ir::File> lower_files(const std::vector<ast::File>& files, const std::vector<bool>& parsed,
+std::vector<ir::File> lower_files(std::vector<ast::File>& files, const std::vector<bool>& parsed,
                                   std::vector<DiagnosticSink>& sinks, unsigned threads) {
   TLSP_ASSERT(parsed.size() == files.size() && sinks.size() >= files.size(),
               "every file needs its parse result and its own sink");
@@ -231,7 +231,10 @@ std::vector<ir::File> lower_files(const std::vector<ast::File>& files, const std
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i; (i = next.fetch_add(1)) < files.size();)
-      if (parsed[i]) out[i] = lower_file(files[i], sinks[i]);
+      if (parsed[i]) {
+        out[i] = lower_file(files[i], sinks[i]);
+        files[i] = ast::File{};  // released: see lower.h
+      }
   };
   std::vector<std::thread> pool;
   const size_t workers = std::min<size_t>(std::max(1u, threads), files.size());
