@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "tlsp/base/address.h"
 #include "tlsp/base/atomic_file.h"
+#include "tlsp/base/digest.h"
 #include "tlsp/base/domain_name.h"
 #include "tlsp/compiler.h"
 #include "tlsp/decision_table.h"
@@ -171,15 +172,7 @@ int cmd_explain(const std::vector<std::string>& args) {
 
 // --------------------------------------------------------------- inspect
 
-static std::string hex(const std::array<uint8_t, 32>& b) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (uint8_t c : b) {
-    s += digits[c >> 4];
-    s += digits[c & 15];
-  }
-  return s;
-}
+using base::hex;
 
 int cmd_inspect(const std::vector<std::string>& args) {
   po::options_description opts("options");

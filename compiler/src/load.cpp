@@ -10,7 +10,6 @@
 // one diagnostic, and nothing that depends on timing is reported.
 #include "load.h"
 
-#include <openssl/sha.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -25,6 +24,8 @@
 #include "internal_error.h"
 #include "parse.h"
 #include "source_files.h"
+
+#include "tlsp/base/digest.h"
 
 namespace fs = std::filesystem;
 
@@ -174,7 +175,7 @@ class Loader {
       }
     }
     // The digest is of the file as it is on disk, so it matches sha256sum.
-    SHA256(reinterpret_cast<const unsigned char*>(src.text.data()), src.text.size(), slot.sha256.data());
+    slot.sha256 = base::sha256(src.text);
     // A leading byte order mark is accepted and dropped, as C and C++
     // compilers do; columns on line 1 then count from after it.
     if (src.text.starts_with(kUtf8Bom)) src.text.erase(0, kUtf8Bom.size());

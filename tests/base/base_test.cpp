@@ -16,6 +16,7 @@
 #include "test_support.h"
 #include "tlsp/base/address.h"
 #include "tlsp/base/atomic_file.h"
+#include "tlsp/base/digest.h"
 #include "tlsp/base/quote.h"
 #include "tlsp/base/rfc5322_date.h"
 
@@ -250,3 +251,18 @@ TEST(Rfc5322Date, UnrepresentableTimesAreTheEpoch) {
 }
 
 }  // namespace
+
+// Digests and hex (tlsp/base/digest.h): the known answers of FIPS 180-2's
+// "abc", which sha256sum and sha512sum print too.
+TEST(Digest, KnownAnswersAndHex) {
+  using namespace tlsp::base;
+  EXPECT_EQ(hex(digest(Digest::sha256, "abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(hex(digest(Digest::sha512, "abc")),
+            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a"
+            "2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f");
+  const std::array<uint8_t, 32> d = sha256("abc");
+  EXPECT_EQ(hex(std::span<const uint8_t>(d)), hex(digest(Digest::sha256, "abc")));
+  EXPECT_EQ(hex(std::string_view("\x00\x0f\xf0\xff", 4)), "000ff0ff");
+  EXPECT_EQ(hex(std::string_view()), "");
+  EXPECT_EQ(digest(Digest::sha256, "").size(), 32u);
+}

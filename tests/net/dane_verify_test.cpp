@@ -29,6 +29,7 @@
 #include <sstream>
 
 #include "test_support.h"
+#include "tlsp/base/digest.h"
 #include "tlsp/base/quote.h"
 #include "tlsp/dane.h"
 #include "tlsp/engine.h"
@@ -476,10 +477,9 @@ std::vector<uint8_t> der_spki(X509* x) {
 }
 
 std::vector<uint8_t> digest(const std::vector<uint8_t>& data, uint8_t mtype) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), md, &n, mtype == 1 ? EVP_sha256() : EVP_sha512(), nullptr);
-  return std::vector<uint8_t>(md, md + n);
+  const std::string d = tlsp::base::digest(mtype == 1 ? tlsp::base::Digest::sha256 : tlsp::base::Digest::sha512,
+                                           std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
+  return std::vector<uint8_t>(d.begin(), d.end());
 }
 
 // A record for certificate `x` with the given parameters.

@@ -18,13 +18,13 @@
 
 #include "tlsp/base/address.h"
 #include "tlsp/base/atomic_file.h"
+#include "tlsp/base/digest.h"
 #include "tlsp/base/domain_name.h"
 #include "tlsp/base/quote.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -231,18 +231,7 @@ StsFetchResult fetch_mta_sts_policy(std::string_view domain_in, const std::vecto
 
 namespace {
 
-std::string sha256_hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
-}
+std::string sha256_hex(std::string_view data) { return base::hex(base::digest(base::Digest::sha256, data)); }
 
 std::string errno_text() { return std::strerror(errno); }
 

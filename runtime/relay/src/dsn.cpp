@@ -2,6 +2,7 @@
 // multipart/report (tlsp/dsn.h). Every line is built through one of two
 // writers (header_field, text_line) that fold and cut, so the CRLF and
 // 998-octet rules hold whatever the input.
+#include "tlsp/base/digest.h"
 #include "tlsp/dsn.h"
 
 #include <openssl/rand.h>
@@ -131,13 +132,7 @@ std::string random_hex(size_t bytes) {
   std::string raw(bytes, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1)
     throw std::runtime_error("cannot get random bytes for a message id");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
+  return base::hex(raw);
 }
 
 bool valid_message_id(std::string_view id) {

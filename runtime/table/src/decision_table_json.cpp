@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tlsp/base/digest.h"
 #include "tlsp/decision_table.h"
 
 namespace tlsp {
@@ -18,16 +19,7 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-std::string hex(const std::array<uint8_t, 32>& bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(64);
-  for (uint8_t b : bytes) {
-    out += kDigits[b >> 4];
-    out += kDigits[b & 15];
-  }
-  return out;
-}
+using base::hex;
 
 class ContentJson {
  public:

@@ -31,6 +31,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "tlsp/base/digest.h"
 #include "tlsp/dane.h"
 #include "tlsp/decision_table.h"
 #include "tlsp/mta_sts.h"
@@ -103,15 +104,7 @@ void script_answer(DnsResponder& dns, const std::string& name, uint16_t type, st
   dns.set(std::move(r));
 }
 
-std::string hex(const std::string& bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += d[c >> 4];
-    out += d[c & 15];
-  }
-  return out;
-}
+using base::hex;
 
 // A TXT record's presentation form: the text quoted, `"` and `\` escaped.
 std::string txt_rdata(const std::string& text) {

@@ -10,6 +10,7 @@
 // Failures here are the environment's (disk, OpenSSL allocation): they
 // throw std::runtime_error with OpenSSL's words, since a test cannot go on
 // without its certificates.
+#include "tlsp/base/digest.h"
 #include "tlsp/sim/test_pki.h"
 
 #include <openssl/bn.h>
@@ -278,11 +279,10 @@ TlsaRecord TestPki::tlsa_for(const TestCert& cert, uint8_t usage, uint8_t select
   }
   // Matching types other than 1 and 2 are not digests; a test asking for
   // one gets the SHA-256 digest under that type (an unusable record).
-  const EVP_MD* md = mtype == 2 ? EVP_sha512() : EVP_sha256();
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int dlen = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest, &dlen, md, nullptr) != 1) fail("cannot digest the certificate");
-  r.data.assign(digest, digest + dlen);
+  const std::string d =
+      base::digest(mtype == 2 ? base::Digest::sha512 : base::Digest::sha256,
+                   std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  r.data.assign(d.begin(), d.end());
   return r;
 }
 

@@ -16,20 +16,14 @@
 //   printf 'leaf-spki:mx1.partner.example' | sha256sum     -> "3 1 1 <digest>"
 // which keeps literal records honest (a wrong digest really mismatches)
 // without shipping key material.
-#include <openssl/evp.h>
 
+#include "tlsp/base/digest.h"
 #include "tlsp/dane.h"
 #include "tlsp/simulator.h"
 
 namespace tlsp::sim {
 namespace {
 
-std::string digest(const EVP_MD* md, const std::string& data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out, &len, md, nullptr) != 1) return {};
-  return std::string(reinterpret_cast<const char*>(out), len);
-}
 
 }  // namespace
 
@@ -47,8 +41,8 @@ TlsaKind classify_tlsa_record(std::string_view host, const TlsaRecordScript& r) 
   const bool end_entity = r.usage == 3;
   std::string subject = end_entity ? (r.selector == 0 ? simulated_leaf_certificate(host) : simulated_leaf_public_key(host))
                                    : (r.selector == 0 ? simulated_ca_certificate() : simulated_ca_public_key());
-  if (r.mtype == 1) subject = digest(EVP_sha256(), subject);
-  if (r.mtype == 2) subject = digest(EVP_sha512(), subject);
+  if (r.mtype == 1) subject = base::digest(base::Digest::sha256, subject);
+  if (r.mtype == 2) subject = base::digest(base::Digest::sha512, subject);
   const bool match = subject == r.data;
   if (end_entity) return match ? TlsaKind::dane_ee_match : TlsaKind::dane_ee_mismatch;
   return match ? TlsaKind::dane_ta_match : TlsaKind::dane_ta_mismatch;
