@@ -10,7 +10,13 @@ build=${TLSP_BUILD_DIR:-$root/build}
 tlsp="$build/tlsp"
 table="$build/example.tlspdt"
 cd "$root"
-run() { printf '\n$ tlsp %s\n' "$*"; "$tlsp" "$@"; }
+# Shows each command as it could be typed again (an empty argument as '').
+run() {
+  local shown=() a
+  for a in "$@"; do [ -n "$a" ] && shown+=("$a") || shown+=("''"); done
+  printf '\n$ tlsp %s\n' "${shown[*]}"
+  "$tlsp" "$@"
+}
 
 run check policies/example.tlsp
 run compile policies/example.tlsp -o "$table"
