@@ -82,8 +82,7 @@ class Settings {
     const bool repeatable = repeatable_.count(name) != 0;
     if (it != file_.end() && (!flags_.count(name) || repeatable)) {
       for (auto v = it->second.rbegin(); v != it->second.rend(); ++v)
-        if (!repeatable || v->first == value || v->first.starts_with(value + "=") ||
-            (value.empty() && !flags_.count(name)))
+        if (!repeatable || v->first == value || (value.empty() && !flags_.count(name)))
           return {display_text(path_) + ":" + std::to_string(v->second) + ": " + name, v->second};
     }
     return {"--" + name, kFlag};
@@ -241,6 +240,7 @@ std::optional<NextHop> parse_next_hop(const std::string& text, Settings& s) {
     return std::nullopt;
   }
   NextHop h;
+  h.text = text;  // a problem found later names the line it came from
   // The managed domain is compared with recipients' domains: the same
   // rule and normal form (tlsp/base/domain_name.h).
   NameCheck domain = check_host_name(std::string_view(text).substr(0, eq));

@@ -30,7 +30,7 @@ SmtpServer* make_server() {
   RelayConfig config;
   config.hostname = "fuzz.test";
   config.log_file = "/dev/null";
-  config.next_hops.push_back({"acme.example", "127.0.0.1", 2525});
+  config.next_hops.push_back({"acme.example", "127.0.0.1", 2525, ""});
   config.limits.max_recipients = 5;
   config.limits.max_message_size = 4096;
   config.limits.max_commands = 200;

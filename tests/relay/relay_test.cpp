@@ -1433,6 +1433,7 @@ TEST(RelayConfig, EveryMistakeIsReportedInOneRun) {
                       << "hostname = a\nhostname = b\n"   // 9: twice
                       << "next-hop = acme.example\n"      // 10: no host:port
                       << "max-recipients = 0\n"           // 11: overridden by the flag below
+                      << "next-hop = globex.example=:25\n"  // 12: no host
                       << "spool = " << dir.path() << "/spool\n";
   auto [rc, out] = check_config("--config '" + conf + "' --table '" + dir.path() +
                                 "/missing.tlspdt' --max-recipients 0 --session-timeout 1x");
@@ -1441,14 +1442,15 @@ TEST(RelayConfig, EveryMistakeIsReportedInOneRun) {
        {conf + ":3: listen: `nonsense` is not address:port", conf + ":4: max-line-length: must be at least 512",
         conf + ":5: expected `name = value`, found `[relay]`", conf + ":6: idle-timeout: `soon` is not a duration",
         conf + ":7: unknown setting `no-such`", conf + ":9: hostname: given more than once",
-        conf + ":10: next-hop: `acme.example` is not domain=host:port", std::string("--max-recipients: must be at least 1"),
+        conf + ":10: next-hop: `acme.example` is not domain=host:port", conf + ":12: next-hop: needs domain=host:port",
+        std::string("--max-recipients: must be at least 1"),
         std::string("--session-timeout: `1x` is not a duration"), std::string("--table: decision table `")})
     EXPECT_NE(out.find("tlsp relay: error: " + says), std::string::npos) << says << "\n" << out;
-  EXPECT_NE(out.find("tlsp relay: 10 errors in the configuration"), std::string::npos) << out;
+  EXPECT_NE(out.find("tlsp relay: 11 errors in the configuration"), std::string::npos) << out;
   // every line but the count carries the one prefix
   std::istringstream lines(out);
   for (std::string line; std::getline(lines, line);)
-    EXPECT_TRUE(line.starts_with("tlsp relay: error: ") || line == "tlsp relay: 10 errors in the configuration")
+    EXPECT_TRUE(line.starts_with("tlsp relay: error: ") || line == "tlsp relay: 11 errors in the configuration")
         << line;
 }
 

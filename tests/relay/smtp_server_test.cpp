@@ -57,7 +57,7 @@ TEST(SmtpServerSeam, ASessionSpoolsAndHandsOnTheMessage) {
   config.hostname = "seam.test";
   config.spool_dir = dir.path() + "/spool";
   config.log_file = dir.path() + "/relay.log";
-  config.next_hops.push_back({"acme.example", "127.0.0.1", 2525});
+  config.next_hops.push_back({"acme.example", "127.0.0.1", 2525, ""});
   std::mutex mu;
   std::vector<QueueEntry> spooled;
   SmtpServer server(config, table(), [&](std::vector<QueueEntry> e) {
@@ -85,7 +85,7 @@ TEST(SmtpServerSeam, AMandatoryTlsSenderIsRefusedWithoutTls) {
   RelayConfig config;
   config.spool_dir = dir.path() + "/spool";
   config.log_file = dir.path() + "/relay.log";
-  config.next_hops.push_back({"acme.example", "127.0.0.1", 2525});
+  config.next_hops.push_back({"acme.example", "127.0.0.1", 2525, ""});
   size_t spooled = 0;
   SmtpServer server(config, table(), [&](std::vector<QueueEntry> e) { spooled += e.size(); });
   auto r = dialogue(server, {"EHLO client.example", "MAIL FROM:<bob@partner.example>", "RCPT TO:<alice@acme.example>",

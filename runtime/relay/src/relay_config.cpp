@@ -58,8 +58,9 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
       bad("submit-network", n, "`" + n + "` is not an address or CIDR");
   }
   for (const NextHop& h : c.next_hops) {
-    if (h.domain.empty() || h.host.empty()) bad("next-hop", h.domain, "needs domain=host:port");
-    else if (h.domain != lower(h.domain)) bad("next-hop", h.domain, "domain `" + h.domain + "` must be lower case");
+    const std::string& as_given = h.text.empty() ? h.domain : h.text;
+    if (h.domain.empty() || h.host.empty()) bad("next-hop", as_given, "needs domain=host:port");
+    else if (h.domain != lower(h.domain)) bad("next-hop", as_given, "domain `" + h.domain + "` must be lower case");
   }
   if (!RetrySchedule::parse(c.retry_schedule))
     bad("retry-schedule", "", "`" + c.retry_schedule + "` is not a list of durations");

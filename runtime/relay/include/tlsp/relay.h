@@ -87,6 +87,7 @@ struct NextHop {
   std::string domain;  // a managed domain
   std::string host;    // address or name
   uint16_t port = 25;
+  std::string text;    // as configured ("domain=host:port"), for problems; may be empty
 };
 
 struct RelayConfig {
