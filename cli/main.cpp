@@ -69,7 +69,7 @@ int cmd_compile(const std::vector<std::string>& args) {
       throw UsageError("a binary table cannot go to standard output; use -o FILE");
   }
   CompileResult r = run_compiler(vm, inputs, dump);
-  if (dump ? !r.dump : !r.table) return r.input_error ? kExitUsage : kExitErrors;
+  if (dump ? !r.dump : !r.table) return exit_code_of(r);  // 1 errors, 2 unreadable input
   try {
     // What is written to a file is written as the table is: atomically
     // (tlsp/base/atomic_file.h), so a reader or a crash never sees half.
