@@ -222,19 +222,19 @@ TEST(RelayLogParser, TheReadmeExamplesAreLinesTheWriterProduces) {
   std::ifstream readme(std::string(TLSP_SOURCE_DIR) + "/README.md");
   ASSERT_TRUE(readme) << "README.md";
   std::vector<std::string> examples;
+  bool open = false;  // the last example may go on in the next line
   for (std::string l; std::getline(readme, l);) {
     if (l.size() > 25 && l.compare(24, 12, " tlsp-relay ") == 0 && l[0] == '2') {
       examples.push_back(l);
-    } else if (!examples.empty() && l.rfind("  ", 0) == 0 && examples.back().find('\n') == std::string::npos &&
-               l.find_first_not_of(' ') == 2) {
+      open = true;
+    } else if (open && l.rfind("  ", 0) == 0 && l.find_first_not_of(' ') == 2) {
       examples.back() += " " + l.substr(2);
-    } else if (!examples.empty() && examples.back().back() != '\n') {
-      examples.back() += '\n';  // the example ended
+    } else {
+      open = false;
     }
   }
   ASSERT_FALSE(examples.empty());
-  for (std::string e : examples) {
-    if (!e.empty() && e.back() == '\n') e.pop_back();
+  for (const std::string& e : examples) {
     std::string problem;
     std::optional<LogLine> l = parse_log_line(e, &problem);
     ASSERT_TRUE(l) << e << "\n" << problem;
