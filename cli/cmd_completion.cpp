@@ -24,7 +24,14 @@ CommandInfo describe_command(const Command& command) {
     explicit Describing(CommandInfo* info) { g_describing = info; }
     ~Describing() { g_describing = nullptr; }
   } describing(&info);
-  command.run({});
+  try {
+    command.run({});
+  } catch (const std::exception&) {
+    // A command that refuses to run without arguments before it declares
+    // its options (a command with subcommands of its own) is described by
+    // its name alone, rather than failing the page or the completion.
+  }
+  if (info.name.empty()) info.name = command.name;
   return info;
 }
 

@@ -31,8 +31,10 @@ struct Command {
 };
 
 // The command's options as its parse_options() call declares them: the
-// command is run in describe mode (cli_common.h), which parses and does
-// nothing.
+// command is run with no arguments in describe mode (cli_common.h), where
+// parse_options() records them and returns false, so the command does
+// nothing. A command must call parse_options() before anything else it
+// does (or it is described by its name alone).
 CommandInfo describe_command(const Command& command);
 
 // `tlsp completion bash`: the bash completion script (cmd_completion.cpp).
