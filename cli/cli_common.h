@@ -46,6 +46,34 @@ struct Positional {
   std::string what;    // "policy file"
 };
 
+// What a subcommand takes, as its parse_options() call declares it: what
+// `tlsp manpage` and `tlsp completion` are made from, so that the man page
+// and the completion list exactly the options the command reads.
+struct OptionInfo {
+  std::string long_name;   // "output"
+  std::string short_name;  // "o", or empty
+  bool takes_value = false;
+  // The value's name as declared (`->value_name(...)`): an upper-case
+  // placeholder (FILE, DIR, DURATION), or, in lower case, the fixed set of
+  // values separated by `|` (`binary|json`); Boost's "arg" when undeclared.
+  std::string value_name;
+  std::string help;
+};
+struct CommandInfo {
+  std::string name, synopsis, about;
+  std::vector<OptionInfo> options;  // without the positional ones
+  std::vector<std::string> positionals;  // what the positional arguments are ("policy file")
+};
+
+// While set, parse_options() records the command's options here and
+// returns false (as for --help) without parsing or printing anything:
+// `describe_command()` in commands.h runs a command this way.
+inline CommandInfo* g_describing = nullptr;
+
+inline CommandInfo describe_options(const std::string& name, const std::string& synopsis, const std::string& about,
+                                    const po::options_description& opts, const po::positional_options_description* pos,
+                                    const std::vector<Positional>& positionals);
+
 // Parses a subcommand's options; prints its help and returns false for --help.
 // Every Boost error is reworded here, for every command at once: the
 // internal names of positional options (`--policy` for `tlsp check FILE`)
@@ -55,6 +83,10 @@ inline bool parse_options(const std::string& name, const std::string& synopsis, 
                           const std::vector<std::string>& args, po::variables_map& vm,
                           const std::vector<Positional>& positionals = {}) {
   opts.add_options()("help,h", "show this help");
+  if (g_describing) {
+    *g_describing = describe_options(name, synopsis, about, opts, pos, positionals);
+    return false;
+  }
   const std::string usage = "usage: tlsp " + name + " " + synopsis + "\n(`tlsp " + name + " --help` for more)";
   auto fail = [&](const std::string& what) -> CommandUsageError {
     return CommandUsageError("tlsp " + name + ": " + what + "\n" + usage);
@@ -84,6 +116,39 @@ inline bool parse_options(const std::string& name, const std::string& synopsis, 
   return true;
 }
 
+inline CommandInfo describe_options(const std::string& name, const std::string& synopsis, const std::string& about,
+                                    const po::options_description& opts, const po::positional_options_description* pos,
+                                    const std::vector<Positional>& positionals) {
+  CommandInfo info{name, synopsis, about, {}, {}};
+  std::vector<std::string> positional_options;
+  if (pos)
+    for (unsigned i = 0; i < std::min(pos->max_total_count(), 8u); ++i)
+      positional_options.push_back(pos->name_for_position(i));
+  for (const std::string& p : positional_options) {
+    std::string what = p;
+    for (const Positional& known : positionals)
+      if (known.option == p) what = known.what;
+    if (std::find(info.positionals.begin(), info.positionals.end(), what) == info.positionals.end())
+      info.positionals.push_back(what);
+  }
+  for (const auto& o : opts.options()) {
+    if (std::find(positional_options.begin(), positional_options.end(), o->long_name()) != positional_options.end())
+      continue;
+    OptionInfo oi;
+    oi.long_name = o->long_name();
+    const std::string shown = o->format_name();  // "-o [ --output ]" or "--output"
+    if (shown.size() > 2 && shown[0] == '-' && shown[1] != '-') oi.short_name = shown.substr(1, 1);
+    oi.takes_value = o->semantic()->max_tokens() > 0;
+    if (oi.takes_value) {
+      oi.value_name = o->semantic()->name();
+      if (const size_t dflt = oi.value_name.find(" (="); dflt != std::string::npos) oi.value_name.resize(dflt);
+    }
+    oi.help = o->description();
+    info.options.push_back(std::move(oi));
+  }
+  return info;
+}
+
 // At most one of `names` may be given (`matrix --csv --json`): silently
 // preferring one would hide the user's mistake.
 inline void at_most_one_of(const po::variables_map& vm, const std::vector<std::string>& names) {
@@ -97,7 +162,7 @@ inline void at_most_one_of(const po::variables_map& vm, const std::vector<std::s
 
 inline void add_compile_options(po::options_description& opts) {
   opts.add_options()("werror", "treat warnings as errors")(
-      "threads", po::value<unsigned>()->default_value(0), "parse workers (0: one per core)");
+      "threads", po::value<unsigned>()->default_value(0)->value_name("N"), "parse workers (0: one per core)");
 }
 
 // Standard input, for a policy named `-`: read here because the compiler

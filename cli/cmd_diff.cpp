@@ -26,8 +26,8 @@ std::string rule_text(const DecisionTable& t, const Decision& d) {
 int cmd_diff(const Args& args) {
   po::options_description opts("options");
   std::string old_path, new_path;
-  opts.add_options()("old", po::value(&old_path)->required(), "the current policy (a table or a policy file)")(
-      "new", po::value(&new_path)->required(), "the proposed policy (a table or a policy file)")(
+  opts.add_options()("old", po::value(&old_path)->required(), "the current policy: a table or a policy file (positional)")(
+      "new", po::value(&new_path)->required(), "the proposed policy: a table or a policy file (positional)")(
       "json", "one JSON document instead of text");
   add_compile_options(opts);
   po::positional_options_description pos;

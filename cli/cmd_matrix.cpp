@@ -27,8 +27,8 @@ int cmd_matrix(const Args& args) {
   po::options_description opts("options");
   std::vector<std::string> policies;
   std::string table_path;
-  opts.add_options()("policy", po::value(&policies)->multitoken()->composing(), "policy files to compile")(
-      "table", po::value(&table_path), "a decision table instead of policy files")(
+  opts.add_options()("policy", po::value(&policies)->multitoken()->composing()->value_name("POLICY"), "policy files to compile")(
+      "table", po::value(&table_path)->value_name("TABLE"), "a decision table instead of policy files")(
       "matrix", "accepted for `tlsp simulate --matrix`")("csv", "one CSV row per (point, behaviour)")(
       "json", "one JSON document")("behaviours", "list the behaviour catalogue and exit");
   add_compile_options(opts);

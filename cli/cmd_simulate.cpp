@@ -36,16 +36,16 @@ int cmd_simulate(const Args& args) {
   po::options_description opts("options");
   std::vector<std::string> policies, inputs;
   std::string table_path, junit;
-  opts.add_options()("policy", po::value(&policies)->composing(),
+  opts.add_options()("policy", po::value(&policies)->composing()->value_name("POLICY"),
                      "a policy file to compile (repeat for several roots)")(
-      "table", po::value(&table_path), "a compiled decision table, instead of --policy")(
+      "table", po::value(&table_path)->value_name("TABLE"), "a compiled decision table, instead of --policy")(
       "scenarios", po::value(&inputs)->required(), "scenario files or directories (positional)")(
-      "junit", po::value(&junit), "also write the results as JUnit XML to this file")(
+      "junit", po::value(&junit)->value_name("FILE"), "also write the results as JUnit XML to this file")(
       "json", "print one JSON document instead of text")(
       "live", "also replay every scenario through a real `tlsp relay` against scripted loopback peers")(
-      "jobs,j", po::value<unsigned>()->default_value(0), "--live: worlds run at once (0: one per core)")(
-      "relay-binary", po::value<std::string>(), "--live: the tlsp executable to run as the relay (default: this one)")(
-      "work-dir", po::value<std::string>()->default_value("/tmp"), "--live: where the worlds' temporary directories go")(
+      "jobs,j", po::value<unsigned>()->default_value(0)->value_name("N"), "--live: worlds run at once (0: one per core)")(
+      "relay-binary", po::value<std::string>()->value_name("FILE"), "--live: the tlsp executable to run as the relay (default: this one)")(
+      "work-dir", po::value<std::string>()->default_value("/tmp")->value_name("DIR"), "--live: where the worlds' temporary directories go")(
       "timings", "--live: print the time spent per phase of the worlds to stderr");
   add_compile_options(opts);
   po::positional_options_description pos;

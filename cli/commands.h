@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "cli_common.h"
+
 namespace tlsp::cli {
 
 using Args = std::vector<std::string>;
@@ -19,5 +21,26 @@ int cmd_diff(const Args& args);
 int cmd_matrix(const Args& args);
 int cmd_simulate(const Args& args);
 int cmd_relay(const Args& args);
+
+// One subcommand as `tlsp --help`, tlsp(1) and the completion list it:
+// cli/main.cpp holds the list (commands()), in the order shown.
+struct Command {
+  const char* name;
+  const char* summary;  // nullptr: hidden (not in --help, the man page or the completion)
+  int (*run)(const Args& args);
+};
+
+// The command's options as its parse_options() call declares them: the
+// command is run with no arguments in describe mode (cli_common.h), where
+// parse_options() records them and returns false, so the command does
+// nothing. A command must call parse_options() before anything else it
+// does (or it is described by its name alone).
+CommandInfo describe_command(const Command& command);
+
+// `tlsp completion bash`: the bash completion script (cmd_completion.cpp).
+int cmd_completion(const Args& args, const std::vector<Command>& commands);
+// `tlsp manpage TEMPLATE`: a man page made from a template under docs/man/
+// and the tables (cmd_manpage.cpp); hidden, run by the build.
+int cmd_manpage(const Args& args, const std::vector<Command>& commands);
 
 }  // namespace tlsp::cli

@@ -42,9 +42,9 @@ int cmd_compile(const std::vector<std::string>& args) {
   std::vector<std::string> inputs;
   std::string output, format, dump_name;
   opts.add_options()("policy", po::value(&inputs)->required(), "policy files (positional)")(
-      "output,o", po::value(&output), "the table file to write (`-`: standard output, JSON only)")(
-      "format", po::value(&format)->default_value("binary"), "binary | json")(
-      "dump", po::value(&dump_name),
+      "output,o", po::value(&output)->value_name("FILE"), "the table file to write (`-`: standard output, JSON only)")(
+      "format", po::value(&format)->default_value("binary")->value_name("binary|json"), "binary | json")(
+      "dump", po::value(&dump_name)->value_name("ast|ir|table"),
       "ast | ir | table: stop after that stage and print the program as it is there (to standard output, or to -o "
       "FILE); writes no table");
   add_compile_options(opts);
@@ -104,11 +104,11 @@ int cmd_explain(const std::vector<std::string>& args) {
   po::options_description opts("options");
   std::string table_path, direction, domain, peer;
   std::vector<std::string> policies;
-  opts.add_options()("table", po::value(&table_path), "the decision table")(
-      "policy", po::value(&policies)->multitoken(), "compile these policy files instead of reading a table")(
-      "direction", po::value(&direction)->required(), "outbound | inbound")(
-      "domain", po::value(&domain)->required(), "the managed domain")(
-      "peer", po::value(&peer)->required(), "the peer: a domain name or an IP address")(
+  opts.add_options()("table", po::value(&table_path)->value_name("TABLE"), "the decision table")(
+      "policy", po::value(&policies)->multitoken()->value_name("POLICY"), "compile these policy files instead of reading a table")(
+      "direction", po::value(&direction)->required()->value_name("outbound|inbound"), "outbound | inbound")(
+      "domain", po::value(&domain)->required()->value_name("DOMAIN"), "the managed domain")(
+      "peer", po::value(&peer)->required()->value_name("PEER"), "the peer: a domain name or an IP address")(
       "json", "one JSON object instead of text");
   add_compile_options(opts);
   po::variables_map vm;
@@ -208,24 +208,40 @@ int cmd_inspect(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-static const char* kTopHelp =
-    "usage: tlsp <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  check     compile a policy and report problems; write nothing\n"
-    "  compile   compile a policy into a decision table\n"
-    "  explain   say which rule applies between a managed domain and a peer, and why\n"
-    "  inspect   validate a decision table and say what it holds\n"
-    "  decide    run the enforcement engine on facts given as JSON Lines\n"
-    "  diff      show what changing from one policy to another does to delivery\n"
-    "  matrix    the decision matrix: every domain x peer x direction against the behaviour catalogue\n"
-    "  simulate  replay scenario files against a policy and check the expected outcomes\n"
-    "  relay     run the SMTP relay that enforces a decision table\n"
-    "\n"
-    "`tlsp help <command>` (or `tlsp <command> --help`) describes each command;\n"
-    "`tlsp --version` (-V) prints the version.\n"
-    "exit codes: 0 success, 1 errors in the input, 2 bad usage or unreadable input,\n"
-    "70 internal error (a bug in tlsp: please report it)\n";
+// Every subcommand, in the order `tlsp --help` lists them; tlsp(1) and the
+// bash completion are made from this list too.
+const std::vector<Command>& commands() {
+  static const std::vector<Command> list = {
+      {"check", "compile a policy and report problems; write nothing", cmd_check},
+      {"compile", "compile a policy into a decision table", cmd_compile},
+      {"explain", "say which rule applies between a managed domain and a peer, and why", cmd_explain},
+      {"inspect", "validate a decision table and say what it holds", cmd_inspect},
+      {"decide", "run the enforcement engine on facts given as JSON Lines", cmd_decide},
+      {"diff", "show what changing from one policy to another does to delivery", cmd_diff},
+      {"matrix", "the decision matrix: every domain x peer x direction against the behaviour catalogue", cmd_matrix},
+      {"simulate", "replay scenario files against a policy and check the expected outcomes", cmd_simulate},
+      {"relay", "run the SMTP relay that enforces a decision table", cmd_relay},
+      {"completion", "print a shell completion script (bash)",
+       [](const Args& args) { return cmd_completion(args, commands()); }},
+      {"manpage", nullptr, [](const Args& args) { return cmd_manpage(args, commands()); }},
+  };
+  return list;
+}
+
+static std::string top_help() {
+  size_t width = 0;
+  for (const Command& c : commands())
+    if (c.summary) width = std::max(width, std::string_view(c.name).size());
+  std::string out = "usage: tlsp <command> [options]\n\ncommands:\n";
+  for (const Command& c : commands())
+    if (c.summary) out += "  " + std::string(c.name) + std::string(width + 2 - std::string_view(c.name).size(), ' ') + c.summary + "\n";
+  return out +
+         "\n"
+         "`tlsp help <command>` (or `tlsp <command> --help`) describes each command;\n"
+         "`tlsp --version` (-V) prints the version.\n"
+         "exit codes: 0 success, 1 errors in the input, 2 bad usage or unreadable input,\n"
+         "70 internal error (a bug in tlsp: please report it)\n";
+}
 
 }  // namespace tlsp::cli
 
@@ -235,7 +251,7 @@ int main(int argc, char** argv) {
   std::ios::sync_with_stdio(false);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
-    std::cerr << kTopHelp;
+    std::cerr << top_help();
     return kExitUsage;
   }
   std::string cmd = args.front();
@@ -248,23 +264,16 @@ int main(int argc, char** argv) {
       if (!args.empty()) throw UsageError("`tlsp help` takes one command name");
       args = {"--help"};
     } else if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-      std::cout << kTopHelp;
+      std::cout << top_help();
       return kExitOk;
     }
     if (cmd == "--version" || cmd == "-V") {
       std::cout << "tlsp " TLSP_VERSION "\n";  // the CMake project version (CMakeLists.txt)
       return kExitOk;
     }
-    if (cmd == "check") return cmd_check(args);
-    if (cmd == "compile") return cmd_compile(args);
-    if (cmd == "explain") return cmd_explain(args);
-    if (cmd == "inspect") return cmd_inspect(args);
-    if (cmd == "decide") return cmd_decide(args);
-    if (cmd == "diff") return cmd_diff(args);
-    if (cmd == "matrix") return cmd_matrix(args);
-    if (cmd == "simulate") return cmd_simulate(args);
-    if (cmd == "relay") return cmd_relay(args);
-    std::cerr << "tlsp: error: unknown command `" << cmd << "`\n" << kTopHelp;
+    for (const Command& c : commands())
+      if (cmd == c.name) return c.run(args);
+    std::cerr << "tlsp: error: unknown command `" << cmd << "`\n" << top_help();
     return kExitUsage;
   } catch (const CommandUsageError& e) {
     std::cerr << e.what() << "\n";  // already names the command and its usage

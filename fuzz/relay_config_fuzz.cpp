@@ -1,5 +1,5 @@
 // relay_config_fuzz.cpp — libFuzzer target for the relay's configuration
-// file (`tlsp relay --config FILE`, cli/cmd_relay.cpp): the input is the
+// file (`tlsp relay --config FILE`, cli/relay_settings.cpp): the input is the
 // file, read through the CLI's own code path with --check-config and a table
 // path that cannot exist, so every setting is parsed and validated and the
 // run ends before anything is opened or started. Any file must end in a
