@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
@@ -281,4 +282,41 @@ TEST(RelaySettings, TheExampleConfigurationsDefaultsAreTheDefaults) {
     ++checked;
   }
   EXPECT_GE(checked, 10u);
+}
+
+// Values in odd but valid forms are printed in their plain form, which
+// reads back as the same setting (the property relay_config_fuzz checks on
+// any file): the example, the fuzz seeds, and these lines.
+TEST(RelaySettings, OddButValidValuesPrintAsWhatReadsBackTheSame) {
+  TempDir dir("tlsp-odd-config");
+  namespace po = boost::program_options;
+  const po::options_description opts = tlsp::cli::relay_options();
+  const auto read = [&](const std::string& path) {
+    po::variables_map vm;
+    return tlsp::cli::read_relay_config(opts, vm, path, false);
+  };
+  std::vector<std::string> files = {std::string(TLSP_SOURCE_DIR) + "/docs/relay.conf.example"};
+  for (const auto& e : std::filesystem::recursive_directory_iterator(std::string(TLSP_SOURCE_DIR) +
+                                                                     "/fuzz/seeds/relay_config_fuzz"))
+    if (e.is_regular_file()) files.push_back(e.path().string());
+  for (const std::string line :
+       {"idle-timeout = 0300", "dns-timeout = 0500ms", "dns-timeout = 1000ms", "sts-fetch-timeout = 400d",
+        "queue-lifetime = 0", "admission-wait = 0s", "max-recipients = 007", "hostname = a b",
+        "retry-schedule = 1m , 5m", "next-hop = X.Example.=[::1]:25", "next-hop = a.example=a:b:25",
+        "next-hop = a.example=[[a:b]]:25", "next-hop = a.example=[]:25", "next-hop = a.example=:25",
+        "listen = [::1]:0\nlisten = 127.0.0.1:1", "hostname =", "table-check-interval = 1d"})
+    files.push_back(write(dir, "line" + std::to_string(files.size()) + ".conf", std::string(line) + "\n"));
+  size_t printed = 0;
+  for (const std::string& file : files) {
+    const tlsp::cli::RelayConfigRead first = read(file);
+    if (!first.errors.empty()) continue;
+    std::vector<std::string> refused;
+    const std::string text = tlsp::cli::format_relay_config(first.config, {}, true, refused);
+    EXPECT_TRUE(refused.empty()) << file << ": " << refused.front();
+    const tlsp::cli::RelayConfigRead second = read(write(dir, "printed.conf", text));
+    EXPECT_TRUE(second.errors.empty()) << file << ": " << second.errors.front() << "\n" << text;
+    EXPECT_EQ(picture(second.config), picture(first.config)) << file << "\n" << text;
+    ++printed;
+  }
+  EXPECT_GE(printed, 18u);
 }
