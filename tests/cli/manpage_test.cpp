@@ -12,7 +12,10 @@
 #include <string>
 #include <vector>
 
+#include <regex>
+
 #include "command.h"
+#include "tlsp/policy_model.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -167,4 +170,26 @@ TEST(ManPages, TlspHasEveryCommand) {
     }
   }
   EXPECT_GE(commands, 10u) << top.out;
+}
+
+// tlsp-policy(5) is written by hand, so it is held to the language itself:
+// every keyword of the grammar (grammar/TlsPolicy.g4, `NAME : 'word' ;`),
+// every level and every TLS version the engine spells (policy_model.h) is
+// in the page. A keyword added to the language without a word in its
+// manual fails here.
+TEST(ManPages, TlspPolicyHasEveryKeywordLevelAndVersion) {
+  const std::string man = " " + rendered(page_path("tlsp-policy.5")) + " ";
+  std::ifstream grammar(std::string(TLSP_SOURCE_DIR) + "/grammar/TlsPolicy.g4");
+  ASSERT_TRUE(grammar) << "grammar/TlsPolicy.g4";
+  const std::regex keyword(R"(^[A-Z_]+\s*:\s*'([a-z][a-z_-]*)'\s*;)");
+  std::vector<std::string> words;
+  for (std::string line; std::getline(grammar, line);)
+    if (std::smatch m; std::regex_search(line, m, keyword)) words.push_back(m[1]);
+  EXPECT_GE(words.size(), 10u) << "the grammar's keywords were not found";
+  for (std::string_view w : tlsp::kLevelNames) words.emplace_back(w);
+  for (std::string_view w : tlsp::kMinTlsNames) words.emplace_back(w);
+  for (const std::string& w : words) {
+    const std::regex as_word("[^a-z0-9_.-]" + std::regex_replace(w, std::regex(R"([.])"), R"(\.)") + "[^a-z0-9_-]");
+    EXPECT_TRUE(std::regex_search(man, as_word)) << "tlsp-policy(5) never names `" << w << "`";
+  }
 }
