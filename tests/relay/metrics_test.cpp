@@ -2,7 +2,9 @@
 // the registry and its text format (runtime/relay/src/metrics.h), checked
 // by promtool as a scraper would; the HTTP request head parser, case by
 // case; the metrics server on a real loopback socket (oversize heads,
-// 404/405, too many connections, a head that never ends).
+// 404/405, too many connections, a head that never ends); and the
+// metrics-listen rule of relay_config_problems(). metrics_scrape_test.cpp
+// scrapes a running relay.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -20,6 +22,7 @@
 #include "metrics.h"
 #include "metrics_server.h"
 #include "test_support.h"
+#include "tlsp/relay.h"
 #include "tlsp/relay_log.h"
 #include "tlsp/stream.h"
 
@@ -408,6 +411,33 @@ TEST_F(MetricsServerTest, StopEndsOpenConnectionsAndReturns) {
   EXPECT_LT(std::chrono::steady_clock::now() - began, 1s);
   EXPECT_EQ(read_to_close(fd), "");  // closed without a reply
   ::close(fd);
+}
+
+// ------------------------------------------------------ the setting
+
+TEST(MetricsListenSetting, OnlyALoopbackAddressIsAccepted) {
+  auto problems = [](const std::string& listen) {
+    RelayConfig c;
+    c.table = "t";
+    c.spool_dir = "s";
+    c.metrics_listen = listen;
+    std::vector<std::string> out;
+    for (const ConfigProblem& p : relay_config_problems(c))
+      if (p.setting == "metrics-listen") out.push_back(p.text);
+    return out;
+  };
+  for (const char* ok : {"", "127.0.0.1:9100", "127.1.2.3:0", "[::1]:9100", "[::ffff:127.0.0.1]:9100"})
+    EXPECT_EQ(problems(ok), std::vector<std::string>{}) << ok;
+  for (const char* off : {"0.0.0.0:9100", "192.0.2.1:9100", "[::]:9100", "[2001:db8::1]:9100", "localhost:9100"}) {
+    auto p = problems(off);
+    ASSERT_EQ(p.size(), 1u) << off;
+    EXPECT_NE(p[0].find("is not a loopback address (127.0.0.0/8 or ::1)"), std::string::npos) << p[0];
+  }
+  for (const char* bad : {"127.0.0.1", "127.0.0.1:99999", ":9100"}) {
+    auto p = problems(bad);
+    ASSERT_EQ(p.size(), 1u) << bad;
+    EXPECT_NE(p[0].find("is not address:port"), std::string::npos) << p[0];
+  }
 }
 
 }  // namespace
