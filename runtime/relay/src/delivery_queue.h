@@ -42,7 +42,7 @@ class DeliveryQueue {
   // are still running (their entries stay queued on disk).
   size_t wait_idle(std::chrono::steady_clock::time_point deadline);
   // What the queue holds now, for a metrics scrape: one pass over it under
-  // the queue's lock (about 10 ns an entry).
+  // the queue's lock.
   QueueGauges gauges();
 
  private:
