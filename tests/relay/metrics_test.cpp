@@ -413,6 +413,17 @@ TEST_F(MetricsServerTest, StopEndsOpenConnectionsAndReturns) {
   ::close(fd);
 }
 
+TEST_F(MetricsServerTest, AnAddressInUseIsRefusedNamingIt) {
+  try {
+    MetricsServer again(server_->address(), [] { return std::string(); });
+    FAIL() << "a second server on " << server_->address();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot listen for metrics on `" + server_->address() + "`"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // ------------------------------------------------------ the setting
 
 TEST(MetricsListenSetting, OnlyALoopbackAddressIsAccepted) {

@@ -28,6 +28,10 @@ using Clock = std::chrono::steady_clock;
 // does not make the kernel answer with a reset that destroys the response.
 constexpr std::chrono::milliseconds kDrainTime{1000};
 constexpr size_t kDrainBytes = 64 * 1024;
+// accept() failing for want of descriptors (EMFILE, ENFILE) or memory
+// leaves the connection in the backlog: wait this long before trying again
+// rather than spin on a listening socket that stays readable.
+constexpr std::chrono::milliseconds kAcceptBackoff{100};
 
 // RFC 9110 §5.6.2: tchar.
 bool is_tchar(char c) {
@@ -247,16 +251,17 @@ void respond(ScrapeConnection& c, std::string bytes) {
 
 void MetricsServer::serve() {
   std::vector<ScrapeConnection> conns;
+  Clock::time_point accept_again{};
   auto close_conn = [](ScrapeConnection& c) {
     ::close(c.fd);
     c.fd = -1;
   };
   while (!stopping_) {
     // With every slot taken, new connections wait in the listen backlog.
-    const bool room = conns.size() < kMaxScrapeConnections;
-    std::vector<pollfd> fds = {{room ? listen_fd_ : -1, POLLIN, 0}, {wake_[0], POLLIN, 0}};
     auto now = Clock::now();
-    int timeout = 1000;
+    const bool room = conns.size() < kMaxScrapeConnections && now >= accept_again;
+    std::vector<pollfd> fds = {{room ? listen_fd_ : -1, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+    int timeout = now < accept_again ? static_cast<int>(kAcceptBackoff.count()) : 1000;
     for (const ScrapeConnection& c : conns) {
       fds.push_back({c.fd, static_cast<short>(c.phase == ScrapeConnection::Phase::writing ? POLLOUT : POLLIN), 0});
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(c.deadline - now).count();
@@ -307,7 +312,11 @@ void MetricsServer::serve() {
     if (fds[0].revents & POLLIN) {
       while (conns.size() < kMaxScrapeConnections) {
         const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) break;
+        if (fd < 0) {
+          if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+            accept_again = now + kAcceptBackoff;
+          break;
+        }
         ScrapeConnection c;
         c.fd = fd;
         c.deadline = now + timeout_;
