@@ -34,6 +34,7 @@
 #include "tlsp/sim/relay_process.h"
 #include "tlsp/sim/smtp_peer.h"
 #include "tlsp/sim/test_pki.h"
+#include "tlsp/stream.h"
 
 namespace {
 
@@ -146,6 +147,7 @@ class MetricsScrape : public ::testing::Test {
  protected:
   void SetUp() override {
     pki_ = std::make_unique<TestPki>(dir_.file("pki"));
+    relay_cert_ = pki_->issue({"relay.test"});
     dns_.start("127.0.0.1");
     // The sink: every outbound message to partner.example, over STARTTLS.
     SmtpPeerConfig sink;
@@ -176,6 +178,9 @@ class MetricsScrape : public ::testing::Test {
                                                "}\n"
                                                "domain \"acme.example\" {\n"
                                                "  outbound { default peer { level opportunistic; } }\n"
+                                               "}\n"
+                                               "domain \"strict.example\" {\n"
+                                               "  inbound { default peer { level mandatory; } }\n"
                                                "}\n";
     CompileOptions o;
     o.inputs = {dir_.file("policy.tlsp")};
@@ -193,23 +198,29 @@ class MetricsScrape : public ::testing::Test {
     dns_.stop();
   }
 
-  void start_relay() {
-    relay_ = std::make_unique<RelayProcess>(
-        TLSP_BINARY, std::vector<std::string>{"relay",
-                                              "--listen", "127.0.0.1:0",
-                                              "--hostname", "relay.test",
-                                              "--table", table_,
-                                              "--spool", dir_.file("spool"),
-                                              "--resolver", dns_.server(),
-                                              "--smtp-port", std::to_string(sink_->port()),
-                                              "--next-hop", "acme.example=127.0.0.30:" + std::to_string(next_hop_->port()),
-                                              "--ca-file", pki_->ca_file(),
-                                              "--retry-schedule", "1h",
-                                              "--connect-timeout", "3s",
-                                              "--command-timeout", "5s",
-                                              "--dns-timeout", "2s",
-                                              "--delivery-workers", "2",
-                                              "--metrics-listen", "127.0.0.1:0"});
+  void start_relay(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args{"relay",
+                                  "--listen", "127.0.0.1:0",
+                                  "--hostname", "relay.test",
+                                  "--table", table_,
+                                  "--spool", dir_.file("spool"),
+                                  "--resolver", dns_.server(),
+                                  "--smtp-port", std::to_string(sink_->port()),
+                                  // strict.example first: a MAIL is checked against it before
+                                  // acme.example, and that check alone decides nothing.
+                                  "--next-hop", "strict.example=127.0.0.30:" + std::to_string(next_hop_->port()),
+                                  "--next-hop", "acme.example=127.0.0.30:" + std::to_string(next_hop_->port()),
+                                  "--tls-cert", relay_cert_.cert_file,
+                                  "--tls-key", relay_cert_.key_file,
+                                  "--ca-file", pki_->ca_file(),
+                                  "--retry-schedule", "1h",
+                                  "--connect-timeout", "3s",
+                                  "--command-timeout", "5s",
+                                  "--dns-timeout", "2s",
+                                  "--delivery-workers", "2",
+                                  "--metrics-listen", "127.0.0.1:0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    relay_ = std::make_unique<RelayProcess>(TLSP_BINARY, args);
     relay_port_ = relay_->wait_ready(kWait);
     ASSERT_NE(relay_port_, 0) << log();
     std::string start;
@@ -219,8 +230,9 @@ class MetricsScrape : public ::testing::Test {
     ASSERT_TRUE(metrics_.starts_with("127.0.0.1:")) << start;
   }
 
-  SubmitResult submit(const std::string& from, const std::string& to) {
+  SubmitResult submit(const std::string& from, const std::string& to, bool starttls = false) {
     SubmitOptions o;
+    o.starttls = starttls;
     o.address = "127.0.0.1";
     o.port = relay_port_;
     o.ehlo_name = "client.test";
@@ -289,6 +301,7 @@ class MetricsScrape : public ::testing::Test {
 
   TempDir dir_{"tlsp-metrics-test"};
   std::unique_ptr<TestPki> pki_;
+  TestCert relay_cert_;
   DnsResponder dns_;
   std::unique_ptr<SmtpPeer> sink_, next_hop_;
   std::string table_;
@@ -415,6 +428,65 @@ TEST_F(MetricsScrape, ABurstIsCountedAsDeliveredAndEveryScrapePassesPromtool) {
     EXPECT_EQ(t->second, d.type) << name;
     EXPECT_EQ(after.labels[name], d.labels) << name;
   }
+}
+
+// A raw SMTP connection: the greeting read, then `send` written; the
+// replies until the server closes (or 10 s pass).
+std::vector<std::string> raw_session(uint16_t port, const std::string& send, bool wait_for_close) {
+  std::vector<std::string> replies;
+  std::string error;
+  const int fd = connect_tcp("127.0.0.1", port, 5000ms, error);
+  EXPECT_GE(fd, 0) << error;
+  if (fd < 0) return replies;
+  Stream s(fd);
+  s.set_timeout(10s);
+  std::string line;
+  if (s.read_line(line, 4096) == IoStatus::ok) replies.push_back(line);
+  if (!send.empty()) s.write_all(send);
+  if (!send.empty() || wait_for_close)
+    while (s.read_line(line, 4096) == IoStatus::ok) replies.push_back(line);
+  return replies;
+}
+
+TEST_F(MetricsScrape, SessionsAreCountedByVerdictTlsVersionAndHowTheyEnded) {
+  start_relay({"--idle-timeout", "1s"});
+  // Refused at RCPT: strict.example wants STARTTLS.
+  SubmitResult refused = submit("erin@partner.example", "gus@strict.example");
+  EXPECT_FALSE(refused.accepted);
+  EXPECT_EQ(refused.rcpt_codes, std::vector<int>{530}) << refused.reply;
+  // Accepted over STARTTLS.
+  EXPECT_TRUE(submit("erin@partner.example", "frank@acme.example", /*starttls=*/true).accepted) << log();
+  // A bare LF ends the session (a limit); a client that leaves; one that
+  // says nothing until the idle timeout.
+  auto bare = raw_session(relay_port_, "EHLO client.test\n", true);
+  ASSERT_EQ(bare.size(), 2u);
+  EXPECT_TRUE(bare[1].starts_with("521 5.5.2")) << bare[1];
+  EXPECT_EQ(raw_session(relay_port_, "", false).size(), 1u);
+  auto idle = raw_session(relay_port_, "", true);
+  ASSERT_EQ(idle.size(), 2u);
+  EXPECT_TRUE(idle[1].starts_with("421 4.4.2")) << idle[1];
+
+  Scrape s = scrape_until([](const Scrape& s) { return s.sum("tlsp_inbound_sessions_total") == 5; });
+  const std::string m = "tlsp_inbound_sessions_total";
+  EXPECT_EQ(s.value(m + "{outcome=\"refuse\",tls=\"none\",end=\"quit\"}"), 1) << s.text;
+  EXPECT_EQ(s.value(m + "{outcome=\"deliver\",tls=\"tls1.3\",end=\"quit\"}"), 1) << s.text;
+  EXPECT_EQ(s.value(m + "{outcome=\"none\",tls=\"none\",end=\"limit\"}"), 1) << s.text;
+  EXPECT_EQ(s.value(m + "{outcome=\"none\",tls=\"none\",end=\"disconnect\"}"), 1) << s.text;
+  EXPECT_EQ(s.value(m + "{outcome=\"none\",tls=\"none\",end=\"timeout\"}"), 1) << s.text;
+}
+
+TEST_F(MetricsScrape, ARefusedTableIsCountedAndTheTableInForceStaysTheOneShown) {
+  start_relay();
+  // The file-change check (every 2 s) loads it once and refuses it; a
+  // refused file is not read again until it changes.
+  std::ofstream(table_, std::ios::binary | std::ios::trunc) << "not a decision table";
+  ASSERT_TRUE(relay_->wait_for(
+      [](const relay::LogLine& l) { return l.matches(relay::LogEvent::table, {{"result", "refused"}}); }, kWait))
+      << log();
+  Scrape s = scrape_until([](const Scrape& s) { return s.value("tlsp_table_loads_total{result=\"refused\"}") == 1; });
+  EXPECT_EQ(s.value("tlsp_table_loads_total{result=\"refused\"}"), 1) << s.text;
+  EXPECT_EQ(s.value("tlsp_table_loads_total{result=\"loaded\"}"), 1);
+  EXPECT_EQ(s.value("tlsp_table_info{policy=\"metrics-test\",version=\"7\"}"), 1) << s.text;
 }
 
 TEST_F(MetricsScrape, TheEndpointRefusesWhatIsNotAScrape) {

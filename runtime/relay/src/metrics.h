@@ -104,7 +104,8 @@ class Metrics {
   // message arrived (`arrival`: seconds since the epoch, as the spool keeps it).
   void delivery_run(Direction direction, std::chrono::steady_clock::duration took, bool delivered, int64_t arrival);
   // One SMTP session served, when it ends. `verdict`: the strictest
-  // outcome decide() gave on it (none: no inbound rule was consulted).
+  // outcome decide() gave on it that took effect (none: no inbound rule
+  // decided anything in it).
   void session_end(std::optional<OutcomeKind> verdict, TlsVersion tls, SessionEnd end);
   // A DNS lookup of a delivery: counted when it failed (bogus, servfail,
   // timeout); a denial (nxdomain) and an answer are not errors.

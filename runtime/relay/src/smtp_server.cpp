@@ -424,7 +424,7 @@ class Session {
     facts.starttls = stream_.is_tls();
     facts.peer_tls = stream_.is_tls() ? version_bit(tls_version_) : 0;
     Outcome out = decide(Direction::inbound, {rule.decision.level, rule.decision.min_tls}, facts);
-    if (!verdict_ || out.kind > *verdict_) verdict_ = out.kind;  // the strictest, for the session's metrics
+    last_verdict_ = out.kind;
     if (out.kind != OutcomeKind::refuse) {
       // For the accept line: the rule and verdict the domain's recipients
       // are accepted under (the last RCPT's, should a reload fall between).
@@ -455,6 +455,11 @@ class Session {
                    {"reason", std::string(to_string(out.reason))},
                    {"reply", text}});
     return text;
+  }
+
+  // A verdict that took effect (metrics: the session's strictest).
+  void note_verdict(OutcomeKind k) {
+    if (!verdict_ || k > *verdict_) verdict_ = k;
   }
 
   bool on_mail(std::string_view arg) {
@@ -502,7 +507,10 @@ class Session {
         }
         if (first.empty()) first = r;
       }
-      if (all_refuse) return reply(first);
+      if (all_refuse) {
+        note_verdict(OutcomeKind::refuse);
+        return reply(first);
+      }
     }
     mail_from_ = p.address;
     body_8bit_ = eight;
@@ -552,6 +560,7 @@ class Session {
         return reply("554 5.7.1 <" + p.address + ">: Relay access denied");
       }
       std::string refusal = inbound_refusal(domain, *mail_from_);
+      note_verdict(last_verdict_);
       if (!refusal.empty()) return reply(refusal);
     }
     recipients_.push_back({p.address, domain});
@@ -730,9 +739,11 @@ class Session {
   bool body_8bit_ = false;
   bool outbound_ = false;
   // For the metrics, at the session's end: how it ended, and the strictest
-  // inbound verdict it got (none when no inbound rule was consulted).
+  // inbound verdict that took effect (a RCPT accepted or refused under it,
+  // a MAIL refused for every managed domain); none without one.
   SessionEnd end_ = SessionEnd::disconnect;
   std::optional<OutcomeKind> verdict_;
+  OutcomeKind last_verdict_ = OutcomeKind::refuse;  // inbound_refusal()'s latest
 };
 
 }  // namespace
