@@ -7,8 +7,8 @@
 //    head is a GET-like request line with an absolute path and is complete
 //    again on its own bytes, with the same method and path, whatever
 //    follows it; a refusal has a 4xx/5xx status and says why.
-//  * Every prefix of a complete head that ends before its empty line is
-//    incomplete or refused, never complete (the head is read as a whole).
+//  * A complete head cut before its empty line is incomplete or refused,
+//    never complete (the head is read as a whole).
 //  * The response is one status line, `Connection: close`, and a body of
 //    the length its Content-Length says.
 #include <cstddef>

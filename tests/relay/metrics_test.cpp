@@ -156,7 +156,8 @@ TEST(MetricsRegistry, SessionsAndQueueGauges) {
 TEST(MetricsRegistry, TableLabelsAreEscapedAndInvalidUtf8IsReplaced) {
   TempDir dir;
   Metrics m;
-  m.table_loaded("acme \"gw\"\\\nx", "v\xff\xc3\xa9", std::chrono::system_clock::time_point(std::chrono::seconds(1700000000)));
+  m.table_loaded("acme \"gw\"\\\nx", "v\xff\xc3\xa9",
+                 std::chrono::system_clock::time_point(std::chrono::seconds(1700000000)));
   m.table_refused();
   const std::string text = m.render(no_queue());
   auto s = samples(text);

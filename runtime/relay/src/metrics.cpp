@@ -140,9 +140,10 @@ std::string str(std::string_view s) { return std::string(s); }
 
 Metrics::Metrics()
     : start_time_(seconds_since_epoch(std::chrono::system_clock::now())),
-      attempts_("tlsp_delivery_attempts_total",
-                "Delivery attempts, one per attempt log line: the rule's level, the engine's verdict, what the relay did.",
-                {"direction", "level", "applied", "outcome", "channel", "tls", "reason", "action"}),
+      attempts_(
+          "tlsp_delivery_attempts_total",
+          "Delivery attempts, one per attempt log line: the rule's level, the engine's verdict, what the relay did.",
+          {"direction", "level", "applied", "outcome", "channel", "tls", "reason", "action"}),
       runs_("tlsp_delivery_run_duration_seconds",
             "Duration of one delivery run of a queue entry (every MX host or the next hop tried once).", {"direction"},
             {kRunDurationBuckets.begin(), kRunDurationBuckets.end()}),

@@ -76,9 +76,9 @@ inline constexpr std::array<double, 14> kDelayBuckets = {1,    5,     30,    60,
 
 // What the queue holds at the moment of a scrape (DeliveryQueue::gauges()).
 struct QueueGauges {
-  size_t entries = 0;      // queue entries (one per destination of a message), in flight included
-  size_t recipients = 0;   // their recipients still to deliver
-  size_t in_flight = 0;    // entries a delivery worker is running now
+  size_t entries = 0;                     // queue entries (one per destination of a message), in flight included
+  size_t recipients = 0;                  // their recipients still to deliver
+  size_t in_flight = 0;                   // entries a delivery worker is running now
   std::optional<int64_t> oldest_arrival;  // seconds since the epoch; none when empty
 };
 
