@@ -177,7 +177,10 @@ class MetricsScrape : public ::testing::Test {
                                                "  inbound  { default peer { level opportunistic; } }\n"
                                                "}\n"
                                                "domain \"acme.example\" {\n"
-                                               "  outbound { default peer { level opportunistic; } }\n"
+                                               "  outbound {\n"
+                                               "    default peer { level opportunistic; }\n"
+                                               "    peer \"sts.example\" { level mta-sts; }\n"
+                                               "  }\n"
                                                "}\n"
                                                "domain \"strict.example\" {\n"
                                                "  inbound { default peer { level mandatory; } }\n"
@@ -473,6 +476,31 @@ TEST_F(MetricsScrape, SessionsAreCountedByVerdictTlsVersionAndHowTheyEnded) {
   EXPECT_EQ(s.value(m + "{outcome=\"none\",tls=\"none\",end=\"limit\"}"), 1) << s.text;
   EXPECT_EQ(s.value(m + "{outcome=\"none\",tls=\"none\",end=\"disconnect\"}"), 1) << s.text;
   EXPECT_EQ(s.value(m + "{outcome=\"none\",tls=\"none\",end=\"timeout\"}"), 1) << s.text;
+}
+
+TEST_F(MetricsScrape, DnsAndMtaStsFailuresAreCountedByKind) {
+  // sts.example publishes an MTA-STS TXT record, but its policy host has
+  // no address (a failed fetch, `timeout`), and the TLSA lookup of its MX
+  // host gets SERVFAIL; noaddr.example's MX host's address lookup too.
+  dns_.set({"sts.example", dns_type::MX, {"10 mx.sts.example."}});
+  dns_.set({"mx.sts.example", dns_type::A, {"127.0.0.2"}});
+  dns_.set({"_mta-sts.sts.example", dns_type::TXT, {"\"v=STSv1; id=20261207\""}});
+  dns_.set_name("_25._tcp.mx.sts.example", DnsBehaviour::servfail);
+  dns_.set({"noaddr.example", dns_type::MX, {"10 mx.noaddr.example."}});
+  dns_.set_name("mx.noaddr.example", DnsBehaviour::servfail);
+  start_relay();
+  ASSERT_TRUE(submit("alice@acme.example", "hal@sts.example").accepted) << log();
+  ASSERT_TRUE(submit("alice@acme.example", "ida@noaddr.example").accepted) << log();
+  Scrape s = scrape_until([](const Scrape& s) {
+    return s.value("tlsp_mta_sts_fetch_errors_total{kind=\"timeout\"}") == 1 &&
+           s.value("tlsp_dns_errors_total{query=\"tlsa\",status=\"servfail\"}") == 1 &&
+           s.value("tlsp_dns_errors_total{query=\"address\",status=\"servfail\"}") == 1;
+  });
+  EXPECT_EQ(s.value("tlsp_mta_sts_fetch_errors_total{kind=\"timeout\"}"), 1) << s.text << log();
+  EXPECT_EQ(s.value("tlsp_dns_errors_total{query=\"tlsa\",status=\"servfail\"}"), 1) << s.text << log();
+  EXPECT_EQ(s.value("tlsp_dns_errors_total{query=\"address\",status=\"servfail\"}"), 1) << s.text << log();
+  EXPECT_EQ(s.sum("tlsp_dns_errors_total", {{"query", "mx"}}), 0) << s.text;
+  EXPECT_EQ(s.sum("tlsp_mta_sts_fetch_errors_total"), 1) << s.text;
 }
 
 TEST_F(MetricsScrape, ARefusedTableIsCountedAndTheTableInForceStaysTheOneShown) {
