@@ -478,6 +478,26 @@ TEST_F(MetricsScrape, SessionsAreCountedByVerdictTlsVersionAndHowTheyEnded) {
   EXPECT_EQ(s.value(m + "{outcome=\"none\",tls=\"none\",end=\"timeout\"}"), 1) << s.text;
 }
 
+TEST_F(MetricsScrape, AConnectionRefusedByAnAdmissionLimitIsCountedNotASession) {
+  start_relay({"--max-connections-per-client", "1"});
+  std::string error;
+  const int held = connect_tcp("127.0.0.1", relay_port_, 5000ms, error);
+  ASSERT_GE(held, 0) << error;
+  Stream first(held);
+  first.set_timeout(10s);
+  std::string line;
+  ASSERT_EQ(first.read_line(line, 4096), IoStatus::ok);
+  ASSERT_TRUE(line.starts_with("220 ")) << line;
+  auto second = raw_session(relay_port_, "", true);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_TRUE(second[0].starts_with("421 4.7.0")) << second[0];
+  Scrape s = scrape_until([](const Scrape& s) {
+    return s.value("tlsp_smtp_connections_refused_total{limit=\"max_connections_per_client\"}") == 1;
+  });
+  EXPECT_EQ(s.value("tlsp_smtp_connections_refused_total{limit=\"max_connections_per_client\"}"), 1) << s.text;
+  EXPECT_EQ(s.sum("tlsp_inbound_sessions_total"), 0) << s.text;  // the held one has not ended
+}
+
 TEST_F(MetricsScrape, DnsAndMtaStsFailuresAreCountedByKind) {
   // sts.example publishes an MTA-STS TXT record, but its policy host has
   // no address (a failed fetch, `timeout`), and the TLSA lookup of its MX

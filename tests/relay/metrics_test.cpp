@@ -142,7 +142,10 @@ TEST(MetricsRegistry, SessionsAndQueueGauges) {
   q.recipients = 9;
   q.in_flight = 1;
   q.oldest_arrival = std::time(nullptr) - 100;
+  m.connection_refused("max_connections_per_client");
   auto s = samples(m.render(q));
+  EXPECT_EQ(s["tlsp_smtp_connections_refused_total{limit=\"max_connections_per_client\"}"], "1");
+  EXPECT_EQ(s["tlsp_smtp_connections_refused_total{limit=\"max_connections\"}"], "0");
   EXPECT_EQ(s["tlsp_inbound_sessions_total{outcome=\"none\",tls=\"none\",end=\"quit\"}"], "1");
   EXPECT_EQ(s["tlsp_inbound_sessions_total{outcome=\"refuse\",tls=\"tls1.2\",end=\"timeout\"}"], "2");
   EXPECT_EQ(s["tlsp_queue_entries"], "4");

@@ -154,6 +154,9 @@ Metrics::Metrics()
                 "SMTP sessions served, by the strictest outcome decide() gave on them, their TLS version and how "
                 "they ended.",
                 {"outcome", "tls", "end"}),
+      refused_("tlsp_smtp_connections_refused_total",
+               "Connections refused with 421 before their session, by the admission limit that refused them.",
+               {"limit"}),
       dns_errors_("tlsp_dns_errors_total", "Failed DNS lookups of deliveries (bogus, servfail, timeout).",
                   {"query", "status"}),
       sts_errors_("tlsp_mta_sts_fetch_errors_total", "Failed MTA-STS policy fetches, by kind.", {"kind"}),
@@ -169,6 +172,8 @@ Metrics::Metrics()
     for (DnsStatus s : {DnsStatus::bogus, DnsStatus::servfail, DnsStatus::timeout})
       series_of(dns_errors_, {str(q), str(to_string(s))});
   for (size_t k = 1; k < kStsFetchNames.size(); ++k) series_of(sts_errors_, {str(kStsFetchNames[k])});
+  for (const char* l : {"max_connections", "max_connections_per_client", "max_connection_rate_per_client"})
+    series_of(refused_, {l});
   series_of(table_loads_, {"loaded"});
   series_of(table_loads_, {"refused"});
 }
@@ -225,6 +230,8 @@ void Metrics::session_end(std::optional<OutcomeKind> verdict, TlsVersion tls, Se
   count(sessions_, {verdict ? str(to_string(*verdict)) : "none", str(to_string(tls)),
                     str(kSessionEndNames[static_cast<size_t>(end)])});
 }
+
+void Metrics::connection_refused(std::string_view limit) { count(refused_, {str(limit)}); }
 
 void Metrics::dns_lookup(DnsQuery query, DnsStatus status) {
   if (status != DnsStatus::bogus && status != DnsStatus::servfail && status != DnsStatus::timeout) return;
@@ -336,6 +343,7 @@ std::string Metrics::render(const QueueGauges& queue) const {
                "Age of the oldest queue entry since its message arrived (0 when the queue is empty).", oldest);
 
   render_family(out, sessions_, "counter");
+  render_family(out, refused_, "counter");
   render_family(out, dns_errors_, "counter");
   render_family(out, sts_errors_, "counter");
 

@@ -107,6 +107,9 @@ class Metrics {
   // outcome decide() gave on it that took effect (none: no inbound rule
   // decided anything in it).
   void session_end(std::optional<OutcomeKind> verdict, TlsVersion tls, SessionEnd end);
+  // A connection refused before its session (421) by the admission limit
+  // `limit` (its RelayLimits name, as the `limit` log line has it).
+  void connection_refused(std::string_view limit);
   // A DNS lookup of a delivery: counted when it failed (bogus, servfail,
   // timeout); a denial (nxdomain) and an answer are not errors.
   void dns_lookup(DnsQuery query, DnsStatus status);
@@ -151,7 +154,7 @@ class Metrics {
 
   RelayLog* log_ = nullptr;
   const double start_time_;  // seconds since the epoch
-  Family attempts_, runs_, delays_, sessions_, dns_errors_, sts_errors_, table_loads_;
+  Family attempts_, runs_, delays_, sessions_, refused_, dns_errors_, sts_errors_, table_loads_;
   std::atomic<uint64_t> dropped_series_{0};
   mutable std::mutex table_mu_;
   std::optional<std::pair<std::string, std::string>> table_;  // policy name, version in force
