@@ -54,7 +54,7 @@ std::string_view section_title(SettingSection section) {
     case SettingSection::outbound: return "outbound delivery";
     case SettingSection::limits: return "inbound limits";
     case SettingSection::stress: return "slow clients and floods";
-    case SettingSection::logging: return "logging";
+    case SettingSection::logging: return "logging and metrics";
   }
   return "other";
 }
@@ -326,6 +326,7 @@ std::vector<RelaySetting> make_relay_settings() {
     entry("connection-rate-time-unit", S::stress, "the time unit of max-connection-rate-per-client", duration(&L::connection_rate_time_unit)),
 
     entry("log-file", S::logging, "log file", text(&C::log_file, K::file), "standard error"),
+    entry("metrics-listen", S::logging, "loopback address:port to serve Prometheus metrics on, GET /metrics (docs/metrics.md)", text(&C::metrics_listen, K::host_port), "off"),
   };
   // clang-format on
 }

@@ -21,6 +21,7 @@ packages=(
   libxxhash-dev
   libmimalloc-dev
   libgtest-dev
+  curl prometheus
   clang libclang-rt-14-dev
 )
 

@@ -62,6 +62,14 @@ awk '/^20[0-9-]*T.* tlsp-relay /{line=$0; while ((getline n) > 0 && n ~ /^  /) l
   while IFS= read -r l; do i=$((i + 1)); printf '%s' "$l" | seed relay_log_fuzz "readme-$i"; done
 }
 
+# The metrics endpoint: the requests curl and Prometheus send, and a HEAD.
+printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9100\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n' |
+  seed metrics_http_fuzz curl
+printf '%s\r\n' 'GET /metrics HTTP/1.1' 'Host: localhost:9100' 'User-Agent: Prometheus/2.42.0' \
+  'Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1' \
+  'Accept-Encoding: gzip' 'X-Prometheus-Scrape-Timeout-Seconds: 10' '' | seed metrics_http_fuzz prometheus
+printf 'HEAD /metrics?x=1 HTTP/1.0\r\n\r\n' | seed metrics_http_fuzz head-http10
+
 # Regression seeds: inputs that once broke a parser, kept for ever.
 for dir in "$root"/fuzz/seeds/*/; do
   [ -d "$dir" ] || continue

@@ -25,6 +25,7 @@
 // smtp_client.cpp's, the TLS parameters and handshake facts peer_tls.cpp's,
 // the reuse of sessions connection_cache.cpp's; the queue acts on the
 // report (delivery_queue.cpp).
+#include <chrono>
 #include <ctime>
 #include <optional>
 #include <string>
@@ -119,6 +120,8 @@ class EntryDelivery {
     if (!smtp.empty()) f.push_back({"smtp", smtp});
     if (!detail.empty()) f.push_back({"detail", detail});
     ctx_.log->write(LogEvent::attempt, f);
+    ctx_.metrics.delivery_attempt(entry_.direction, decision_.level, out.applied, out.kind, out.channel, out.tls,
+                                  to_string(out.reason), action);
   }
 
   // A failure below the engine (no connection, a broken SMTP dialogue).
@@ -131,6 +134,8 @@ class EntryDelivery {
     f.push_back({"action", "next-host"});
     f.push_back({"detail", detail});
     ctx_.log->write(LogEvent::attempt, f);
+    ctx_.metrics.delivery_attempt(entry_.direction, decision_.level, std::nullopt, OutcomeKind::refuse, Channel::none,
+                                  TlsVersion::none, reason, "next-host");
   }
 
   // ---------------------------------------------------------- SMTP
@@ -163,6 +168,7 @@ class EntryDelivery {
 
     std::vector<MxTarget> hosts;
     dns::Lookup<dns::MxHost> mx = ctx_.resolver->mx(domain);
+    ctx_.metrics.dns_lookup(DnsQuery::mx, mx.status);
     bool implicit = false;
     if (mx.found()) {
       for (const dns::MxHost& h : mx.records)
@@ -212,6 +218,7 @@ class EntryDelivery {
       StsFetchConfig cfg = ctx_.sts_fetch;
       sts_ = discover_mta_sts(entry_.destination, *ctx_.resolver, cfg, ctx_.sts_cache.get(),
                               static_cast<int64_t>(std::time(nullptr)));
+      if (sts_->txt) ctx_.metrics.sts_fetch(sts_->fetch);  // without the TXT record nothing is fetched
     }
     return *sts_;
   }
@@ -221,6 +228,7 @@ class EntryDelivery {
     PeerFacts facts;
     facts.mx_dnssec = h.mx_dnssec;
     dns::Lookup<std::string> addrs = ctx_.resolver->addresses(h.host);
+    ctx_.metrics.dns_lookup(DnsQuery::address, addrs.status);
     facts.addr_dnssec = addrs.status;
     if (addrs.status != DnsStatus::nxdomain) exists = true;
     if (!addrs.found()) {
@@ -236,6 +244,7 @@ class EntryDelivery {
         // RFC 7672 §3: the TLSA base name is the MX host, port 25 (a test
         // port elsewhere does not change the published name).
         dns::Lookup<TlsaRecord> t = ctx_.resolver->tlsa("_25._tcp." + h.host);
+        ctx_.metrics.dns_lookup(DnsQuery::tlsa, t.status);
         facts.tlsa_dnssec = t.status;
         if (t.status == DnsStatus::secure) {
           tlsa = t.records;
@@ -486,15 +495,18 @@ class EntryDelivery {
 }  // namespace
 
 DeliveryReport deliver_entry(RelayContext& ctx, const QueueEntry& entry, const std::string& data) {
+  const auto began = std::chrono::steady_clock::now();
+  DeliveryReport r;
   try {
-    return EntryDelivery(ctx, entry, data).run();
+    r = EntryDelivery(ctx, entry, data).run();
   } catch (const std::exception& e) {
     ctx.log->write(LogEvent::error, {{"where", "delivery"}, {"queue_id", entry.id}, {"error", e.what()}});
-    DeliveryReport r;
     for (const std::string& a : entry.recipients) r.deferred.push_back({a, std::string("internal error: ") + e.what()});
     r.summary = e.what();
-    return r;
   }
+  ctx.metrics.delivery_run(entry.direction, std::chrono::steady_clock::now() - began, !r.delivered.empty(),
+                           entry.arrival);
+  return r;
 }
 
 }  // namespace tlsp::relay

@@ -184,6 +184,18 @@ bool DeliveryQueue::send_bounce(const QueueEntry& entry, const std::string& data
   }
 }
 
+QueueGauges DeliveryQueue::gauges() {
+  QueueGauges g;
+  std::lock_guard lock(queue_mu_);
+  g.entries = queue_.size();
+  g.in_flight = in_flight_;
+  for (const auto& [id, e] : queue_) {
+    g.recipients += e.recipients.size();
+    if (!g.oldest_arrival || e.arrival < *g.oldest_arrival) g.oldest_arrival = e.arrival;
+  }
+  return g;
+}
+
 size_t DeliveryQueue::wait_idle(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(queue_mu_);
   queue_cv_.wait_until(lock, deadline, [&] { return in_flight_ == 0; });

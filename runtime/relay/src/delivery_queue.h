@@ -41,6 +41,9 @@ class DeliveryQueue {
   // Waits until `deadline` for the deliveries in flight; returns how many
   // are still running (their entries stay queued on disk).
   size_t wait_idle(std::chrono::steady_clock::time_point deadline);
+  // What the queue holds now, for a metrics scrape: one pass over it under
+  // the queue's lock.
+  QueueGauges gauges();
 
  private:
   void log(LogEvent event, const LogFields& fields) { ctx_->log->write(event, fields); }

@@ -97,6 +97,7 @@ void Listener::refuse(Stream& stream, const std::string& client, const std::stri
   fields.insert(fields.end(), extra.begin(), extra.end());
   fields.push_back({"reply", text});
   if (logged) log(LogEvent::limit, std::move(fields));
+  ctx_->metrics.connection_refused(limit_name);  // every refusal, logged or not
   stream.set_timeout(std::chrono::milliseconds(1000));
   stream.write_all(text + "\r\n");
 }

@@ -5,7 +5,8 @@
 // cached connections), the clean shutdown, and the signals of the CLI.
 // Each part it starts has its own file: listener.cpp (admission),
 // smtp_server.cpp (the SMTP dialogue), delivery_queue.cpp (the queue),
-// delivery.cpp (one delivery run), table_reload.cpp, relay_config.cpp.
+// delivery.cpp (one delivery run), table_reload.cpp, relay_config.cpp,
+// metrics_server.cpp (GET /metrics on metrics-listen).
 #include "tlsp/relay.h"
 
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 
 #include "delivery_queue.h"
 #include "listener.h"
+#include "metrics_server.h"
 #include "relay_config.h"
 #include "relay_context.h"
 #include "table_reload.h"
@@ -43,6 +45,8 @@ struct Relay::Impl {
   std::vector<uint16_t> ports;
   int wake[2] = {-1, -1};
   std::atomic<bool> reload_requested{false};
+  // Declared last: destroyed (stopped) first, while what it reads lives.
+  std::unique_ptr<MetricsServer> metrics_server;
 
   ~Impl() {
     for (int fd : listeners) ::close(fd);
@@ -59,9 +63,10 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   RelayContext& c = *I.ctx;
   c.config = std::move(config);
   c.log = std::make_unique<RelayLog>(c.config.log_file);
+  c.metrics.set_log(c.log.get());
   c.hostname = relay_hostname(c.config);
   for (const std::string& n : c.config.submit_networks) c.submit_networks.push_back(base::parse_cidr(n).cidr);
-  I.table_file = std::make_unique<TableFile>(c.config.table, c.table, *c.log);
+  I.table_file = std::make_unique<TableFile>(c.config.table, c.table, *c.log, &c.metrics);
   I.table_file->load("start");
   c.spool = std::make_unique<Spool>(c.config.spool_dir);
   dns::ResolverConfig rc;
@@ -88,10 +93,13 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
     I.listeners.push_back(fd);
     I.ports.push_back(bound_port(fd));
   }
+  if (!c.config.metrics_listen.empty())
+    I.metrics_server = std::make_unique<MetricsServer>(
+        c.config.metrics_listen, [ctx = I.ctx, queue = I.queue] { return ctx->metrics.render(queue->gauges()); });
   std::vector<std::string> problems;
   std::vector<QueueEntry> recovered = c.spool->recover(&problems);
   for (const std::string& p : problems) I.log(LogEvent::spool, {{"result", "recovery-problem"}, {"detail", p}});
-  I.log(LogEvent::start, {{"listen", [&] {
+  LogFields start = {{"listen", [&] {
                      std::string s;
                      for (size_t i = 0; i < c.config.listen.size(); ++i)
                        s += (i ? "," : "") + c.config.listen[i].substr(0, c.config.listen[i].rfind(':')) + ":" +
@@ -101,7 +109,9 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
                   {"hostname", c.hostname},
                   {"starttls", c.server_tls ? "yes" : "no"},
                   {"resolver", c.resolver->server_text()},
-                  {"recovered", std::to_string(recovered.size())}});
+                  {"recovered", std::to_string(recovered.size())}};
+  if (I.metrics_server) start.push_back({"metrics", I.metrics_server->address()});
+  I.log(LogEvent::start, start);
   for (QueueEntry& e : recovered) e.next_attempt = std::min<int64_t>(e.next_attempt, std::time(nullptr));
   I.queue->enqueue(std::move(recovered));
 }
@@ -135,6 +145,7 @@ void Relay::run() {
     acceptors.emplace_back([listener = I->listener, fd, wake = I->wake[0]] { listener->accept_loop(fd, wake); });
   for (size_t i = 0; i < ctx.config.delivery_workers; ++i)
     workers.emplace_back([queue = I->queue] { queue->worker(); });
+  if (I->metrics_server) I->metrics_server->start();
 
   // The scheduler's own duties: reloads and the table file watch.
   auto next_check = std::chrono::steady_clock::now();
@@ -172,6 +183,7 @@ void Relay::run() {
     else
       t.detach();  // holds the queue and the context; its entry stays queued on disk
   }
+  if (I->metrics_server) I->metrics_server->stop();
   I->log(LogEvent::stop, {{"result", "stopped"},
                   {"in_flight_requeued", std::to_string(unfinished)},
                   {"queued", std::to_string(ctx.spool->queued_count())}});

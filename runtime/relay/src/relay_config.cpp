@@ -15,6 +15,17 @@ namespace tlsp {
 using relay::lower;
 using relay::parse_host_port;
 
+namespace {
+
+// 127.0.0.0/8 or ::1 (an IPv4-mapped loopback address counts as IPv4).
+bool is_loopback(const base::IpAddress& a) {
+  static const base::Cidr v4 = base::parse_cidr("127.0.0.0/8").cidr;
+  static const base::Cidr v6 = base::parse_cidr("::1/128").cidr;
+  return base::contains(v4, a) || base::contains(v6, a);
+}
+
+}  // namespace
+
 std::optional<relay::HostPort> relay::parse_host_port(std::string_view s) {
   HostPort hp;
   std::string_view port;
@@ -61,6 +72,18 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
     const std::string& as_given = h.text.empty() ? h.domain : h.text;
     if (h.domain.empty() || h.host.empty()) bad("next-hop", as_given, "needs domain=host:port");
     else if (h.domain != lower(h.domain)) bad("next-hop", as_given, "domain `" + h.domain + "` must be lower case");
+  }
+  if (!c.metrics_listen.empty()) {
+    // Served without authentication, so never beyond this host: a scraper
+    // elsewhere goes through a proxy or tunnel the operator secures.
+    const std::optional<relay::HostPort> hp = parse_host_port(c.metrics_listen);
+    const std::optional<base::IpAddress> a = hp ? base::parse_ip_address(hp->host) : std::nullopt;
+    if (!hp)
+      bad("metrics-listen", c.metrics_listen, "`" + c.metrics_listen + "` is not address:port");
+    else if (!a || !is_loopback(*a))
+      bad("metrics-listen", c.metrics_listen,
+          "`" + hp->host + "` is not a loopback address (127.0.0.0/8 or ::1): metrics are served without "
+          "authentication");
   }
   if (!RetrySchedule::parse(c.retry_schedule))
     bad("retry-schedule", "", "`" + c.retry_schedule + "` is not a list of durations");

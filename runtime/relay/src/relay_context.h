@@ -1,7 +1,7 @@
 // relay_context.h — what every thread of `tlsp relay` shares: the
 // configuration as validated, the table in force, the log, the spool, the
 // resolver and MTA-STS cache, the inbound TLS context, the connection
-// cache, the stress and stopping flags. Not a public header.
+// cache, the metrics, the stress and stopping flags. Not a public header.
 //
 // Each concern that uses it has its own internal header: listener.h
 // (admission), smtp_session.h (the SMTP server side), delivery.h (one
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "connection_cache.h"
+#include "metrics.h"
 #include "table_reload.h"
 #include "tlsp/base/address.h"
 #include "tlsp/base/domain_name.h"
@@ -57,6 +58,8 @@ struct RelayContext {
   SslCtxPtr server_tls;  // null: STARTTLS not offered
   RetrySchedule retry;
   ConnectionCache connections;
+  // Counted as the facts are logged; served when metrics-listen is set.
+  Metrics metrics;
   // Called with freshly stored entries (the queue takes them).
   std::function<void(std::vector<QueueEntry>)> enqueue;
   // Stress (RelayLimits::stress_threshold_percent): set and cleared by the

@@ -17,7 +17,7 @@ using F = std::string_view;
 
 // The order of each list is the order of the fields on a line; every place
 // that writes the event passes a subsequence of it (the writer checks).
-constexpr F kStart[] = {"listen", "hostname", "starttls", "resolver", "recovered"};
+constexpr F kStart[] = {"listen", "hostname", "starttls", "resolver", "recovered", "metrics"};
 constexpr F kStop[] = {"result", "in_flight_requeued", "queued"};
 // `rule` .. `reason`: inbound only, the rule and verdict its recipients were
 // accepted under (the names the attempt line uses).

@@ -28,6 +28,7 @@
 #include <chrono>
 #include <ctime>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -187,6 +188,7 @@ class Session {
   void run() {
     serve();
     flush_recipient_limit();
+    ctx_.metrics.session_end(verdict_, stream_.is_tls() ? tls_version_ : TlsVersion::none, end_);
   }
 
  private:
@@ -195,6 +197,7 @@ class Session {
     std::string line;
     while (true) {
       if (stopping_) {
+        end_ = SessionEnd::shutdown;
         reply("421 4.3.2 " + ctx_.hostname + " Service shutting down");
         return;
       }
@@ -285,6 +288,7 @@ class Session {
     fields.insert(fields.end(), extra.begin(), extra.end());
     fields.push_back({"reply", text});
     log(LogEvent::limit, std::move(fields));
+    end_ = name.ends_with("timeout") ? SessionEnd::timeout : SessionEnd::limit;  // every caller ends the session
     reply(text);
   }
 
@@ -360,6 +364,7 @@ class Session {
     }
     if (verb == "NOOP") return reply("250 2.0.0 Ok");
     if (verb == "QUIT") {
+      end_ = SessionEnd::quit;
       reply("221 2.0.0 Bye");
       return false;
     }
@@ -397,6 +402,7 @@ class Session {
     TlsServerResult r = stream_.start_tls_server(ctx_.server_tls.get());
     if (!r.ok) {
       log(LogEvent::tls, {{"result", "handshake-failed"}, {"error", r.error}});
+      end_ = SessionEnd::tls_failure;
       return false;
     }
     tls_version_ = r.version;
@@ -418,6 +424,7 @@ class Session {
     facts.starttls = stream_.is_tls();
     facts.peer_tls = stream_.is_tls() ? version_bit(tls_version_) : 0;
     Outcome out = decide(Direction::inbound, {rule.decision.level, rule.decision.min_tls}, facts);
+    last_verdict_ = out.kind;
     if (out.kind != OutcomeKind::refuse) {
       // For the accept line: the rule and verdict the domain's recipients
       // are accepted under (the last RCPT's, should a reload fall between).
@@ -448,6 +455,11 @@ class Session {
                    {"reason", std::string(to_string(out.reason))},
                    {"reply", text}});
     return text;
+  }
+
+  // A verdict that took effect (metrics: the session's strictest).
+  void note_verdict(OutcomeKind k) {
+    if (!verdict_ || k > *verdict_) verdict_ = k;
   }
 
   bool on_mail(std::string_view arg) {
@@ -495,7 +507,10 @@ class Session {
         }
         if (first.empty()) first = r;
       }
-      if (all_refuse) return reply(first);
+      if (all_refuse) {
+        note_verdict(OutcomeKind::refuse);
+        return reply(first);
+      }
     }
     mail_from_ = p.address;
     body_8bit_ = eight;
@@ -545,6 +560,7 @@ class Session {
         return reply("554 5.7.1 <" + p.address + ">: Relay access denied");
       }
       std::string refusal = inbound_refusal(domain, *mail_from_);
+      note_verdict(last_verdict_);
       if (!refusal.empty()) return reply(refusal);
     }
     recipients_.push_back({p.address, domain});
@@ -722,6 +738,12 @@ class Session {
   std::map<std::string, LogFields> accepted_under_;  // inbound: managed domain -> rule and verdict
   bool body_8bit_ = false;
   bool outbound_ = false;
+  // For the metrics, at the session's end: how it ended, and the strictest
+  // inbound verdict that took effect (a RCPT accepted or refused under it,
+  // a MAIL refused for every managed domain); none without one.
+  SessionEnd end_ = SessionEnd::disconnect;
+  std::optional<OutcomeKind> verdict_;
+  OutcomeKind last_verdict_ = OutcomeKind::refuse;  // inbound_refusal()'s latest
 };
 
 }  // namespace
@@ -731,6 +753,7 @@ void serve_smtp_session(RelayContext& ctx, Stream& stream, const std::atomic<boo
     Session(ctx, stream, stopping, slot).run();
   } catch (const std::exception& e) {
     ctx.log->write(LogEvent::error, {{"where", "smtp session"}, {"error", e.what()}});
+    ctx.metrics.session_end(std::nullopt, TlsVersion::none, SessionEnd::error);
   }
   // Whoever ended the session, the last reply must arrive: a client that
   // pipelined more than was read would otherwise get a reset instead.

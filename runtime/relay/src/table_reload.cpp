@@ -33,6 +33,7 @@ void TableFile::load(std::string_view why) {
     t = std::make_shared<const DecisionTable>(DecisionTable::open(path_));
   } catch (const std::exception& e) {
     if (!holder_.get()) throw;
+    if (metrics_) metrics_->table_refused();
     log_.write(LogEvent::table, {{"result", "refused"},
                                  {"why", std::string(why)},
                                  {"path", path_},
@@ -43,6 +44,7 @@ void TableFile::load(std::string_view why) {
   // In force before the line says so: whoever acts on the line (an
   // operator's script, a test) meets the new table.
   holder_.set(t);
+  if (metrics_) metrics_->table_loaded(t->policy_name(), t->policy_version(), std::chrono::system_clock::now());
   log_.write(LogEvent::table, {{"result", "loaded"},
                                {"why", std::string(why)},
                                {"path", path_},

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "metrics.h"
 #include "tlsp/decision_table.h"
 #include "tlsp/relay_log.h"
 
@@ -47,11 +48,13 @@ class TableHolder {
   uint64_t generation_ = 0;
 };
 
-// The table file (`--table`): loads it into `holder`, logging each load.
-// Used from one thread (the relay's scheduler) once started.
+// The table file (`--table`): loads it into `holder`, logging each load
+// (and counting it in `metrics`, when given). Used from one thread (the
+// relay's scheduler) once started.
 class TableFile {
  public:
-  TableFile(std::string path, TableHolder& holder, RelayLog& log) : path_(std::move(path)), holder_(holder), log_(log) {}
+  TableFile(std::string path, TableHolder& holder, RelayLog& log, Metrics* metrics = nullptr)
+      : path_(std::move(path)), holder_(holder), log_(log), metrics_(metrics) {}
 
   // `why` is the log line's reason ("start", "SIGHUP", "file changed").
   void load(std::string_view why);
@@ -62,6 +65,7 @@ class TableFile {
   const std::string path_;
   TableHolder& holder_;
   RelayLog& log_;
+  Metrics* metrics_;
   struct stat loaded_stat_ {};
 };
 

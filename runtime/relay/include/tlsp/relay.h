@@ -109,6 +109,9 @@ struct RelayConfig {
   size_t delivery_workers = 8;
   std::chrono::milliseconds table_check_interval{2000};  // table file changed?
   std::string log_file;      // empty: standard error
+  // Prometheus metrics (GET /metrics, docs/metrics.md) on this "addr:port",
+  // a loopback address only (127.0.0.0/8, ::1); empty: not served.
+  std::string metrics_listen;
   RelayLimits limits;
 };
 
