@@ -19,5 +19,7 @@ int cmd_diff(const Args& args);
 int cmd_matrix(const Args& args);
 int cmd_simulate(const Args& args);
 int cmd_relay(const Args& args);
+int cmd_queue(const Args& args);
+int cmd_mta_sts_cache(const Args& args);
 
 }  // namespace tlsp::cli

@@ -221,6 +221,8 @@ static const char* kTopHelp =
     "  matrix    the decision matrix: every domain x peer x direction against the behaviour catalogue\n"
     "  simulate  replay scenario files against a policy and check the expected outcomes\n"
     "  relay     run the SMTP relay that enforces a decision table\n"
+    "  queue     list, show, flush, hold, release or delete the relay's queued mail\n"
+    "  mta-sts-cache  list or purge the relay's cached MTA-STS policies\n"
     "\n"
     "`tlsp help <command>` (or `tlsp <command> --help`) describes each command;\n"
     "`tlsp --version` (-V) prints the version.\n"
@@ -264,6 +266,8 @@ int main(int argc, char** argv) {
     if (cmd == "matrix") return cmd_matrix(args);
     if (cmd == "simulate") return cmd_simulate(args);
     if (cmd == "relay") return cmd_relay(args);
+    if (cmd == "queue") return cmd_queue(args);
+    if (cmd == "mta-sts-cache") return cmd_mta_sts_cache(args);
     std::cerr << "tlsp: error: unknown command `" << cmd << "`\n" << kTopHelp;
     return kExitUsage;
   } catch (const CommandUsageError& e) {

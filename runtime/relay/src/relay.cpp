@@ -21,6 +21,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "control_socket.h"
 #include "delivery_queue.h"
 #include "listener.h"
 #include "relay_config.h"
@@ -30,6 +31,12 @@
 namespace tlsp {
 
 using namespace relay;
+
+namespace {
+// How long a starting relay waits for the spool's lock: a `tlsp queue`
+// command run while no relay runs holds it for the length of one change.
+constexpr auto kSpoolLockWait = std::chrono::seconds(5);
+}  // namespace
 
 // The parts share the context; the threads that run them hold what they
 // use (a session its Listener, a worker the DeliveryQueue), so a thread
@@ -64,6 +71,12 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   I.table_file = std::make_unique<TableFile>(c.config.table, c.table, *c.log);
   I.table_file->load("start");
   c.spool = std::make_unique<Spool>(c.config.spool_dir);
+  // One relay per spool (docs/spool.md, "Locks"); a `tlsp queue` command
+  // may hold the lock for a moment while no relay runs.
+  c.spool_lock = SpoolLock::acquire(c.config.spool_dir, kSpoolLockWait);
+  if (!c.spool_lock)
+    throw std::runtime_error("the spool `" + c.config.spool_dir + "` is in use by another relay (its lock `" +
+                             SpoolLock::path_in(c.config.spool_dir) + "` is held)");
   dns::ResolverConfig rc;
   rc.server = c.config.resolver;
   rc.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.config.limits.dns_timeout);
@@ -135,6 +148,15 @@ void Relay::run() {
     acceptors.emplace_back([listener = I->listener, fd, wake = I->wake[0]] { listener->accept_loop(fd, wake); });
   for (size_t i = 0; i < ctx.config.delivery_workers; ++i)
     workers.emplace_back([queue = I->queue] { queue->worker(); });
+  // The queue tools' socket, made here rather than at construction so that
+  // it belongs to the user the relay runs as.
+  std::thread control;
+  try {
+    auto socket = std::make_shared<ControlSocket>(I->ctx, I->queue);
+    control = std::thread([socket] { socket->serve(); });
+  } catch (const std::exception& e) {
+    I->log(LogEvent::spool, {{"result", "control-error"}, {"error", e.what()}});
+  }
 
   // The scheduler's own duties: reloads and the table file watch.
   auto next_check = std::chrono::steady_clock::now();
@@ -160,6 +182,7 @@ void Relay::run() {
   // the spool and is resumed at the next start).
   I->log(LogEvent::stop, {{"result", "stopping"}});
   for (std::thread& t : acceptors) t.join();
+  if (control.joinable()) control.join();
   for (int fd : I->listeners) ::close(fd);
   I->listeners.clear();
   const auto deadline = std::chrono::steady_clock::now() + ctx.config.limits.shutdown_grace;
