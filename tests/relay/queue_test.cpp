@@ -62,6 +62,15 @@ class QueueWorld : public ::testing::Test {
   }
 
   void TearDown() override {
+    // The queue lines the control socket adds are log lines like any other:
+    // each reads back through the log's parser.
+    if (relay_)
+      for (const std::string& l : relay_->lines()) {
+        std::string problem;
+        if (!l.starts_with("tlsp relay: ")) {
+          EXPECT_TRUE(relay::parse_log_line(l, &problem)) << problem << ": " << l;
+        }
+      }
     relay_.reset();
     peer_.reset();
     https_.reset();
