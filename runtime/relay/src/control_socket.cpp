@@ -203,6 +203,10 @@ QueueReply ControlSocket::apply(const QueueRequest& request, const std::string& 
           if (queue_entry_in_domain(s.entry, id)) ids.push_back(s.entry.id);
       }
       for (const std::string& target : ids) {
+        if (ctx_->stopping) {  // the shutdown must not wait for a long delete
+          r.notes.push_back("the relay is stopping: " + std::to_string(ids.size() - r.changed) + " entries not deleted");
+          break;
+        }
         std::string why;
         std::optional<QueueEntry> e = queue_->claim(target, why);
         if (!e) {

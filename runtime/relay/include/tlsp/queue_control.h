@@ -77,7 +77,7 @@ inline constexpr size_t kMaxControlReplyLineBytes = size_t{8} << 20;    // one r
 inline constexpr size_t kMaxControlReplyBytes = size_t{512} << 20;      // a whole reply (a long list)
 inline constexpr size_t kMaxShownHeaderBytes = 64 * 1024;               // `show`: the header section
 inline constexpr auto kControlRequestTimeout = std::chrono::seconds(5);   // relay: the request must come by then
-inline constexpr auto kControlReplyTimeout = std::chrono::seconds(120);   // command: the whole reply
+inline constexpr auto kControlReplyTimeout = std::chrono::seconds(600);   // command: the whole reply (a big delete)
 inline constexpr auto kControlConnectWait = std::chrono::seconds(10);     // command: a starting relay to answer
 inline constexpr std::string_view kControlSocketName = "control";
 
