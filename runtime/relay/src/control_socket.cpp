@@ -47,7 +47,11 @@ void ControlSocket::serve() {
     if (::poll(&p, 1, 1000) <= 0 || ctx_->stopping) continue;
     int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) continue;
-    handle(fd);
+    try {
+      handle(fd);
+    } catch (const std::exception& e) {  // one request's failure must not end the relay
+      ctx_->log->write(LogEvent::error, {{"where", "control socket"}, {"error", e.what()}});
+    }
     ::close(fd);
   }
 }

@@ -71,7 +71,7 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   I.table_file = std::make_unique<TableFile>(c.config.table, c.table, *c.log);
   I.table_file->load("start");
   c.spool = std::make_unique<Spool>(c.config.spool_dir);
-  // One relay per spool (docs/spool.md, "Locks"); a `tlsp queue` command
+  // One relay per spool (docs/spool.md, "Operating the queue"); a `tlsp queue` command
   // may hold the lock for a moment while no relay runs.
   c.spool_lock = SpoolLock::acquire(c.config.spool_dir, kSpoolLockWait);
   if (!c.spool_lock)
