@@ -12,8 +12,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -469,6 +472,54 @@ TEST_F(QueueWorld, KillNineDuringEachOperationLeavesEveryEntryOldOrNew) {
       stop_relay();
     }
   }
+}
+
+// An entry whose attempt is running is not changed: hold/release/delete by
+// id are refused with a clear message, a delete by domain skips it and says
+// so; once the attempt ends the same request works.
+TEST_F(QueueWorld, AnEntryBeingDeliveredIsRefusedUntilItsAttemptEnds) {
+  sink(true);
+  // slow.example's MX accepts connections (the kernel does, from the
+  // backlog) and never greets: the attempt waits on it.
+  dns_.set({"slow.example", dns_type::MX, {"10 mx1.slow.example."}, true});
+  dns_.set({"mx1.slow.example", dns_type::A, {"127.0.0.3"}, true});
+  int silent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(silent, 0);
+  int one = 1;
+  ::setsockopt(silent, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(smtp_port_);
+  sa.sin_addr.s_addr = htonl(0x7f000003);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << std::strerror(errno);
+  ASSERT_EQ(::listen(silent, 8), 0);
+  start_relay({"--command-timeout", "60s"});
+  submit("erin@slow.example");
+  std::string id;
+  const auto deadline = std::chrono::steady_clock::now() + kWait;
+  while (id.empty() && std::chrono::steady_clock::now() < deadline) {
+    for (const auto& e : list())
+      if (e["state"] == "delivering") id = e["id"];
+  }
+  ASSERT_FALSE(id.empty()) << log();
+  for (const char* op : {"hold ", "delete "}) {
+    CommandRun r = queue(std::string(op) + id);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find("is being delivered right now; try again when the attempt ends"), std::string::npos)
+        << r.out;
+  }
+  CommandRun dom = queue("delete --all --domain slow.example");
+  EXPECT_EQ(dom.code, 0) << dom.out;
+  EXPECT_NE(dom.out.find("0 entries deleted"), std::string::npos) << dom.out;
+  EXPECT_NE(dom.out.find("being delivered right now"), std::string::npos) << dom.out;
+  ASSERT_EQ(list().size(), 1u);
+  // The peer goes away: the attempt ends (deferred), and the hold works.
+  size_t mark = relay_->line_count();
+  ::close(silent);
+  ASSERT_TRUE(wait_log("deferred", mark)) << log();
+  CommandRun hold = queue("hold " + id);
+  EXPECT_EQ(hold.code, 0) << hold.out;
+  EXPECT_EQ(list()[0]["state"], "held");
 }
 
 TEST_F(QueueWorld, OnlyRootAndTheRelaysUserMayUseTheControlSocket) {
