@@ -174,11 +174,12 @@ int queue_show(const Args& args) {
   po::options_description opts("options");
   std::string spool, id;
   add_spool_option(opts, spool);
-  opts.add_options()("id", po::value(&id)->required(), "the entry (positional)");
+  opts.add_options()("id", po::value(&id)->required(), "the entry (positional)")(
+      "json", "one JSON object: the entry as `list --json` gives it, with `headers`, `headers_cut`, `body_bytes`");
   po::positional_options_description pos;
   pos.add("id", 1);
   po::variables_map vm;
-  if (!parse_options("queue show", "ID --spool DIR",
+  if (!parse_options("queue show", "ID [--json] --spool DIR",
                      "Shows one entry's envelope and its message's header section (at most 64 KiB of it);\n"
                      "the body is never shown, only its size.",
                      opts, &pos, args, vm, {{"id", "queue id"}}))
@@ -192,6 +193,16 @@ int queue_show(const Args& args) {
   const int64_t now = std::time(nullptr);
   const QueueEntryStatus& s = reply.entries.front();
   const QueueEntry& e = s.entry;
+  if (vm.count("json")) {
+    nlohmann::json j = entry_json(s, now);
+    j["client_address"] = e.client_address;
+    j["client_helo"] = e.client_helo;
+    j["headers"] = reply.headers;
+    j["headers_cut"] = reply.headers_cut;
+    j["body_bytes"] = reply.body_bytes;
+    std::cout << json_text(j) << "\n";
+    return kExitOk;
+  }
   auto row = [](const char* k, const std::string& v) { std::cout << k << std::string(14 - std::strlen(k), ' ') << v << "\n"; };
   row("id", e.id);
   row("state", state_of(s));

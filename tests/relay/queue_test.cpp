@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -261,6 +262,17 @@ TEST_F(QueueWorld, ListAndShowGiveTheDeferredMailWithItsLastReason) {
   EXPECT_NE(show.out.find("Subject: queued for bob@partner.example"), std::string::npos) << show.out;
   EXPECT_NE(show.out.find("the body (7 bytes) is not shown"), std::string::npos) << show.out;
   EXPECT_EQ(show.out.find("hello"), std::string::npos) << show.out;
+
+  std::string err;
+  CommandRun json = run_tlsp("queue show " + id + " --json --spool " + spool_, err);
+  ASSERT_EQ(json.code, 0) << json.out << err;
+  nlohmann::json j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["id"], id);
+  EXPECT_EQ(j["body_bytes"], 7);
+  EXPECT_EQ(j["headers_cut"], false);
+  EXPECT_NE(std::find(j["headers"].begin(), j["headers"].end(), "Subject: queued for bob@partner.example"),
+            j["headers"].end())
+      << json.out;
 
   CommandRun missing = queue("show 18c1f2a3b4c5d-1a2b-3.0");
   EXPECT_EQ(missing.code, 1) << missing.out;
