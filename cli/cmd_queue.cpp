@@ -88,7 +88,9 @@ nlohmann::json entry_json(const QueueEntryStatus& s, int64_t now) {
 }
 
 // JSON strings must be UTF-8; a sender's bytes need not be.
-std::string json_text(const nlohmann::json& j) { return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace); }
+std::string json_text(const nlohmann::json& j) {
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 QueueRequest request_of(QueueOp op, const std::string& argument) {
   std::string problem;
@@ -203,7 +205,9 @@ int queue_show(const Args& args) {
     std::cout << json_text(j) << "\n";
     return kExitOk;
   }
-  auto row = [](const char* k, const std::string& v) { std::cout << k << std::string(14 - std::strlen(k), ' ') << v << "\n"; };
+  auto row = [](const char* k, const std::string& v) {
+    std::cout << k << std::string(14 - std::strlen(k), ' ') << v << "\n";
+  };
   row("id", e.id);
   row("state", state_of(s));
   row("sender", "<" + display_text(e.mail_from) + ">");
@@ -236,16 +240,22 @@ int queue_change(const std::string& verb, const Args& args) {
   pos.add("id", 1);
   po::variables_map vm;
   static const std::map<std::string, std::pair<std::string, std::string>> kAbout = {
-      {"flush", {"[ID | --domain D] --spool DIR",
-                 "Makes queued entries due now: the running relay tries them at once (held entries are\n"
-                 "skipped: release them first). With no relay running there is nothing to do: the relay\n"
-                 "tries every entry that is not held when it starts."}},
-      {"hold", {"ID --spool DIR", "Puts an entry on hold: it is never delivered until released, and its queue\n"
-                                  "lifetime is not checked meanwhile."}},
-      {"release", {"ID --spool DIR", "Releases a held entry: it is due now. Past its queue lifetime it gets one\n"
-                                     "attempt and bounces if that is deferred."}},
-      {"delete", {"ID | --all --domain D --spool DIR",
-                  "Deletes entries from the queue WITHOUT a bounce to the sender (as Postfix's postsuper -d)."}},
+      {"flush",
+       {"[ID | --domain D] --spool DIR",
+        "Makes queued entries due now: the running relay tries them at once (held entries are\n"
+        "skipped: release them first). With no relay running there is nothing to do: the relay\n"
+        "tries every entry that is not held when it starts."}},
+      {"hold",
+       {"ID --spool DIR",
+        "Puts an entry on hold: it is never delivered until released, and its queue\n"
+        "lifetime is not checked meanwhile."}},
+      {"release",
+       {"ID --spool DIR",
+        "Releases a held entry: it is due now. Past its queue lifetime it gets one\n"
+        "attempt and bounces if that is deferred."}},
+      {"delete",
+       {"ID | --all --domain D --spool DIR",
+        "Deletes entries from the queue WITHOUT a bounce to the sender (as Postfix's postsuper -d)."}},
   };
   const auto& about = kAbout.at(verb);
   if (!parse_options("queue " + verb, about.first, about.second, opts, &pos, args, vm)) return kExitOk;
@@ -256,7 +266,8 @@ int queue_change(const std::string& verb, const Args& args) {
     op = domain.empty() ? QueueOp::flush : QueueOp::flush_domain;
     argument = domain.empty() ? id : domain;
   } else if (verb == "delete") {
-    if (!id.empty() && (vm.count("all") || !domain.empty())) throw UsageError("give an ID or --all --domain D, not both");
+    if (!id.empty() && (vm.count("all") || !domain.empty()))
+      throw UsageError("give an ID or --all --domain D, not both");
     if (id.empty() && !(vm.count("all") && !domain.empty()))
       throw UsageError("give an ID, or --all --domain D to delete every entry of a domain");
     op = id.empty() ? QueueOp::remove_domain : QueueOp::remove;
@@ -285,7 +296,8 @@ int cmd_queue(const Args& args) {
   const std::string verb = args.front();
   const Args rest(args.begin() + 1, args.end());
   if (verb == "--help" || verb == "-h") {
-    std::cout << kUsage << "\n\nOperates the relay's queue: while a relay runs on the spool it makes the change\n"
+    std::cout << kUsage
+              << "\n\nOperates the relay's queue: while a relay runs on the spool it makes the change\n"
                  "itself (over its control socket); otherwise the command takes the spool's lock.\n"
                  "`tlsp queue OPERATION --help` describes each.\n";
     return kExitOk;
@@ -299,12 +311,14 @@ int cmd_queue(const Args& args) {
 // ------------------------------------------------------------ MTA-STS cache
 
 int cmd_mta_sts_cache(const Args& args) {
-  static const char* kUsage = "usage: tlsp mta-sts-cache list [--json] | purge [DOMAIN]   (each with --spool DIR or --cache DIR)";
+  static const char* kUsage =
+      "usage: tlsp mta-sts-cache list [--json] | purge [DOMAIN]   (each with --spool DIR or --cache DIR)";
   if (args.empty()) throw UsageError(std::string("tlsp mta-sts-cache: no operation given\n") + kUsage);
   const std::string verb = args.front();
   const Args rest(args.begin() + 1, args.end());
   if (verb == "--help" || verb == "-h") {
-    std::cout << kUsage << "\n\nLists or removes the relay's cached MTA-STS policies. The relay reads the cache\n"
+    std::cout << kUsage
+              << "\n\nLists or removes the relay's cached MTA-STS policies. The relay reads the cache\n"
                  "afresh at every delivery, so a purge takes effect at once, also while it runs.\n";
     return kExitOk;
   }
@@ -313,7 +327,8 @@ int cmd_mta_sts_cache(const Args& args) {
   po::options_description opts("options");
   std::string spool, cache, domain;
   add_spool_option(opts, spool);
-  opts.add_options()("cache", po::value(&cache), "the cache directory (the relay's `mta-sts-cache`; default SPOOL/mta-sts)");
+  opts.add_options()("cache", po::value(&cache),
+                     "the cache directory (the relay's `mta-sts-cache`; default SPOOL/mta-sts)");
   po::positional_options_description pos;
   if (verb == "list") {
     opts.add_options()("json", "one JSON array");
@@ -322,15 +337,15 @@ int cmd_mta_sts_cache(const Args& args) {
     pos.add("domain", 1);
   }
   po::variables_map vm;
-  if (!parse_options("mta-sts-cache " + verb, verb == "list" ? "[--json] (--spool DIR | --cache DIR)"
-                                                             : "[DOMAIN] (--spool DIR | --cache DIR)",
+  if (!parse_options("mta-sts-cache " + verb,
+                     verb == "list" ? "[--json] (--spool DIR | --cache DIR)" : "[DOMAIN] (--spool DIR | --cache DIR)",
                      verb == "list" ? "Lists the cached MTA-STS policies: domain, id, mode, max_age, fetched, expires."
                                     : "Removes the cached policy of DOMAIN, or every cached policy.",
                      opts, &pos, rest, vm))
     return kExitOk;
   if (!cache.empty() && !spool.empty()) throw UsageError("give --spool or --cache, not both");
   if (cache.empty()) cache = spool_dir_of(spool) + "/mta-sts";
-  struct stat st{};
+  struct stat st {};
   if (::stat(cache.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     std::cerr << "tlsp mta-sts-cache: error: there is no policy cache `" << display_text(cache) << "`\n";
     return kExitUsage;

@@ -15,7 +15,9 @@ using tlsp::testing_support::CommandRun;
 using tlsp::testing_support::run_tlsp;
 
 namespace {
-bool has(const CommandRun& r, const std::string& text) { return r.out.find(text) != std::string::npos; }
+bool has(const CommandRun& r, const std::string& text) {
+  return r.out.find(text) != std::string::npos;
+}
 }  // namespace
 
 TEST(QueueCli, HelpNamesEveryOperation) {
@@ -39,18 +41,16 @@ TEST(QueueCli, UsageErrorsSayWhatIsWrong) {
   struct Case {
     std::string args, says;
   };
-  for (const Case& c : {Case{"queue", "no operation given"}, Case{"queue frobnicate", "unknown operation `frobnicate`"},
-                        Case{"queue list", "no spool given: --spool DIR"},
-                        Case{"queue hold" + spool, "no queue id given"},
-                        Case{"queue hold not-an-id" + spool, "is not a queue id"},
-                        Case{"queue delete" + spool, "--all --domain D"},
-                        Case{"queue delete --all" + spool, "--all --domain D"},
-                        Case{"queue delete 18c1-1-1.0 --all --domain a.example" + spool, "not both"},
-                        Case{"queue flush 18c1-1-1.0 --domain a.example" + spool, "not both"},
-                        Case{"queue flush --domain bad..name" + spool, "is not a domain name"},
-                        Case{"queue list --frobnicate" + spool, "unknown option `--frobnicate`"},
-                        Case{"mta-sts-cache", "no operation given"},
-                        Case{"mta-sts-cache list --spool a --cache b", "not both"}}) {
+  for (const Case& c :
+       {Case{"queue", "no operation given"}, Case{"queue frobnicate", "unknown operation `frobnicate`"},
+        Case{"queue list", "no spool given: --spool DIR"}, Case{"queue hold" + spool, "no queue id given"},
+        Case{"queue hold not-an-id" + spool, "is not a queue id"}, Case{"queue delete" + spool, "--all --domain D"},
+        Case{"queue delete --all" + spool, "--all --domain D"},
+        Case{"queue delete 18c1-1-1.0 --all --domain a.example" + spool, "not both"},
+        Case{"queue flush 18c1-1-1.0 --domain a.example" + spool, "not both"},
+        Case{"queue flush --domain bad..name" + spool, "is not a domain name"},
+        Case{"queue list --frobnicate" + spool, "unknown option `--frobnicate`"},
+        Case{"mta-sts-cache", "no operation given"}, Case{"mta-sts-cache list --spool a --cache b", "not both"}}) {
     CommandRun r = run_tlsp(c.args);
     EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out;
     EXPECT_TRUE(has(r, c.says)) << c.args << "\n" << r.out;

@@ -188,12 +188,13 @@ TEST(ControlProtocol, EveryRequestRoundTripsInItsNormalForm) {
 }
 
 TEST(ControlProtocol, BadRequestsAreRefusedWithAReason) {
-  for (std::string bad : std::vector<std::string>{"", "\n", "list\n", "tlsp-queue/1\n", "tlsp-queue/1 list now\n", "tlsp-queue/2 list\n",
-                          "tlsp-queue/1 frobnicate\n", "tlsp-queue/1 hold\n", "tlsp-queue/1 hold ../../etc\n",
-                          "tlsp-queue/1 hold 18c-1-3.0 \n", "tlsp-queue/1 flush-domain Partner.example\n",
-                          "tlsp-queue/1 delete-domain -bad-\n", "tlsp-queue/1 list\r\n",
-                          std::string("tlsp-queue/1 show 18c-1-3.0\0\n", 30), "tlsp-queue/1  list\n",
-                          "tlsp-queue/1 list " + std::string(2000, 'a') + "\n"}) {
+  for (std::string bad :
+       std::vector<std::string>{"", "\n", "list\n", "tlsp-queue/1\n", "tlsp-queue/1 list now\n", "tlsp-queue/2 list\n",
+                                "tlsp-queue/1 frobnicate\n", "tlsp-queue/1 hold\n", "tlsp-queue/1 hold ../../etc\n",
+                                "tlsp-queue/1 hold 18c-1-3.0 \n", "tlsp-queue/1 flush-domain Partner.example\n",
+                                "tlsp-queue/1 delete-domain -bad-\n", "tlsp-queue/1 list\r\n",
+                                std::string("tlsp-queue/1 show 18c-1-3.0\0\n", 30), "tlsp-queue/1  list\n",
+                                "tlsp-queue/1 list " + std::string(2000, 'a') + "\n"}) {
     std::string problem;
     EXPECT_FALSE(parse_queue_request(bad, problem)) << bad;
     EXPECT_FALSE(problem.empty());
@@ -255,10 +256,10 @@ TEST(ControlProtocol, AReplyThatBreaksARuleIsRefusedWhole) {
   QueueReply out;
   std::string problem;
   ASSERT_TRUE(parse_queue_reply(good, out, problem)) << problem;
-  for (std::string bad : std::vector<std::string>{"", "ok\n", "ok\nchanged 0\n", "ok\nend\nend\n", "ok\nend", "ok \nend\n",
-                          "fine\nend\n", "ok\nchanged 01\nend\n", "ok\nchanged 1\nchanged 1\nend\n",
-                          "ok\nentry id=x\nend\n", "ok\nheader a b\nend\n", "ok\nbogus\nend\n",
-                          "error\nend\n", "ok\nentry \nend\n", "ok\nnote %zz\nend\n"}) {
+  for (std::string bad : std::vector<std::string>{
+           "", "ok\n", "ok\nchanged 0\n", "ok\nend\nend\n", "ok\nend", "ok \nend\n", "fine\nend\n",
+           "ok\nchanged 01\nend\n", "ok\nchanged 1\nchanged 1\nend\n", "ok\nentry id=x\nend\n", "ok\nheader a b\nend\n",
+           "ok\nbogus\nend\n", "error\nend\n", "ok\nentry \nend\n", "ok\nnote %zz\nend\n"}) {
     EXPECT_FALSE(parse_queue_reply(bad, out, problem)) << bad;
   }
 }
@@ -357,10 +358,10 @@ TEST(OfflineQueueCrash, EveryEntryEndsInItsOldOrNewStateAtEveryStep) {
     const char* step;
   };
   const Point points[] = {
-      {QueueOp::hold, "update:temp-synced"},      {QueueOp::hold, "update:renamed"},
-      {QueueOp::hold, "update:committed"},        {QueueOp::release, "update:temp-synced"},
-      {QueueOp::release, "update:renamed"},       {QueueOp::remove, "remove:envelope-removed"},
-      {QueueOp::remove, "remove:done"},           {QueueOp::remove_domain, "remove:envelope-removed"},
+      {QueueOp::hold, "update:temp-synced"},   {QueueOp::hold, "update:renamed"},
+      {QueueOp::hold, "update:committed"},     {QueueOp::release, "update:temp-synced"},
+      {QueueOp::release, "update:renamed"},    {QueueOp::remove, "remove:envelope-removed"},
+      {QueueOp::remove, "remove:done"},        {QueueOp::remove_domain, "remove:envelope-removed"},
       {QueueOp::remove_domain, "remove:done"},
   };
   for (const Point& p : points) {
@@ -448,7 +449,8 @@ TEST(OfflineQueueCrash, EveryEntryEndsInItsOldOrNewStateAtEveryStep) {
           EXPECT_EQ(back.size(), 1u);
           EXPECT_TRUE(ids.count(stored[2].id));
           break;
-        default: break;
+        default:
+          break;
       }
       // And the queue tools read it.
       lock.reset();

@@ -7,17 +7,17 @@
 //
 // Waiting is on events (a relay log line, a message at a peer), with a
 // deadline; nothing sleeps to wait.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "command.h"
+#include "test_support.h"
 #include "tlsp/compiler.h"
 #include "tlsp/decision_table.h"
 #include "tlsp/queue_control.h"
@@ -35,7 +36,6 @@
 #include "tlsp/sim/relay_process.h"
 #include "tlsp/sim/smtp_peer.h"
 #include "tlsp/sim/test_pki.h"
-#include "test_support.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -99,14 +99,15 @@ class QueueWorld : public ::testing::Test {
   }
 
   std::string table(const std::string& outbound_peers = "") {
-    std::string text = "policy \"queue-test\" version \"1\";\n"
-                       "default domain {\n"
-                       "  outbound { default peer { level opportunistic; min_tls any; } }\n"
-                       "  inbound  { default peer { level opportunistic; min_tls any; } }\n"
-                       "}\n"
-                       "domain \"acme.example\" {\n"
-                       "  outbound {\n    default peer { level opportunistic; min_tls any; }\n" +
-                       outbound_peers + "  }\n}\n";
+    std::string text =
+        "policy \"queue-test\" version \"1\";\n"
+        "default domain {\n"
+        "  outbound { default peer { level opportunistic; min_tls any; } }\n"
+        "  inbound  { default peer { level opportunistic; min_tls any; } }\n"
+        "}\n"
+        "domain \"acme.example\" {\n"
+        "  outbound {\n    default peer { level opportunistic; min_tls any; }\n" +
+        outbound_peers + "  }\n}\n";
     std::ofstream(dir_ + "/policy.tlsp") << text;
     CompileOptions o;
     o.inputs = {dir_ + "/policy.tlsp"};
@@ -120,18 +121,30 @@ class QueueWorld : public ::testing::Test {
   void start_relay(std::vector<std::string> extra = {}) {
     if (table_.empty()) table_ = table();
     std::vector<std::string> args = {"relay",
-                                     "--listen", "127.0.0.1:0",
-                                     "--hostname", "relay.test",
-                                     "--table", table_,
-                                     "--spool", spool_,
-                                     "--resolver", dns_.server(),
-                                     "--smtp-port", std::to_string(smtp_port_),
-                                     "--ca-file", pki_->ca_file(),
-                                     "--retry-schedule", "1h",
-                                     "--connection-cache-time", "0",
-                                     "--connect-timeout", "3s",
-                                     "--dns-timeout", "3s",
-                                     "--delivery-workers", "2"};
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--hostname",
+                                     "relay.test",
+                                     "--table",
+                                     table_,
+                                     "--spool",
+                                     spool_,
+                                     "--resolver",
+                                     dns_.server(),
+                                     "--smtp-port",
+                                     std::to_string(smtp_port_),
+                                     "--ca-file",
+                                     pki_->ca_file(),
+                                     "--retry-schedule",
+                                     "1h",
+                                     "--connection-cache-time",
+                                     "0",
+                                     "--connect-timeout",
+                                     "3s",
+                                     "--dns-timeout",
+                                     "3s",
+                                     "--delivery-workers",
+                                     "2"};
     args.insert(args.end(), extra.begin(), extra.end());
     relay_ = std::make_unique<RelayProcess>(TLSP_BINARY, args);
     relay_port_ = relay_->wait_ready(kWait);
@@ -161,8 +174,10 @@ class QueueWorld : public ::testing::Test {
     for (size_t i = 0; i < n; ++i) {
       size_t at = 0;
       ASSERT_TRUE(relay_->wait_for(
-          [](const relay::LogLine& l) { return l.matches(relay::LogEvent::queue, {{"result", "deferred"}}); }, kWait,
-          from, nullptr, &at))
+          [](const relay::LogLine& l) {
+            return l.matches(relay::LogEvent::queue, {{"result", "deferred"}});
+          },
+          kWait, from, nullptr, &at))
           << log();
       from = at + 1;
     }
@@ -170,8 +185,10 @@ class QueueWorld : public ::testing::Test {
 
   bool wait_log(const std::string& result, size_t from = 0) {
     return relay_->wait_for(
-        [&](const relay::LogLine& l) { return l.matches(relay::LogEvent::queue, {{"result", result}}); }, kWait,
-        from);
+        [&](const relay::LogLine& l) {
+          return l.matches(relay::LogEvent::queue, {{"result", result}});
+        },
+        kWait, from);
   }
 
   CommandRun queue(const std::string& args) { return run_tlsp("queue " + args + " --spool " + spool_); }
@@ -324,8 +341,11 @@ TEST_F(QueueWorld, AHeldEntryIsNeverDeliveredUntilReleasedAlsoAcrossARestart) {
   // A restart makes every recovered entry due at once, but not a held one.
   stop_relay();
   start_relay();
-  EXPECT_TRUE(relay_->wait_for([](const relay::LogLine& l) { return l.matches(relay::LogEvent::start, {{"recovered", "1"}}); },
-                               kWait))
+  EXPECT_TRUE(relay_->wait_for(
+      [](const relay::LogLine& l) {
+        return l.matches(relay::LogEvent::start, {{"recovered", "1"}});
+      },
+      kWait))
       << log();
   EXPECT_FALSE(mx.wait_for_messages(1, 2s));
   EXPECT_EQ(list()[0]["held"], true);
@@ -410,8 +430,12 @@ TEST_F(QueueWorld, KillNineDuringEachOperationLeavesEveryEntryOldOrNew) {
     std::string name;
     std::string logged;  // the relay's `queue result=` once the change is made
   };
-  const std::vector<Op> ops = {{"hold", "held"},           {"release", "released"},         {"delete", "deleted"},
-                               {"delete-domain", "deleted"}, {"flush-domain", "flushed"}, {"flush", "flushed"}};
+  const std::vector<Op> ops = {{"hold", "held"},
+                               {"release", "released"},
+                               {"delete", "deleted"},
+                               {"delete-domain", "deleted"},
+                               {"flush-domain", "flushed"},
+                               {"flush", "flushed"}};
   // Killed right after the request is written (anywhere in the change, or
   // before it), and killed once the relay said it made the change (the
   // new state must then be on disk).
@@ -517,8 +541,7 @@ TEST_F(QueueWorld, AnEntryBeingDeliveredIsRefusedUntilItsAttemptEnds) {
   for (const char* op : {"hold ", "delete "}) {
     CommandRun r = queue(std::string(op) + id);
     EXPECT_EQ(r.code, 1) << r.out;
-    EXPECT_NE(r.out.find("is being delivered right now; try again when the attempt ends"), std::string::npos)
-        << r.out;
+    EXPECT_NE(r.out.find("is being delivered right now; try again when the attempt ends"), std::string::npos) << r.out;
   }
   CommandRun dom = queue("delete --all --domain slow.example");
   EXPECT_EQ(dom.code, 0) << dom.out;
@@ -540,7 +563,7 @@ TEST_F(QueueWorld, OnlyRootAndTheRelaysUserMayUseTheControlSocket) {
   start_relay();
   submit("bob@partner.example");
   wait_deferred(1);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(control_socket_path(spool_).c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0600u);
@@ -558,7 +581,10 @@ TEST_F(QueueWorld, OnlyRootAndTheRelaysUserMayUseTheControlSocket) {
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("only root and the relay's user"), std::string::npos) << r.out;
   EXPECT_TRUE(relay_->wait_for(
-      [](const relay::LogLine& l) { return l.matches(relay::LogEvent::spool, {{"result", "control-refused"}}); }, kWait))
+      [](const relay::LogLine& l) {
+        return l.matches(relay::LogEvent::spool, {{"result", "control-refused"}});
+      },
+      kWait))
       << log();
 }
 

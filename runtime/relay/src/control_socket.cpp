@@ -127,9 +127,9 @@ void ControlSocket::handle(int fd) {
   std::string problem;
   std::optional<QueueRequest> request;
   if (nl == std::string::npos || nl + 1 != line.size())
-    problem = line.size() > kMaxControlRequestBytes ? "request longer than " + std::to_string(kMaxControlRequestBytes) +
-                                                          " bytes"
-                                                    : "want exactly one request line";
+    problem = line.size() > kMaxControlRequestBytes
+                  ? "request longer than " + std::to_string(kMaxControlRequestBytes) + " bytes"
+                  : "want exactly one request line";
   else
     request = parse_queue_request(line, problem);
   if (!request) {
@@ -150,7 +150,9 @@ QueueReply ControlSocket::apply(const QueueRequest& request, const std::string& 
   };
   QueueReply r;
   switch (request.op) {
-    case QueueOp::list: r.entries = queue_->snapshot(); return r;
+    case QueueOp::list:
+      r.entries = queue_->snapshot();
+      return r;
     case QueueOp::show: {
       auto e = queue_->find(id);
       if (!e) return refusal("no queued entry `" + id + "`");
@@ -171,8 +173,9 @@ QueueReply ControlSocket::apply(const QueueRequest& request, const std::string& 
         return id.empty() || e.id == id;
       };
       r.changed = queue_->make_due(match, now, r.notes);
-      if (r.changed) ctx_->log->write(LogEvent::queue, {{"result", "flushed"}, {"pending", std::to_string(r.changed)},
-                                                        {"reason", by}});
+      if (r.changed)
+        ctx_->log->write(LogEvent::queue,
+                         {{"result", "flushed"}, {"pending", std::to_string(r.changed)}, {"reason", by}});
       return r;
     }
     case QueueOp::hold:
@@ -208,7 +211,8 @@ QueueReply ControlSocket::apply(const QueueRequest& request, const std::string& 
       }
       for (const std::string& target : ids) {
         if (ctx_->stopping) {  // the shutdown must not wait for a long delete
-          r.notes.push_back("the relay is stopping: " + std::to_string(ids.size() - r.changed) + " entries not deleted");
+          r.notes.push_back("the relay is stopping: " + std::to_string(ids.size() - r.changed) +
+                            " entries not deleted");
           break;
         }
         std::string why;

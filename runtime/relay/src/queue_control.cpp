@@ -158,8 +158,8 @@ bool parse_entry(std::string_view rest, QueueEntryStatus& out, std::string& prob
   if (!take("id", e.id) || !take("from", e.mail_from) || !take("direction", direction) ||
       !take("managed-domain", e.managed_domain) || !take("destination", e.destination) ||
       !take("client-address", e.client_address) || !take("client-helo", e.client_helo) || !take("size", size) ||
-      !take("arrival", arrival) || !take("attempts", attempts) || !take("next-attempt", next) ||
-      !take("held", held) || !take("delivering", delivering) || !take("last-error", e.last_error)) {
+      !take("arrival", arrival) || !take("attempts", attempts) || !take("next-attempt", next) || !take("held", held) ||
+      !take("delivering", delivering) || !take("last-error", e.last_error)) {
     problem = "an entry lacks a field";
     return false;
   }
@@ -170,8 +170,8 @@ bool parse_entry(std::string_view rest, QueueEntryStatus& out, std::string& prob
   auto d = parse_direction(direction);
   auto n_size = parse_count(size), n_arrival = parse_count(arrival), n_attempts = parse_count(attempts),
        n_next = parse_count(next);
-  if (!spool::valid_entry_id(e.id) || !d || !n_size || !n_arrival || !n_attempts || !n_next ||
-      *n_arrival > INT64_MAX || *n_next > INT64_MAX || *n_attempts > 1000000 || (held != "0" && held != "1") ||
+  if (!spool::valid_entry_id(e.id) || !d || !n_size || !n_arrival || !n_attempts || !n_next || *n_arrival > INT64_MAX ||
+      *n_next > INT64_MAX || *n_attempts > 1000000 || (held != "0" && held != "1") ||
       (delivering != "0" && delivering != "1")) {
     problem = "an entry field has a bad value";
     return false;
@@ -192,7 +192,8 @@ bool parse_entry(std::string_view rest, QueueEntryStatus& out, std::string& prob
 int connect_control(const std::string& path) {
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
-  std::memcpy(sa.sun_path, path.data(), std::min(path.size(), sizeof sa.sun_path - 1));  // checked by control_socket_path
+  std::memcpy(sa.sun_path, path.data(),
+              std::min(path.size(), sizeof sa.sun_path - 1));  // checked by control_socket_path
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw SpoolError("socket: " + std::string(std::strerror(errno)));
   if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
@@ -262,7 +263,9 @@ QueueReply refused(std::string why) {
 
 // ------------------------------------------------------------ requests
 
-std::string_view queue_op_name(QueueOp op) { return op_info(op).name; }
+std::string_view queue_op_name(QueueOp op) {
+  return op_info(op).name;
+}
 
 std::optional<QueueRequest> make_queue_request(QueueOp op, std::string_view argument, std::string& problem) {
   auto arg = checked_argument(op_info(op), argument, problem);
@@ -456,7 +459,8 @@ QueueReply apply_queue_request(Spool& spool, const QueueRequest& request, int64_
   };
   try {
     switch (request.op) {
-      case QueueOp::list: r.entries = [&] {
+      case QueueOp::list:
+        r.entries = [&] {
           std::vector<QueueEntryStatus> v;
           for (QueueEntry& e : spool.scan(&r.notes)) v.push_back({std::move(e), false});
           return v;
@@ -472,8 +476,9 @@ QueueReply apply_queue_request(Spool& spool, const QueueRequest& request, int64_
       case QueueOp::flush:
       case QueueOp::flush_domain: {
         if (request.op == QueueOp::flush && !id.empty() && !entry()) return refused("no queued entry `" + id + "`");
-        r.notes.push_back("no relay runs on this spool: nothing to do now; the relay tries every entry that is not "
-                          "held as soon as it starts");
+        r.notes.push_back(
+            "no relay runs on this spool: nothing to do now; the relay tries every entry that is not "
+            "held as soon as it starts");
         return r;
       }
       case QueueOp::hold:

@@ -72,13 +72,13 @@
 
 namespace tlsp {
 
-inline constexpr size_t kMaxControlRequestBytes = 1024;                 // the request line with its LF
-inline constexpr size_t kMaxControlReplyLineBytes = size_t{8} << 20;    // one reply line (an entry's)
-inline constexpr size_t kMaxControlReplyBytes = size_t{512} << 20;      // a whole reply (a long list)
-inline constexpr size_t kMaxShownHeaderBytes = 64 * 1024;               // `show`: the header section
-inline constexpr auto kControlRequestTimeout = std::chrono::seconds(5);   // relay: the request must come by then
-inline constexpr auto kControlReplyTimeout = std::chrono::seconds(600);   // command: the whole reply (a big delete)
-inline constexpr auto kControlConnectWait = std::chrono::seconds(10);     // command: a starting relay to answer
+inline constexpr size_t kMaxControlRequestBytes = 1024;                  // the request line with its LF
+inline constexpr size_t kMaxControlReplyLineBytes = size_t{8} << 20;     // one reply line (an entry's)
+inline constexpr size_t kMaxControlReplyBytes = size_t{512} << 20;       // a whole reply (a long list)
+inline constexpr size_t kMaxShownHeaderBytes = 64 * 1024;                // `show`: the header section
+inline constexpr auto kControlRequestTimeout = std::chrono::seconds(5);  // relay: the request must come by then
+inline constexpr auto kControlReplyTimeout = std::chrono::seconds(600);  // command: the whole reply (a big delete)
+inline constexpr auto kControlConnectWait = std::chrono::seconds(10);    // command: a starting relay to answer
 inline constexpr std::string_view kControlSocketName = "control";
 
 enum class QueueOp { list, show, flush, flush_domain, hold, release, remove, remove_domain };
