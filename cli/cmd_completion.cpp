@@ -82,6 +82,41 @@ std::string case_labels(const OptionInfo& o) {
   return out;
 }
 
+// The body of one command's (or operation's) case in the script: its
+// options, how each option's value is completed, what its positional
+// arguments are. `indent` is the case's own indentation.
+std::string option_cases(const std::string& command, const CommandInfo& info, const std::string& indent) {
+  std::string words, files, directories, nothing, fixed;
+  for (const OptionInfo& o : info.options) {
+    words += (words.empty() ? "" : " ") + flag_words(o);
+    if (!o.takes_value) continue;
+    const OptionValue v = value_completion(command, o);
+    switch (v.how) {
+      case ValueCompletion::files: files += (files.empty() ? "" : "|") + case_labels(o); break;
+      case ValueCompletion::directories: directories += (directories.empty() ? "" : "|") + case_labels(o); break;
+      case ValueCompletion::nothing: nothing += (nothing.empty() ? "" : "|") + case_labels(o); break;
+      case ValueCompletion::words:
+        fixed += indent + "  " + case_labels(o) + ") COMPREPLY=($(compgen -W '" + v.words + "' -- \"$cur\")); return ;;\n";
+        break;
+    }
+  }
+  std::string out = indent + "options='" + words + "'\n";
+  out += indent + "case $prev in\n";
+  if (!files.empty()) out += indent + "  " + files + ") _tlsp_files; return ;;\n";
+  if (!directories.empty()) out += indent + "  " + directories + ") _tlsp_files -d; return ;;\n";
+  if (!nothing.empty()) out += indent + "  " + nothing + ") return ;;\n";
+  out += fixed;
+  out += indent + "esac\n";
+  // The positional arguments are files (policies, tables, scenarios), or
+  // for `completion` the shell; an operation's (a queue id, a domain) are
+  // not completed.
+  const bool operation = info.name.find(' ') != std::string::npos;
+  out += indent + (info.positionals.empty() || operation ? "local positional=none\n"
+                   : command == "completion"            ? "local positional=shell\n"
+                                                        : "local positional=files\n");
+  return out;
+}
+
 std::string bash_script(const std::vector<Command>& commands) {
   std::string names;
   for (const Command& c : commands)
@@ -119,34 +154,25 @@ std::string bash_script(const std::vector<Command>& commands) {
       "  case $command in\n";
   for (const Command& c : commands) {
     if (!c.summary) continue;
-    const CommandInfo info = describe_command(c);
-    std::string words, files, directories, nothing, fixed;
-    for (const OptionInfo& o : info.options) {
-      words += (words.empty() ? "" : " ") + flag_words(o);
-      if (!o.takes_value) continue;
-      const OptionValue v = value_completion(c.name, o);
-      switch (v.how) {
-        case ValueCompletion::files: files += (files.empty() ? "" : "|") + case_labels(o); break;
-        case ValueCompletion::directories: directories += (directories.empty() ? "" : "|") + case_labels(o); break;
-        case ValueCompletion::nothing: nothing += (nothing.empty() ? "" : "|") + case_labels(o); break;
-        case ValueCompletion::words:
-          fixed += "        " + case_labels(o) + ") COMPREPLY=($(compgen -W '" + v.words + "' -- \"$cur\")); return ;;\n";
-          break;
-      }
-    }
     out += "    " + std::string(c.name) + ")\n";
-    out += "      options='" + words + "'\n";
-    out += "      case $prev in\n";
-    if (!files.empty()) out += "        " + files + ") _tlsp_files; return ;;\n";
-    if (!directories.empty()) out += "        " + directories + ") _tlsp_files -d; return ;;\n";
-    if (!nothing.empty()) out += "        " + nothing + ") return ;;\n";
-    out += fixed;
-    out += "      esac\n";
-    // The positional arguments are files (policies, tables, scenarios), or
-    // for `completion` the shell.
-    out += info.positionals.empty() ? "      local positional=none\n"
-           : c.name == std::string("completion") ? "      local positional=shell\n"
-                                                 : "      local positional=files\n";
+    if (c.verbs) {
+      // A command of operations (`tlsp queue list`): the operation first,
+      // then that operation's own options.
+      std::string verbs;
+      for (const Command& v : c.verbs()) verbs += (verbs.empty() ? "" : " ") + std::string(v.name);
+      out += "      if ((COMP_CWORD == 2)); then\n";
+      out += "        COMPREPLY=($(compgen -W '" + verbs + " --help' -- \"$cur\"))\n";
+      out += "        return\n";
+      out += "      fi\n";
+      out += "      case ${COMP_WORDS[2]} in\n";
+      for (const Command& v : c.verbs())
+        out += "        " + std::string(v.name) + ")\n" + option_cases(c.name, describe_command(v), "          ") +
+               "          ;;\n";
+      out += "        *) return ;;\n";
+      out += "      esac\n";
+    } else {
+      out += option_cases(c.name, describe_command(c), "      ");
+    }
     out += "      ;;\n";
   }
   out +=

@@ -94,8 +94,17 @@ std::string commands_section(const std::vector<Command>& commands) {
   std::string out;
   for (const Command& c : commands) {
     if (!c.summary) continue;
-    const CommandInfo info = describe_command(c);
     out += ".SS \"tlsp " + roff(c.name) + " \\(em " + roff(c.summary) + "\"\n";
+    if (c.verbs) {
+      // A command of operations: each operation as a command of its own.
+      for (const Command& v : c.verbs()) {
+        const CommandInfo info = describe_command(v);
+        out += ".PP\n.B tlsp " + roff(info.name) + "\n" + roff_lines(info.synopsis) + ".PP\n" + roff_lines(info.about);
+        out += options_list(info.options);
+      }
+      continue;
+    }
+    const CommandInfo info = describe_command(c);
     out += ".B tlsp " + roff(c.name) + "\n" + roff_lines(info.synopsis) + ".PP\n" + roff_lines(info.about);
     if (c.name == std::string("relay")) {
       out += options_list(relay_own_options(info));

@@ -21,6 +21,8 @@ int cmd_diff(const Args& args);
 int cmd_matrix(const Args& args);
 int cmd_simulate(const Args& args);
 int cmd_relay(const Args& args);
+int cmd_queue(const Args& args);
+int cmd_mta_sts_cache(const Args& args);
 
 // One subcommand as `tlsp --help`, tlsp(1) and the completion list it:
 // cli/main.cpp holds the list (commands()), in the order shown.
@@ -28,7 +30,14 @@ struct Command {
   const char* name;
   const char* summary;  // nullptr: hidden (not in --help, the man page or the completion)
   int (*run)(const Args& args);
+  // A command of operations (`tlsp queue list`): the operations, each
+  // described, paged and completed as a command of its own; nullptr for
+  // the others.
+  const std::vector<Command>& (*verbs)() = nullptr;
 };
+
+const std::vector<Command>& queue_verbs();          // list, show, flush, hold, release, delete
+const std::vector<Command>& mta_sts_cache_verbs();  // list, purge
 
 // The command's options as its parse_options() call declares them: the
 // command is run with no arguments in describe mode (cli_common.h), where

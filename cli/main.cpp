@@ -221,6 +221,8 @@ const std::vector<Command>& commands() {
       {"matrix", "the decision matrix: every domain x peer x direction against the behaviour catalogue", cmd_matrix},
       {"simulate", "replay scenario files against a policy and check the expected outcomes", cmd_simulate},
       {"relay", "run the SMTP relay that enforces a decision table", cmd_relay},
+      {"queue", "list, show, flush, hold, release or delete the relay's queued mail", cmd_queue, queue_verbs},
+      {"mta-sts-cache", "list or purge the relay's cached MTA-STS policies", cmd_mta_sts_cache, mta_sts_cache_verbs},
       {"completion", "print a shell completion script (bash)",
        [](const Args& args) { return cmd_completion(args, commands()); }},
       {"manpage", nullptr, [](const Args& args) { return cmd_manpage(args, commands()); }},

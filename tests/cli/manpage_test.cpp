@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -159,6 +160,27 @@ TEST(ManPages, TlspHasEveryCommand) {
     const CommandRun help = run_tlsp("help " + name);
     ASSERT_EQ(help.code, 0) << help.out;
     const std::string usage = help.out.substr(0, help.out.find('\n'));  // "usage: tlsp NAME SYNOPSIS"
+    if (help.out.find("(each with ") != std::string::npos) {
+      // A command of operations (`usage: tlsp queue list [--json] | show
+      // ID | ...`): each operation's own usage is in the page.
+      std::string all = collapsed(help.out.substr(0, help.out.find("(each with ")));
+      all = all.substr(all.find(name) + name.size() + 1);
+      std::set<std::string> ops;
+      for (size_t at = 0; at < all.size();) {
+        const size_t bar = all.find(" | ", at);
+        if (all[at] >= 'a' && all[at] <= 'z') ops.insert(all.substr(at, all.find(' ', at) - at));
+        if (bar == std::string::npos) break;
+        at = bar + 3;
+      }
+      EXPECT_GE(ops.size(), 2u) << usage;
+      for (const std::string& op : ops) {
+        const CommandRun op_help = run_tlsp(name + " " + op + " --help");
+        ASSERT_EQ(op_help.code, 0) << name << " " << op << ": " << op_help.out;
+        const std::string op_usage = op_help.out.substr(0, op_help.out.find('\n'));
+        EXPECT_NE(man.find(collapsed(op_usage.substr(7))), std::string::npos) << op_usage;
+      }
+      continue;
+    }
     EXPECT_NE(man.find(collapsed(usage.substr(7))), std::string::npos) << usage;
     // The relay's settings are in tlsp.conf(5), checked above.
     // Positional arguments are in the synopsis, not options (their

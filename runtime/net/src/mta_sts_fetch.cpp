@@ -24,10 +24,12 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -332,14 +334,11 @@ std::string MtaStsCache::path_for(std::string_view domain) const {
   return dir_ + "/" + *d + std::string(kCacheSuffix);
 }
 
-StsCacheLookup MtaStsCache::get(std::string_view domain_in, int64_t now) const {
+// The domain's file read and checked (`domain` in normal form): the entry,
+// expired or not, or why there is none (`corrupt`: a file was there).
+StsCacheLookup MtaStsCache::load(const std::string& domain) const {
   StsCacheLookup r;
-  auto domain = normalize_policy_domain(domain_in);
-  if (!domain) {
-    r.detail = ticked(domain_in) + " is not a valid policy domain";
-    return r;
-  }
-  const std::string path = path_for(*domain);
+  const std::string path = path_for(domain);
   std::string text;
   ReadStatus st;
   {
@@ -347,7 +346,7 @@ StsCacheLookup MtaStsCache::get(std::string_view domain_in, int64_t now) const {
     st = read_bounded(path, kMaxCacheHeaderBytes + kMaxStsPolicyBytes, text);
   }
   switch (st) {
-    case ReadStatus::missing: r.detail = "no cached policy for " + ticked(*domain); return r;
+    case ReadStatus::missing: r.detail = "no cached policy for " + ticked(domain); return r;
     case ReadStatus::too_large:
       r.corrupt = true;
       r.detail = "ignored the corrupt cached policy `" + path + "`: too large";
@@ -359,18 +358,54 @@ StsCacheLookup MtaStsCache::get(std::string_view domain_in, int64_t now) const {
     case ReadStatus::ok: break;
   }
   CachedStsPolicy entry;
-  std::string problem = decode_cache_file(text, *domain, entry);
+  std::string problem = decode_cache_file(text, domain, entry);
   if (!problem.empty()) {
     r.corrupt = true;
     r.detail = "ignored the corrupt cached policy `" + path + "`: " + problem;
     return r;
   }
-  if (entry.expires_at <= now) {
-    r.detail = "the cached policy for " + ticked(*domain) + " expired at " + std::to_string(entry.expires_at);
-    return r;
-  }
   r.entry = std::move(entry);
   return r;
+}
+
+StsCacheLookup MtaStsCache::get(std::string_view domain_in, int64_t now) const {
+  auto domain = normalize_policy_domain(domain_in);
+  if (!domain) {
+    StsCacheLookup r;
+    r.detail = ticked(domain_in) + " is not a valid policy domain";
+    return r;
+  }
+  StsCacheLookup loaded = load(*domain);
+  if (!loaded.entry || loaded.entry->expires_at > now) return loaded;
+  StsCacheLookup expired;
+  expired.detail = "the cached policy for " + ticked(*domain) + " expired at " + std::to_string(loaded.entry->expires_at);
+  return expired;
+}
+
+std::vector<StsCacheListing> MtaStsCache::list() const {
+  std::vector<StsCacheListing> out;
+  DIR* d = ::opendir(dir_.c_str());
+  if (!d) throw std::runtime_error("cannot list the policy cache `" + dir_ + "`: " + errno_text());
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    // Only the names path_for() makes: temporary files and strangers are
+    // not entries.
+    if (!name.ends_with(kCacheSuffix)) continue;
+    std::string stem = name.substr(0, name.size() - kCacheSuffix.size());
+    auto domain = normalize_policy_domain(stem);
+    if (!domain || *domain != stem) continue;
+    StsCacheLookup l = load(stem);
+    StsCacheListing item;
+    item.domain = stem;
+    item.path = path_for(stem);
+    item.entry = std::move(l.entry);
+    if (!item.entry) item.problem = l.detail;
+    out.push_back(std::move(item));
+  }
+  return out;
 }
 
 bool MtaStsCache::put(std::string_view domain_in, std::string_view id, std::string_view body, int64_t now,

@@ -15,7 +15,7 @@ void DeliveryQueue::enqueue(std::vector<QueueEntry> entries) {
   {
     std::lock_guard lock(queue_mu_);
     for (QueueEntry& e : entries) {
-      schedule_.insert({e.next_attempt, e.id});
+      if (!e.held) schedule_.insert({e.next_attempt, e.id});
       queue_[e.id] = std::move(e);
     }
   }
@@ -34,6 +34,7 @@ void DeliveryQueue::worker() {
           auto first = schedule_.begin();
           if (first->first <= now) {
             entry = queue_[first->second];
+            active_.insert(first->second);
             schedule_.erase(first);
             ++in_flight_;
             break;
@@ -122,13 +123,88 @@ void DeliveryQueue::process(QueueEntry& entry) {
     entry.next_attempt = now + 60;
   }
   std::lock_guard lock(queue_mu_);
+  active_.erase(entry.id);
   schedule_.insert({entry.next_attempt, entry.id});
   queue_[entry.id] = std::move(entry);
 }
 
 void DeliveryQueue::forget(const std::string& id) {
   std::lock_guard lock(queue_mu_);
+  active_.erase(id);
   queue_.erase(id);
+}
+
+std::vector<QueueEntryStatus> DeliveryQueue::snapshot() {
+  std::vector<QueueEntryStatus> out;
+  {
+    std::lock_guard lock(queue_mu_);
+    out.reserve(queue_.size());
+    for (const auto& [id, e] : queue_) out.push_back({e, active_.count(id) > 0});
+  }
+  std::sort(out.begin(), out.end(), [](const QueueEntryStatus& a, const QueueEntryStatus& b) {
+    return a.entry.arrival != b.entry.arrival ? a.entry.arrival < b.entry.arrival : a.entry.id < b.entry.id;
+  });
+  return out;
+}
+
+std::optional<QueueEntryStatus> DeliveryQueue::find(const std::string& id) {
+  std::lock_guard lock(queue_mu_);
+  auto it = queue_.find(id);
+  if (it == queue_.end()) return std::nullopt;
+  return QueueEntryStatus{it->second, active_.count(id) > 0};
+}
+
+size_t DeliveryQueue::make_due(const std::function<bool(const QueueEntry&)>& match, int64_t now,
+                               std::vector<std::string>& notes) {
+  size_t n = 0;
+  {
+    std::lock_guard lock(queue_mu_);
+    for (auto& [id, e] : queue_) {
+      if (!match(e)) continue;
+      if (e.held) {
+        notes.push_back("entry `" + id + "` is held: release it first");
+      } else if (active_.count(id)) {
+        notes.push_back("entry `" + id + "` is being delivered right now");
+      } else {
+        schedule_.erase({e.next_attempt, id});
+        e.next_attempt = std::min(e.next_attempt, now);
+        schedule_.insert({e.next_attempt, id});
+        ++n;
+      }
+    }
+  }
+  queue_cv_.notify_all();
+  return n;
+}
+
+std::optional<QueueEntry> DeliveryQueue::claim(const std::string& id, std::string& why) {
+  std::lock_guard lock(queue_mu_);
+  auto it = queue_.find(id);
+  if (it == queue_.end()) {
+    why = "no queued entry `" + id + "`";
+    return std::nullopt;
+  }
+  if (active_.count(id)) {
+    why = "entry `" + id + "` is being delivered right now; try again when the attempt ends";
+    return std::nullopt;
+  }
+  schedule_.erase({it->second.next_attempt, id});
+  active_.insert(id);
+  return it->second;
+}
+
+void DeliveryQueue::unclaim(const std::string& id, std::optional<QueueEntry> entry) {
+  {
+    std::lock_guard lock(queue_mu_);
+    active_.erase(id);
+    if (!entry) {
+      queue_.erase(id);
+      return;
+    }
+    if (!entry->held) schedule_.insert({entry->next_attempt, id});
+    queue_[id] = std::move(*entry);
+  }
+  queue_cv_.notify_all();
 }
 
 BounceRecipient DeliveryQueue::bounce_recipient(const QueueEntry& e, const std::string& addr,

@@ -9,13 +9,17 @@
 //    the queue lifetime is over the remaining recipients are bounced.
 //  * A null-sender entry that fails is moved to the spool's failed area
 //    with the reason, and logged (there is nobody to bounce to).
+//  * A held entry (tlsp/queue_control.h) stays in memory but never in the
+//    schedule: no worker takes it until it is released.
 // Workers hold the queue (and so the context) while they run.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -25,6 +29,7 @@
 
 #include "relay_context.h"
 #include "tlsp/dsn.h"
+#include "tlsp/queue_control.h"
 
 namespace tlsp::relay {
 
@@ -45,6 +50,24 @@ class DeliveryQueue {
   // the queue's lock.
   QueueGauges gauges();
 
+  // ---- for the control socket (control_socket.cpp) ----
+  // Every entry in memory (held ones too), oldest first, and whether an
+  // attempt runs for it now.
+  std::vector<QueueEntryStatus> snapshot();
+  std::optional<QueueEntryStatus> find(const std::string& id);
+  // Makes the matching entries due now (in memory only: a restart makes
+  // every entry due anyway). Held and delivering ones are skipped, each a
+  // note. Returns how many were made due.
+  size_t make_due(const std::function<bool(const QueueEntry&)>& match, int64_t now,
+                  std::vector<std::string>& notes);
+  // Takes a queued entry out of the schedule for a change, as a worker
+  // takes one for a delivery, so no attempt starts meanwhile; nullopt with
+  // the reason when it is not queued or is being delivered right now.
+  std::optional<QueueEntry> claim(const std::string& id, std::string& why);
+  // Gives a claimed entry back: as changed (scheduled unless held), or
+  // gone from the spool (nullopt).
+  void unclaim(const std::string& id, std::optional<QueueEntry> entry);
+
  private:
   void log(LogEvent event, const LogFields& fields) { ctx_->log->write(event, fields); }
   // One delivery run for `entry` and what the queue does with its report.
@@ -62,6 +85,9 @@ class DeliveryQueue {
   std::condition_variable queue_cv_;
   std::map<std::string, QueueEntry> queue_;
   std::set<std::pair<int64_t, std::string>> schedule_;
+  // Entries a worker delivers or the control socket changes right now:
+  // in queue_, not in schedule_.
+  std::set<std::string> active_;
   size_t in_flight_ = 0;
 };
 

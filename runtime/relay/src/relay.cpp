@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "control_socket.h"
 #include "delivery_queue.h"
 #include "listener.h"
 #include "metrics_server.h"
@@ -32,6 +33,12 @@
 namespace tlsp {
 
 using namespace relay;
+
+namespace {
+// How long a starting relay waits for the spool's lock: a `tlsp queue`
+// command run while no relay runs holds it for the length of one change.
+constexpr auto kSpoolLockWait = std::chrono::seconds(5);
+}  // namespace
 
 // The parts share the context; the threads that run them hold what they
 // use (a session its Listener, a worker the DeliveryQueue), so a thread
@@ -69,12 +76,17 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   I.table_file = std::make_unique<TableFile>(c.config.table, c.table, *c.log, &c.metrics);
   I.table_file->load("start");
   c.spool = std::make_unique<Spool>(c.config.spool_dir);
+  // One relay per spool (docs/spool.md, "Operating the queue"); a `tlsp queue` command
+  // may hold the lock for a moment while no relay runs.
+  c.spool_lock = SpoolLock::acquire(c.config.spool_dir, kSpoolLockWait);
+  if (!c.spool_lock)
+    throw std::runtime_error("the spool `" + c.config.spool_dir + "` is in use by another relay (its lock `" +
+                             SpoolLock::path_in(c.config.spool_dir) + "` is held)");
   dns::ResolverConfig rc;
   rc.server = c.config.resolver;
   rc.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.config.limits.dns_timeout);
   c.resolver = std::make_unique<dns::Resolver>(rc);
-  std::string cache_dir = c.config.mta_sts_cache.empty() ? c.config.spool_dir + "/mta-sts" : c.config.mta_sts_cache;
-  c.sts_cache = std::make_unique<MtaStsCache>(cache_dir);
+  c.sts_cache = std::make_unique<MtaStsCache>(mta_sts_cache_dir(c.config));
   c.sts_fetch.ca_file = c.config.ca_file;
   c.sts_fetch.https_port = c.config.mta_sts_port;
   c.sts_fetch.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.config.limits.sts_fetch_timeout);
@@ -146,6 +158,15 @@ void Relay::run() {
   for (size_t i = 0; i < ctx.config.delivery_workers; ++i)
     workers.emplace_back([queue = I->queue] { queue->worker(); });
   if (I->metrics_server) I->metrics_server->start();
+  // The queue tools' socket, made here rather than at construction so that
+  // it belongs to the user the relay runs as.
+  std::thread control;
+  try {
+    auto socket = std::make_shared<ControlSocket>(I->ctx, I->queue);
+    control = std::thread([socket] { socket->serve(); });
+  } catch (const std::exception& e) {
+    I->log(LogEvent::spool, {{"result", "control-error"}, {"error", e.what()}});
+  }
 
   // The scheduler's own duties: reloads and the table file watch.
   auto next_check = std::chrono::steady_clock::now();
@@ -171,6 +192,7 @@ void Relay::run() {
   // the spool and is resumed at the next start).
   I->log(LogEvent::stop, {{"result", "stopping"}});
   for (std::thread& t : acceptors) t.join();
+  if (control.joinable()) control.join();
   for (int fd : I->listeners) ::close(fd);
   I->listeners.clear();
   const auto deadline = std::chrono::steady_clock::now() + ctx.config.limits.shutdown_grace;

@@ -113,6 +113,10 @@ void validate_relay_config(const RelayConfig& c, std::initializer_list<std::stri
   if (!all.empty()) throw std::invalid_argument(all);
 }
 
+std::string mta_sts_cache_dir(const RelayConfig& c) {
+  return c.mta_sts_cache.empty() ? c.spool_dir + "/mta-sts" : c.mta_sts_cache;
+}
+
 std::string relay::relay_hostname(const RelayConfig& c) {
   if (!c.hostname.empty()) return c.hostname;
   char buf[256] = {};

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,6 +53,7 @@ struct RelayContext {
   TableHolder table{nullptr};
   std::unique_ptr<RelayLog> log;
   std::unique_ptr<Spool> spool;
+  std::optional<SpoolLock> spool_lock;  // held while the relay (or a worker left running) lives
   std::unique_ptr<dns::Resolver> resolver;
   std::unique_ptr<MtaStsCache> sts_cache;
   StsFetchConfig sts_fetch;

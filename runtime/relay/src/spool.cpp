@@ -13,6 +13,7 @@
 #include "tlsp/spool.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -21,6 +22,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "spool_files.h"
 #include "spool_format.h"
@@ -142,6 +144,7 @@ std::vector<QueueEntry> Spool::store(std::vector<QueueEntry> entries, std::strin
     step("store:data-synced");
     for (size_t i = 0; i < entries.size(); ++i) {
       entries[i].id = batch + "." + std::to_string(i);
+      entries[i].size = data.size();
       entries[i].last_error = cut_text(entries[i].last_error);
       for (auto& f : entries[i].failed_recipients) f.second = cut_text(f.second);
       write_file_synced(work + "/" + std::to_string(i) + std::string(kEnvSuffix),
@@ -220,6 +223,7 @@ void Spool::update(const QueueEntry& entry) {
   merged.last_error = entry.last_error;
   merged.failed_recipients = entry.failed_recipients;
   merged.orcpts = entry.orcpts;
+  merged.held = entry.held;
   std::string out = serialize_envelope(merged, parsed.data_bytes, parsed.data_checksum);
   std::string tmp = dir + "/" + n + std::string(kTmpSuffix);
   write_file_synced(tmp, out, false);
@@ -291,6 +295,41 @@ std::string Spool::read_data(const std::string& id) const {
   if (data->size() != parsed.data_bytes || XXH3_64bits(data->data(), data->size()) != parsed.data_checksum)
     throw SpoolError("`" + path + "` does not match its envelope (size or checksum)");
   return std::move(*data);
+}
+
+// ---------------------------------------------------------------- the lock
+
+std::optional<SpoolLock> SpoolLock::try_acquire(const std::string& directory) {
+  struct stat st{};
+  if (::stat(directory.c_str(), &st) != 0 && errno != ENOENT && errno != ENOTDIR)
+    fail("cannot use the spool directory `" + directory + "`", errno);
+  if (!S_ISDIR(st.st_mode)) throw SpoolError("there is no spool directory `" + directory + "`");
+  const std::string path = path_in(directory);
+  // Read-only: flock needs no write access, so the relay's user and root
+  // can both take a lock file the other created.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) fail("cannot open the spool lock `" + path + "`", errno);
+  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    if (e == EINTR) continue;
+    ::close(fd);
+    if (e == EWOULDBLOCK) return std::nullopt;
+    fail("cannot lock `" + path + "`", e);
+  }
+  return SpoolLock(fd);
+}
+
+std::optional<SpoolLock> SpoolLock::acquire(const std::string& directory, std::chrono::milliseconds wait) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while (true) {
+    if (auto lock = try_acquire(directory)) return lock;
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+SpoolLock::~SpoolLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the flock
 }
 
 }  // namespace tlsp

@@ -155,6 +155,10 @@ std::optional<std::string> entry_problem(const QueueEntry& e) {
 
 std::string cut_text(std::string_view s) { return std::string(s.substr(0, kMaxSpoolTextBytes)); }
 
+std::string escape_value(std::string_view s) { return escape(s); }
+std::optional<std::string> unescape_value(std::string_view s) { return unescape(s); }
+std::optional<uint64_t> parse_count(std::string_view s) { return parse_decimal<uint64_t>(s); }
+
 // ------------------------------------------------------------ names
 
 namespace {
@@ -208,8 +212,9 @@ std::string serialize_envelope(const QueueEntry& e, uint64_t data_bytes, uint64_
     t += value;
     t += '\n';
   };
-  line(kMagicKey, std::to_string(kSpoolEnvelopeVersion));
+  line(kMagicKey, std::to_string(e.held ? kSpoolHeldEnvelopeVersion : kSpoolEnvelopeVersion));
   line("id", e.id);
+  if (e.held) line("held", "1");
   line("mail-from", escape(e.mail_from));
   line("direction", to_string(e.direction));
   line("managed-domain", escape(e.managed_domain));
@@ -262,6 +267,7 @@ bool parse_envelope(std::string_view text, ParsedEnvelope& out, std::string& pro
   size_t pos = 0;
   size_t line_no = 0;
   bool have_version = false;
+  int version = 0;
   while (pos < body.size()) {
     size_t nl = body.find('\n', pos);
     std::string_view ln = body.substr(pos, nl - pos);
@@ -279,7 +285,12 @@ bool parse_envelope(std::string_view text, ParsedEnvelope& out, std::string& pro
     };
     if (line_no == 1) {
       if (key != kMagicKey) return bad("not a tlsp spool envelope");
-      if (raw != std::to_string(kSpoolEnvelopeVersion)) return bad("unsupported envelope version " + ticked(raw));
+      if (raw == std::to_string(kSpoolEnvelopeVersion))
+        version = kSpoolEnvelopeVersion;
+      else if (raw == std::to_string(kSpoolHeldEnvelopeVersion))
+        version = kSpoolHeldEnvelopeVersion;
+      else
+        return bad("unsupported envelope version " + ticked(raw));
       have_version = true;
       continue;
     }
@@ -322,6 +333,11 @@ bool parse_envelope(std::string_view text, ParsedEnvelope& out, std::string& pro
       auto d = parse_direction(raw);
       if (!d) return bad("unknown direction");
       e.direction = *d;
+    } else if (key == "held") {
+      // Version 2 only, and only ever `1`: an entry not held is version 1.
+      if (version != kSpoolHeldEnvelopeVersion) return bad("unknown key");
+      if (raw != "1") return bad("want 1");
+      e.held = true;
     } else if (key == "body-8bit") {
       if (raw != "0" && raw != "1") return bad("want 0 or 1");
       e.body_8bit = raw == "1";
@@ -370,6 +386,11 @@ bool parse_envelope(std::string_view text, ParsedEnvelope& out, std::string& pro
       return false;
     }
   }
+  if (version == kSpoolHeldEnvelopeVersion && !e.held) {
+    problem = "envelope lacks `held`";
+    return false;
+  }
+  e.size = out.data_bytes;
   if (e.last_error.size() > kMaxSpoolTextBytes) {
     problem = "envelope `last-error` too long";
     return false;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,5 +33,13 @@ bool valid_entry_id(std::string_view id);
 std::optional<std::string> entry_problem(const QueueEntry& e);
 // A reply or error text as an envelope keeps it (kMaxSpoolTextBytes).
 std::string cut_text(std::string_view s);
+
+// An envelope value's escaping (every byte outside `!`..`~`, and `%`, as
+// %XX upper case) and its strict inverse; the control protocol
+// (tlsp/queue_control.h) writes its values the same way.
+std::string escape_value(std::string_view s);
+std::optional<std::string> unescape_value(std::string_view s);
+// A decimal without sign or leading zeros, as envelopes write numbers.
+std::optional<uint64_t> parse_count(std::string_view s);
 
 }  // namespace tlsp::spool

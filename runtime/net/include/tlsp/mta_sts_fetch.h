@@ -109,6 +109,14 @@ struct StsCacheLookup {
   bool corrupt = false;                  // a file was there but ignored (or unreadable)
 };
 
+// One file of the cache as `tlsp mta-sts-cache list` shows it.
+struct StsCacheListing {
+  std::string domain;                    // normal form, from the file name
+  std::string path;
+  std::optional<CachedStsPolicy> entry;  // intact (perhaps expired: compare expires_at)
+  std::string problem;                   // !entry: why the file is ignored
+};
+
 class MtaStsCache {
  public:
   // Creates the directory (not its parents) if missing. Throws
@@ -123,11 +131,18 @@ class MtaStsCache {
            std::string* error = nullptr);
   // Removes the domain's entry; true if there was one.
   bool erase(std::string_view domain);
+  // Every entry file, by domain, intact, expired or corrupt (a corrupt one
+  // is what get() ignores). Throws std::runtime_error when the directory
+  // cannot be read. The relay keeps no copy in memory: get() reads the
+  // file each time, so erase() reaches a running relay at once.
+  std::vector<StsCacheListing> list() const;
 
   // The file that holds the domain's entry (empty for an invalid domain).
   std::string path_for(std::string_view domain) const;
 
  private:
+  StsCacheLookup load(const std::string& domain) const;
+
   std::string dir_;
   mutable std::mutex mutex_;
 };

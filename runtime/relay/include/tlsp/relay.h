@@ -134,6 +134,10 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& config);
 // use (SmtpServer needs neither `listen` nor `table`).
 void validate_relay_config(const RelayConfig& config, std::initializer_list<std::string_view> not_needed = {});
 
+// The MTA-STS policy cache directory: the configured one, else
+// <spool_dir>/mta-sts. The relay and `tlsp mta-sts-cache` both ask here.
+std::string mta_sts_cache_dir(const RelayConfig& config);
+
 class Relay {
  public:
   // Opens the table, the spool and the listening sockets; recovers the

@@ -47,9 +47,11 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -68,7 +70,11 @@ inline constexpr size_t kMaxSpoolRecipients = 1000;     // per entry (Postfix sm
 inline constexpr size_t kMaxSpoolEnvelopeBytes = 16 * 1024 * 1024;  // an envelope file on read
 inline constexpr size_t kMaxSpoolEntriesPerStore = 1000;            // entries of one transaction
 
+// Version 1 is every entry that is not held; version 2 adds `held: 1`. An
+// envelope is written in the lowest version that holds it, so a spool
+// without held entries stays readable by a relay of the previous version.
 inline constexpr int kSpoolEnvelopeVersion = 1;
+inline constexpr int kSpoolHeldEnvelopeVersion = 2;
 
 // An original recipient (RFC 3461 ORCPT) as given by the client, for the
 // bounce's Original-Recipient field.
@@ -93,6 +99,10 @@ struct QueueEntry {
   // address, reply: permanent failures awaiting the bounce (reply cut at kMaxSpoolTextBytes)
   std::vector<std::pair<std::string, std::string>> failed_recipients;
   std::vector<SpoolRecipient> orcpts;      // ORCPT per recipient, where the client gave one
+  bool held = false;                       // on hold (`tlsp queue hold`): never delivered until released
+  // The message's size in bytes: set by store(), recover(), scan() and
+  // read_entry() from the envelope's data-bytes; not a field of its own.
+  uint64_t size = 0;
 
   // The ORCPT given for `address`, or "".
   std::string orcpt_of(std::string_view address) const;
@@ -122,12 +132,22 @@ class Spool {
   // such event (and each stray file left alone) is one line in `problems`.
   std::vector<QueueEntry> recover(std::vector<std::string>* problems = nullptr);
 
+  // Every committed entry as it is on disk, ordered as recover() orders
+  // them, changing nothing: for `tlsp queue list` while the spool is
+  // locked by the caller. An envelope that cannot be read is one line in
+  // `problems` (recover() would move it to failed/), unfinished work is
+  // skipped.
+  std::vector<QueueEntry> scan(std::vector<std::string>* problems = nullptr) const;
+  // One queued entry as on disk; nullopt when it is not queued. Throws
+  // SpoolError for a bad id or an envelope that cannot be read.
+  std::optional<QueueEntry> read_entry(const std::string& id) const;
+
   // The message of a queued entry; checks its size and checksum against the
   // envelope. Throws SpoolError.
   std::string read_data(const std::string& id) const;
 
   // Rewrites the mutable fields of a queued entry (recipients, attempts,
-  // next_attempt, last_error, failed_recipients, orcpts) atomically: temp
+  // next_attempt, last_error, failed_recipients, orcpts, held) atomically: temp
   // file, fsync, rename, directory fsync. The other fields are kept as
   // stored, whatever `entry` says. Throws SpoolError (also for an id that
   // is not queued).
@@ -170,6 +190,35 @@ class Spool {
   std::atomic<uint64_t> counter_{0};
   mutable std::atomic<uint64_t> fsync_calls_{0};
   std::function<void(std::string_view)> step_hook_;
+};
+
+// The one process that may change a spool: an exclusive flock(2) on
+// `<directory>/lock`, held while the object lives (the kernel drops it when
+// the process dies, also by SIGKILL). The relay holds it while it runs; a
+// `tlsp queue` command holds it to change the spool when no relay runs, and
+// otherwise asks the relay (tlsp/queue_control.h). The file is created
+// 0644 and opened read-only, so any user may try the lock; its contents
+// are nothing.
+class SpoolLock {
+ public:
+  // The lock, or nullopt when another process holds it. Throws SpoolError
+  // when the spool directory does not exist or the file cannot be opened.
+  static std::optional<SpoolLock> try_acquire(const std::string& directory);
+  // Tries until `wait` has passed (a `tlsp queue` command holds the lock
+  // for a moment while no relay runs).
+  static std::optional<SpoolLock> acquire(const std::string& directory, std::chrono::milliseconds wait);
+  SpoolLock(SpoolLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  SpoolLock& operator=(SpoolLock&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    return *this;
+  }
+  SpoolLock(const SpoolLock&) = delete;
+  ~SpoolLock();
+  static std::string path_in(const std::string& directory) { return directory + "/lock"; }
+
+ private:
+  explicit SpoolLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
 };
 
 // The envelope text of `entry` (format above), with the data's size and
