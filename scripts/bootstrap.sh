@@ -22,6 +22,7 @@ packages=(
   libmimalloc-dev
   libgtest-dev
   curl prometheus
+  groff-base man-db bash-completion
   clang libclang-rt-14-dev
 )
 
