@@ -260,15 +260,23 @@ void Metrics::render_family(std::string& out, const Family& f, std::string_view 
   append_header(out, f.name, f.help, type);
   std::lock_guard lock(f.mu);
   for (const auto& [values, s] : f.series) {
-    if (f.bounds.empty()) {
+    // One sample line: the family's name and `suffix`, its labels (and
+    // `le` for a bucket), the value.
+    auto sample = [&, &values = values](std::string_view suffix, auto value, std::string_view le = {}) {
       out += f.name;
-      append_labels(out, f.labels, values);
+      out += suffix;
+      if (le.empty())
+        append_labels(out, f.labels, values);
+      else
+        append_labels(out, f.labels, values, "le", le);
       out += ' ';
-      append_number(out, s.count);
+      append_number(out, value);
       out += '\n';
+    };
+    if (f.bounds.empty()) {
+      sample("", s.count);
       continue;
     }
-    const std::string_view base = f.name;
     uint64_t cumulative = 0;
     for (size_t i = 0; i <= f.bounds.size(); ++i) {
       std::string le;
@@ -279,25 +287,10 @@ void Metrics::render_family(std::string& out, const Family& f, std::string_view 
         cumulative = s.count;
         le = "+Inf";
       }
-      out += base;
-      out += "_bucket";
-      append_labels(out, f.labels, values, "le", le);
-      out += ' ';
-      append_number(out, cumulative);
-      out += '\n';
+      sample("_bucket", cumulative, le);
     }
-    out += base;
-    out += "_sum";
-    append_labels(out, f.labels, values);
-    out += ' ';
-    append_number(out, s.sum);
-    out += "\n";
-    out += base;
-    out += "_count";
-    append_labels(out, f.labels, values);
-    out += ' ';
-    append_number(out, s.count);
-    out += '\n';
+    sample("_sum", s.sum);
+    sample("_count", s.count);
   }
 }
 
