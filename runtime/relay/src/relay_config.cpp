@@ -48,6 +48,11 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
     if (!parse_host_port(l)) bad("listen", l, "`" + l + "` is not address:port");
   if (c.table.empty()) bad("table", "", "a decision table is required (tlsp compile)");
   if (c.spool_dir.empty()) bad("spool", "", "a spool directory is required");
+  for (const std::string& o : c.log) {
+    std::string why;
+    if (!relay::parse_log_output(o, &why)) bad("log", o, "`" + o + "`: " + why);
+  }
+  if (!relay::parse_log_format(c.log_format)) bad("log-format", "", "`" + c.log_format + "` is not text or json");
   if (c.tls_cert.empty() != c.tls_key.empty())
     bad(c.tls_cert.empty() ? "tls-key" : "tls-cert", "", "tls-cert and tls-key go together");
   for (const std::string& n : c.submit_networks) {
@@ -95,6 +100,13 @@ std::string relay::relay_hostname(const RelayConfig& c) {
   char buf[256] = {};
   ::gethostname(buf, sizeof buf - 1);
   return buf[0] ? buf : "localhost";
+}
+
+std::unique_ptr<relay::RelayLog> relay::open_relay_log(const RelayConfig& c) {
+  std::vector<LogOutput> outputs;
+  for (const std::string& o : c.log) outputs.push_back(*parse_log_output(o));
+  if (!c.log_file.empty()) outputs.push_back({LogOutput::Kind::file, c.log_file});
+  return std::make_unique<RelayLog>(outputs, *parse_log_format(c.log_format));
 }
 
 }  // namespace tlsp
