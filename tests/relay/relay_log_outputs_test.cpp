@@ -281,16 +281,20 @@ class LogWorld : public ::testing::Test {
   // then the relay's.
   void start_relay(const std::string& table, const std::vector<std::string>& extra,
                    std::vector<std::string> wrapper = {}) {
-    std::vector<std::string> args = {"relay",          "--listen",          "127.0.0.1:0",
-                                     "--hostname",     "relay.test",        "--table",
-                                     table,            "--spool",           dir_ + "/spool",
-                                     "--resolver",     dns_.server(),       "--smtp-port",
-                                     std::to_string(smtp_port_ ? smtp_port_ : 1), "--ca-file",
-                                     pki_->ca_file(),  "--tls-cert",        relay_cert_.cert_file,
-                                     "--tls-key",      relay_cert_.key_file, "--retry-schedule",
-                                     "1m",             "--connect-timeout", "3s",
-                                     "--dns-timeout",  "3s",                "--delivery-workers",
-                                     "1"};
+    std::vector<std::string> args = {"relay",
+                                     "--listen", "127.0.0.1:0",
+                                     "--hostname", "relay.test",
+                                     "--table", table,
+                                     "--spool", dir_ + "/spool",
+                                     "--resolver", dns_.server(),
+                                     "--smtp-port", std::to_string(smtp_port_ ? smtp_port_ : 1),
+                                     "--ca-file", pki_->ca_file(),
+                                     "--tls-cert", relay_cert_.cert_file,
+                                     "--tls-key", relay_cert_.key_file,
+                                     "--retry-schedule", "1m",
+                                     "--connect-timeout", "3s",
+                                     "--dns-timeout", "3s",
+                                     "--delivery-workers", "1"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::string binary = TLSP_BINARY;
     if (!wrapper.empty()) {
@@ -412,7 +416,8 @@ TEST_P(LogFormats, EveryLineKindReachesEveryOutputAndParses) {
   for (size_t i = 0; i < lines.size(); ++i) {
     const LogLine want = parsed(lines[i]);
     const std::string& d = datagrams[i];
-    const std::string pri = "<" + std::to_string(8 * relay::kLogFacilityMail + relay::log_severity(want.event, want.fields)) + ">";
+    const int priority = 8 * relay::kLogFacilityMail + relay::log_severity(want.event, want.fields);
+    const std::string pri = "<" + std::to_string(priority) + ">";
     ASSERT_EQ(d.substr(0, pri.size()), pri) << d;
     const size_t at = d.find(tag);
     ASSERT_EQ(at, pri.size() + 15) << d;  // "Dec  7 12:34:56"

@@ -307,6 +307,9 @@ TEST_F(RelayWorld, OpportunisticDeliversEncryptedWhenStarttlsIsOffered) {
   EXPECT_NE(f.get("source").find("policy.tlsp:"), std::string::npos);
   EXPECT_FALSE(f.get("queue_id").empty());
   EXPECT_FALSE(f.get("cipher").empty());
+  // Nothing verified the certificate: Postfix's Untrusted.
+  EXPECT_EQ(f.get("trust"), "Untrusted");
+  EXPECT_EQ(f.get("status"), "sent");
 }
 
 TEST_F(RelayWorld, OpportunisticDeliversPlaintextWithoutStarttls) {
@@ -432,7 +435,8 @@ TEST_F(RelayWorld, DaneTaRecordAuthenticatesTheChain) {
   start_relay(compile_table(write_policy("    peer \"partner.example\" { level dane; }\n")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
   ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
-  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "dane-ta"}}))
+  EXPECT_TRUE(wait_log("attempt",
+                       {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "dane-ta"}, {"trust", "Verified"}}))
       << log();
 }
 

@@ -180,7 +180,8 @@ class EntryDelivery {
   // An attempt that ran a transaction: a line for each recipient offered,
   // with what the transaction did for it.
   void log_sent(std::string_view mx, std::string_view address, const Outcome& out, std::string_view action,
-                const PeerTlsSummary& tls, std::string_view auth, const Transaction& t, const std::string& detail = {}) {
+                const PeerTlsSummary& tls, std::string_view auth, const Transaction& t,
+                const std::string& detail = {}) {
     for (const std::string& r : t.offered) {
       std::string_view status = "deferred";
       std::string reply = t.temporary.empty() ? t.smtp : t.temporary;
