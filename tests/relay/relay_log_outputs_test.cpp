@@ -532,13 +532,11 @@ TEST_F(LogWorld, JournalEntriesCarryTheMessagePriorityAndEveryField) {
   if (::geteuid() != 0) GTEST_SKIP() << "a private mount namespace needs root (unshare --mount)";
   fs::create_directories(dir_ + "/journal");
   DatagramSink journal(dir_ + "/journal/socket");
-  const std::string script =
-      "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && "
-      "mount --bind \"$TLSP_JOURNAL_DIR\" /run/systemd/journal && exec \"$0\" \"$@\"";
-  ::setenv("TLSP_JOURNAL_DIR", (dir_ + "/journal").c_str(), 1);
+  // dir_ is mkdtemp's: letters, digits, `/`, `-` only.
+  const std::string script = "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && mount --bind '" + dir_ +
+                             "/journal' /run/systemd/journal && exec \"$0\" \"$@\"";
   start_relay(table(), {"--log", "stderr", "--log", "journal"},
               {"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script});
-  ::unsetenv("TLSP_JOURNAL_DIR");
   ASSERT_TRUE(submit({"bob@partner.example"}, false).accepted) << log();
   ASSERT_TRUE(wait_log(LogEvent::accept, {})) << log();
   relay_->signal(SIGTERM);

@@ -497,6 +497,43 @@ TEST(RelayLogOutputs, FailuresCostLinesNotTheRelay) {
   std::filesystem::remove_all(dir);
 }
 
+// A syslog daemon that does not read: once its queue is full a line waits
+// at most 100 ms, then lines are dropped at once until one gets through;
+// the relay is never held up for long, and the lines that were queued
+// arrive whole.
+TEST(RelayLogOutputs, AStuckSyslogDaemonCostsOneShortWait) {
+  char tmpl[] = "/tmp/tlsp-log-unit-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string sock = dir + "/log.sock";
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, sock.c_str(), sizeof a.sun_path - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  constexpr size_t kLines = 200;
+  uint64_t dropped = 0;
+  const auto t = std::chrono::steady_clock::now();
+  {
+    RelayLog log({{LogOutput::Kind::syslog, sock}}, LogFormat::text);
+    for (size_t i = 0; i < kLines; ++i) log.write(LogEvent::queue, {{"queue_id", std::to_string(i)}});
+    dropped = log.dropped();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t, 1s);
+  EXPECT_GT(dropped, 0u);
+  size_t received = 0;
+  char buf[65536];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0; ++received) {
+    const std::string d(buf, static_cast<size_t>(n));
+    const std::string body = d.substr(d.find("]: ") + 3);
+    EXPECT_TRUE(parse_log_body(body)) << d;
+    EXPECT_EQ(body, "queue queue_id=" + std::to_string(received)) << d;  // the first ones, whole and in order
+  }
+  EXPECT_EQ(received + dropped, kLines);
+  ::close(fd);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 
 // The example lines of the README and of docs/logs.md (text lines wrapped

@@ -4,6 +4,7 @@
 // be written or read.
 #include "tlsp/relay_log.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -577,8 +578,8 @@ class FileSink final : public RelayLog::Sink {
 
 // RFC 3164 as glibc's syslog(3) sends it to /dev/log:
 // `<PRI>Mmm dd hh:mm:ss tlsp-relay[PID]: MESSAGE`, local time, no host
-// name (the local daemon adds it). Non-blocking: a daemon that does not
-// keep up loses lines, the relay does not wait for it.
+// name (the local daemon adds it). A daemon that does not keep up costs
+// lines after a short wait (send_within), never a stalled relay.
 class SyslogSink final : public RelayLog::Sink {
  public:
   SyslogSink(std::string path, LogFormat format) : path_(std::move(path)), format_(format) {
@@ -602,8 +603,7 @@ class SyslogSink final : public RelayLog::Sink {
     // A daemon restarted since: connect again once.
     for (int tries = 0; tries < 2; ++tries) {
       if (!connected_ && !connect()) return false;
-      if (::send(fd_, msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(msg.size()))
-        return true;
+      if (send_within(msg)) return true;
       if (errno != ECONNREFUSED && errno != ENOTCONN && errno != ENOENT) return false;
       connected_ = false;
     }
@@ -626,10 +626,34 @@ class SyslogSink final : public RelayLog::Sink {
     return true;
   }
 
+  // The daemon's queue may be full for a moment (Linux queues 10
+  // datagrams per socket by default, net.unix.max_dgram_qlen): wait up to
+  // kSyslogWait for room, then drop the line. A daemon that stays stuck
+  // costs that wait once, not for every line, until a line gets through.
+  bool send_within(const std::string& msg) {
+    const auto deadline = std::chrono::steady_clock::now() + (congested_ ? std::chrono::milliseconds(0) : kSyslogWait);
+    while (true) {
+      if (::send(fd_, msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(msg.size())) {
+        congested_ = false;
+        return true;
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd p{fd_, POLLOUT, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+        congested_ = true;
+        errno = EAGAIN;
+        return false;
+      }
+    }
+  }
+
+  static constexpr std::chrono::milliseconds kSyslogWait{100};
   std::string path_;
   LogFormat format_;
   int fd_ = -1;
   bool connected_ = false;
+  bool congested_ = false;
 };
 
 // The journal's native protocol through libsystemd: MESSAGE (the text
