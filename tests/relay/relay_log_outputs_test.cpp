@@ -496,6 +496,58 @@ TEST_P(LogFormats, EveryLineKindReachesEveryOutputAndParses) {
 
 INSTANTIATE_TEST_SUITE_P(TextAndJson, LogFormats, ::testing::Values("text", "json"));
 
+// `status`, as Postfix's, is on the line that settled the recipient for
+// the run: a host that could not be reached before the one that took the
+// message has a line without it; when every host failed, the last line
+// says deferred, once.
+TEST_F(LogWorld, StatusIsOnTheLineThatSettledTheRecipient) {
+  SmtpPeerConfig c;
+  c.address = "127.0.0.2";
+  c.hostname = "mx2.two.example";
+  TestCert cert = pki_->issue({"mx2.two.example"});
+  c.cert_file = cert.cert_file;
+  c.key_file = cert.key_file;
+  peers_.push_back(std::make_unique<SmtpPeer>(c));
+  smtp_port_ = peers_.back()->port();
+  dns_.set({"two.example", dns_type::MX, {"10 mx1.two.example.", "20 mx2.two.example."}, true});
+  dns_.set({"mx1.two.example", dns_type::A, {"127.0.0.9"}, true});  // nobody listens
+  dns_.set({"mx2.two.example", dns_type::A, {"127.0.0.2"}, true});
+  dns_.set({"down.example", dns_type::MX, {"10 mx1.down.example.", "20 mx2.down.example."}, true});
+  dns_.set({"mx1.down.example", dns_type::A, {"127.0.0.9"}, true});
+  dns_.set({"mx2.down.example", dns_type::A, {"127.0.0.10"}, true});
+  start_relay(table(), {"--log", "stderr"});
+  ASSERT_TRUE(submit({"carol@two.example"}).accepted) << log();
+  ASSERT_TRUE(peers_.back()->wait_for_messages(1, kWait)) << log();
+  ASSERT_TRUE(wait_log(LogEvent::queue, {{"result", "removed"}})) << log();
+  ASSERT_TRUE(submit({"dave@down.example"}).accepted) << log();
+  ASSERT_TRUE(wait_log(LogEvent::queue, {{"result", "deferred"}})) << log();
+
+  auto attempts_for = [&](const std::string& to) {
+    std::vector<LogLine> out;
+    for (const LogLine& l : lines_of(LogEvent::attempt))
+      if (l.get("to") == to) out.push_back(l);
+    return out;
+  };
+  const std::vector<LogLine> carol = attempts_for("<carol@two.example>");
+  ASSERT_EQ(carol.size(), 2u) << log();
+  EXPECT_EQ(carol[0].get("mx"), "mx1.two.example");
+  EXPECT_EQ(carol[0].find("status"), nullptr) << log();
+  EXPECT_EQ(carol[0].get("dsn"), "4.4.1");
+  EXPECT_EQ(carol[0].get("relay"), "none");
+  EXPECT_EQ(carol[1].get("mx"), "mx2.two.example");
+  EXPECT_EQ(carol[1].get("status"), "sent");
+  EXPECT_EQ(carol[1].get("relay"), "mx2.two.example[127.0.0.2]:" + std::to_string(smtp_port_));
+  EXPECT_EQ(carol[1].get("trust"), "Untrusted");  // opportunistic: nothing verified
+
+  const std::vector<LogLine> dave = attempts_for("<dave@down.example>");
+  ASSERT_EQ(dave.size(), 2u) << log();
+  EXPECT_EQ(dave[0].get("mx"), "mx1.down.example");
+  EXPECT_EQ(dave[0].find("status"), nullptr) << log();
+  EXPECT_EQ(dave[1].get("mx"), "mx2.down.example");
+  EXPECT_EQ(dave[1].get("status"), "deferred");
+  EXPECT_EQ(dave[1].get("dsn"), "4.4.1");
+}
+
 // logrotate renames the file, then sends SIGHUP: the relay writes on in a
 // new file of the old name; the renamed one keeps what came before.
 TEST_F(LogWorld, SighupReopensARenamedLogFile) {

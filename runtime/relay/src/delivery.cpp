@@ -26,6 +26,7 @@
 // itself is smtp_client.cpp's, the TLS parameters and handshake facts peer_tls.cpp's,
 // the reuse of sessions connection_cache.cpp's; the queue acts on the
 // report (delivery_queue.cpp).
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -91,6 +92,15 @@ class EntryDelivery {
         client_(ctx.hostname, ctx.config.limits),
         run_began_(std::chrono::system_clock::now()),
         port_(ctx.config.smtp_port) {}
+  EntryDelivery(const EntryDelivery&) = delete;
+  EntryDelivery& operator=(const EntryDelivery&) = delete;
+  // A run that ended in an exception still logs what it held.
+  ~EntryDelivery() {
+    try {
+      write_held();
+    } catch (...) {
+    }
+  }
 
   DeliveryReport run() {
     if (entry_.direction == Direction::inbound) return run_next_hop();
@@ -133,8 +143,12 @@ class EntryDelivery {
                                log_seconds(transfer_time_)});
   }
 
-  // One line per recipient (as Postfix): `status` and `dsn` are what this
-  // attempt did for it; `session`: the line names a connection (relay=).
+  // One line per recipient (as Postfix): `dsn` is what this attempt did
+  // for it; `session`: the line names a connection (relay=). `status`, as
+  // Postfix's, is on the line that settled the recipient for this run:
+  // sent or bounced at once; a deferred line is held until the next
+  // attempt for the recipient (it then goes out without a status: the run
+  // went on to another host) or the end of the run (with status=deferred).
   void write_line(const std::string& to, std::string_view mx, std::string_view address, bool session,
                   std::string_view status, std::string_view dsn, const Outcome* out, std::string_view action,
                   const PeerTlsSummary& tls, std::string_view auth, std::string_view reason, const std::string& smtp,
@@ -143,7 +157,6 @@ class EntryDelivery {
     f.push_back({"relay", session ? relay_text(mx, address) : "none"});
     add_delays(f);
     f.push_back({"dsn", std::string(dsn)});
-    f.push_back({"status", std::string(status)});
     if (out) {
       f.push_back({"outcome", std::string(to_string(out->kind))});
       f.push_back({"applied", std::string(to_string(out->applied))});
@@ -164,7 +177,27 @@ class EntryDelivery {
     if (!tls.subject.empty()) f.push_back({"peer_subject", tls.subject});
     if (!tls.issuer.empty()) f.push_back({"peer_issuer", tls.issuer});
     if (!tls.fingerprint.empty()) f.push_back({"peer_fingerprint", tls.fingerprint});
+    // The writer puts `status` in its place after `dsn`.
+    auto held = std::find_if(held_.begin(), held_.end(), [&](const auto& h) { return h.first == to; });
+    if (held != held_.end()) {
+      ctx_.log->write(LogEvent::attempt, held->second);
+      held_.erase(held);
+    }
+    if (status == "deferred") {
+      held_.emplace_back(to, std::move(f));
+      return;
+    }
+    f.push_back({"status", std::string(status)});
     ctx_.log->write(LogEvent::attempt, f);
+  }
+
+  // The end of the run: the recipients still held are deferred.
+  void write_held() {
+    for (auto& [to, f] : held_) {
+      f.push_back({"status", "deferred"});
+      ctx_.log->write(LogEvent::attempt, f);
+    }
+    held_.clear();
   }
 
   // An attempt that sent nothing: it was for every recipient still
@@ -598,6 +631,7 @@ class EntryDelivery {
   }
 
   DeliveryReport finish() {
+    write_held();
     for (const std::string& r : pending_) report_.deferred.push_back({r, last_problem_});
     report_.summary = last_problem_;
     return std::move(report_);
@@ -622,6 +656,7 @@ class EntryDelivery {
   std::chrono::system_clock::time_point run_began_;
   uint16_t port_ = 25;
   Clock::duration dns_time_{}, connect_time_{}, tls_time_{}, transfer_time_{};
+  std::vector<std::pair<std::string, Fields>> held_;  // recipient, its last deferred line (write_line)
 };
 
 }  // namespace
