@@ -34,7 +34,8 @@ void parse_one_line(std::string_view in) {
   const auto now = std::chrono::system_clock::now();
   const bool json = in.front() == '{';
   const size_t stamp_at = json ? 9 : 0;  // {"time":"
-  const std::string again = json ? format_log_json(now, l->event, l->fields) : format_log_line(now, l->event, l->fields);
+  const std::string again =
+      json ? format_log_json(now, l->event, l->fields) : format_log_line(now, l->event, l->fields);
   if (l->time != in.substr(stamp_at, 24) || again.substr(0, stamp_at) != in.substr(0, stamp_at) ||
       again.substr(stamp_at + 24) != in.substr(stamp_at + 24))
     std::abort();

@@ -3,8 +3,8 @@
 // both formats, to standard error, a file and a syslog socket at once; the
 // Postfix fields of the attempt lines and the outbound `tls` line; the
 // inbound session id; a SIGHUP reopening a renamed file; the journal
-// output caught in a private mount namespace; outputs that fail without
-// costing mail. The real binary as a child process, real peers, TLS and
+// output and syslog's /dev/log caught in a private mount namespace;
+// outputs that fail without costing mail. The real binary as a child process, real peers, TLS and
 // DNS on 127.0.0.x (as relay_test.cpp). Events the relay writes only on
 // faults (spool, error, stress) are covered by relay_log_test.cpp, through
 // the same writer.
@@ -624,6 +624,36 @@ TEST_F(LogWorld, JournalEntriesCarryTheMessagePriorityAndEveryField) {
   EXPECT_TRUE(std::any_of(lines.begin(), lines.end(), [](const std::string& l) {
     return parsed(l).event == LogEvent::accept;
   }));
+}
+
+// `log = syslog` is /dev/log: the relay runs in a private mount namespace
+// whose /dev is a tmpfs holding the host's null, zero, random, urandom and
+// full, and a /dev/log that leads to this test's socket.
+TEST_F(LogWorld, SyslogGoesToDevLog) {
+  if (::geteuid() != 0) GTEST_SKIP() << "a private mount namespace needs root (unshare --mount)";
+  fs::create_directories(dir_ + "/host-dev");
+  DatagramSink syslog(dir_ + "/syslog.sock");
+  // dir_ is mkdtemp's: letters, digits, `/`, `-` only.
+  const std::string script = "mount --bind /dev '" + dir_ + "/host-dev' && mount -t tmpfs tmpfs /dev && " +
+                             "for n in null zero random urandom full; do touch /dev/$n && mount --bind '" + dir_ +
+                             "/host-dev/'$n /dev/$n || exit 1; done && ln -s '" + dir_ +
+                             "/syslog.sock' /dev/log && exec \"$0\" \"$@\"";
+  start_relay(table(), {"--log", "stderr", "--log", "syslog"},
+              {"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script});
+  relay_->signal(SIGTERM);
+  ASSERT_TRUE(relay_->wait_exit(kWait)) << log();
+  const std::vector<std::string> lines = relay_->lines();
+  ASSERT_TRUE(syslog.wait_for(lines.size(), 5s));
+  const std::vector<std::string> datagrams = syslog.datagrams();
+  ASSERT_EQ(datagrams.size(), lines.size()) << log();
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& d = datagrams[i];
+    const size_t at = d.find("]: ");
+    ASSERT_NE(at, std::string::npos) << d;
+    std::optional<LogLine> got = relay::parse_log_body(d.substr(at + 3));
+    ASSERT_TRUE(got) << d;
+    EXPECT_EQ(got->fields, parsed(lines[i]).fields);
+  }
 }
 
 // Outputs that cannot take a line (no syslog daemon listening, a full

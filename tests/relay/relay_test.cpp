@@ -334,7 +334,8 @@ TEST_F(RelayWorld, MandatoryRefusesAPeerWithoutStarttlsAndKeepsTheMessage) {
   start_relay(compile_table(write_policy("    peer \"partner.example\" { level mandatory; }\n")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
   ASSERT_TRUE(
-      wait_log("attempt", {{"outcome", "refuse"}, {"reason", "starttls-not-supported"}, {"to", "<bob@partner.example>"}}))
+      wait_log("attempt",
+               {{"outcome", "refuse"}, {"reason", "starttls-not-supported"}, {"to", "<bob@partner.example>"}}))
       << log();
   ASSERT_TRUE(wait_log("queue", {{"result", "deferred"}})) << log();
   EXPECT_EQ(mx.messages().size(), 0u);
@@ -435,8 +436,8 @@ TEST_F(RelayWorld, DaneTaRecordAuthenticatesTheChain) {
   start_relay(compile_table(write_policy("    peer \"partner.example\" { level dane; }\n")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
   ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
-  EXPECT_TRUE(wait_log("attempt",
-                       {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "dane-ta"}, {"trust", "Verified"}}))
+  EXPECT_TRUE(wait_log(
+      "attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "dane-ta"}, {"trust", "Verified"}}))
       << log();
 }
 
