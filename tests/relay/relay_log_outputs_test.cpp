@@ -671,15 +671,27 @@ TEST_F(LogWorld, AFailingOutputLosesNoMail) {
   EXPECT_TRUE(wait_log(LogEvent::stop, {{"result", "stopped"}})) << log();
 }
 
-// A `log` value the relay does not know is a configuration problem.
+// A `log` value the relay does not know, or an output given twice, is a
+// configuration problem.
 TEST_F(LogWorld, ABadLogSettingIsRefusedAtStart) {
   const std::string t = table();
-  for (const std::string bad : {"--log syslog:relative", "--log mail.log", "--log-format xml"}) {
+  struct Case {
+    std::string args, says;
+  };
+  for (const Case& c : {Case{"--log syslog:relative", "--log: `syslog:relative`: a syslog socket is an absolute path"},
+                        Case{"--log mail.log", "--log: `mail.log`: not stderr, file:PATH"},
+                        Case{"--log-format xml", "--log-format: `xml` is not text or json"},
+                        Case{"--log stderr --log stderr", "--log: `stderr` is given twice"},
+                        Case{"--log-file /tmp/x.log --log file:/tmp/x.log", "`file:/tmp/x.log` is given twice"}}) {
     testing_support::CommandRun r =
-        testing_support::run_tlsp("relay --check-config --table " + t + " --spool " + dir_ + "/spool " + bad);
-    EXPECT_NE(r.code, 0) << bad;
-    EXPECT_NE(r.out.find(bad.substr(2, bad.find(' ') - 2) + ":"), std::string::npos) << r.out;
+        testing_support::run_tlsp("relay --check-config --table " + t + " --spool " + dir_ + "/spool " + c.args);
+    EXPECT_NE(r.code, 0) << c.args;
+    EXPECT_NE(r.out.find(c.says), std::string::npos) << r.out;
   }
+  testing_support::CommandRun ok = testing_support::run_tlsp("relay --check-config --table " + t + " --spool " +
+                                                             dir_ + "/spool --log stderr --log journal --log syslog "
+                                                             "--log file:" + dir_ + "/r.log --log-format json");
+  EXPECT_EQ(ok.code, 0) << ok.out;
 }
 
 }  // namespace

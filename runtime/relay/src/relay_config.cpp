@@ -48,9 +48,19 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
     if (!parse_host_port(l)) bad("listen", l, "`" + l + "` is not address:port");
   if (c.table.empty()) bad("table", "", "a decision table is required (tlsp compile)");
   if (c.spool_dir.empty()) bad("spool", "", "a spool directory is required");
+  // Each output once: a second would write every line twice.
+  std::vector<std::pair<relay::LogOutput::Kind, std::string>> outputs;
+  if (!c.log_file.empty()) outputs.push_back({relay::LogOutput::Kind::file, c.log_file});
   for (const std::string& o : c.log) {
     std::string why;
-    if (!relay::parse_log_output(o, &why)) bad("log", o, "`" + o + "`: " + why);
+    const std::optional<relay::LogOutput> out = relay::parse_log_output(o, &why);
+    if (!out) {
+      bad("log", o, "`" + o + "`: " + why);
+    } else if (std::find(outputs.begin(), outputs.end(), std::pair{out->kind, out->path}) != outputs.end()) {
+      bad("log", o, "`" + o + "` is given twice (log-file counts as file:PATH)");
+    } else {
+      outputs.push_back({out->kind, out->path});
+    }
   }
   if (!relay::parse_log_format(c.log_format)) bad("log-format", "", "`" + c.log_format + "` is not text or json");
   if (c.tls_cert.empty() != c.tls_key.empty())
