@@ -604,7 +604,8 @@ TEST_F(MtaStsWorld, EnforceDeliversAuthenticatedToAListedHostWithAValidCertifica
   start(compile_table(write_policy("    peer \"bank.example\" { level mta-sts; min_tls tls1.2; }\n")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@bank.example"}).accepted);
   ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
-  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "mta-sts"}}))
+  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "mta-sts"},
+                                   {"trust", "Verified"}}))
       << log();
   EXPECT_GE(https_->request_count(), 1u);
 }
@@ -621,6 +622,8 @@ TEST_F(MtaStsWorld, EnforceRefusesACertificateForTheWrongName) {
   ASSERT_TRUE(submit("alice@acme.example", {"bob@bank.example"}).accepted);
   ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "certificate-host-mismatch"}})) << log();
   EXPECT_EQ(mx.messages().size(), 0u);
+  // The chain verified, the name did not: Postfix's Trusted.
+  EXPECT_TRUE(wait_log("tls", {{"direction", "outbound"}, {"result", "ok"}, {"trust", "Trusted"}})) << log();
 }
 
 TEST_F(MtaStsWorld, TestingModeDeliversAnywayAndReportsTheFailure) {
@@ -635,7 +638,7 @@ TEST_F(MtaStsWorld, TestingModeDeliversAnywayAndReportsTheFailure) {
   ASSERT_TRUE(submit("alice@acme.example", {"bob@bank.example"}).accepted);
   ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
   EXPECT_TRUE(wait_log("attempt", {{"outcome", "downgrade"}, {"channel", "encrypted"},
-                                   {"reason", "certificate-not-trusted"}}))
+                                   {"reason", "certificate-not-trusted"}, {"trust", "Untrusted"}}))
       << log();
 }
 
