@@ -38,10 +38,12 @@
 //
 // Outputs (RelayLog): standard error, files (reopened on reopen(), for
 // logrotate), syslog (an RFC 3164 datagram as glibc's syslog(3) writes it,
-// facility mail, `tlsp-relay[PID]: ` and the line without its timestamp)
+// facility mail, `tlsp-relay[PID]: ` and the body, or the JSON object)
 // and the systemd journal (sd_journal_sendv: MESSAGE, PRIORITY,
 // SYSLOG_IDENTIFIER and each field as TLSP_<KEY>). A failed write is
-// counted and dropped: the log never stops or crashes the relay.
+// counted and dropped: the log never crashes the relay, and waits only
+// for a full syslog queue (100 ms at most) or a journald that does not
+// read (libsystemd's socket blocks).
 #pragma once
 
 #include <chrono>
