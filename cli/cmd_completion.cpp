@@ -51,6 +51,11 @@ OptionValue value_completion(const std::string& command, const OptionInfo& o) {
       switch (s->kind) {
         case ValueKind::file: return {ValueCompletion::files, ""};
         case ValueKind::directory: return {ValueCompletion::directories, ""};
+        case ValueKind::choice: {
+          std::string words;
+          for (const std::string& w : s->choices) words += (words.empty() ? "" : " ") + w;
+          return {ValueCompletion::words, words};
+        }
         default: return {ValueCompletion::nothing, ""};
       }
     }

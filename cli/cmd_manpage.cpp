@@ -123,7 +123,7 @@ std::string settings_section() {
     out += ".SS " + roff_arg(section_title(section)) + "\n";
     for (const RelaySetting& s : relay_settings()) {
       if (s.section != section) continue;
-      out += ".TP\n\\fB" + roff(s.name) + "\\fR = \\fI" + roff(value_placeholder(s.kind)) + "\\fR\n";
+      out += ".TP\n\\fB" + roff(s.name) + "\\fR = \\fI" + roff(setting_placeholder(s)) + "\\fR\n";
       out += roff_lines(setting_help(s));
     }
   }

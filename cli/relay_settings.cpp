@@ -19,12 +19,20 @@
 
 #include "tlsp/base/domain_name.h"
 #include "tlsp/base/quote.h"
+#include "tlsp/relay_log.h"
 #include "tlsp/retry.h"
 
 namespace tlsp::cli {
 
 namespace po = boost::program_options;
 using base::display_text;
+
+std::string setting_placeholder(const RelaySetting& setting) {
+  if (setting.kind != ValueKind::choice) return std::string(value_placeholder(setting.kind));
+  std::string out;
+  for (const std::string& w : setting.choices) out += (out.empty() ? "" : "|") + w;
+  return out;
+}
 
 std::string_view value_placeholder(ValueKind kind) {
   switch (kind) {
@@ -40,6 +48,7 @@ std::string_view value_placeholder(ValueKind kind) {
     case ValueKind::duration_list: return "DURATION,...";
     case ValueKind::number: return "N";
     case ValueKind::port: return "PORT";
+    case ValueKind::choice: return "WORD";
   }
   return "VALUE";
 }
@@ -263,8 +272,17 @@ Binding next_hops() {
 
 RelaySetting entry(std::string name, SettingSection section, std::string help, Binding b,
                    std::string when_empty = "") {
-  return {std::move(name), b.kind,     section,       std::move(help), std::move(when_empty),
-          b.repeatable,    b.max,      std::move(b.read), std::move(b.show)};
+  return {std::move(name), b.kind, section, std::move(help), std::move(when_empty),
+          b.repeatable, b.max, {}, std::move(b.read), std::move(b.show)};
+}
+
+// A setting that takes one of a fixed set of words (ValueKind::choice):
+// whether a word is valid is its owner's check in relay_config_problems();
+// the words here are what --help, the man page and the completion offer.
+template <size_t N>
+RelaySetting with_choices(RelaySetting s, const std::string_view (&words)[N]) {
+  s.choices.assign(std::begin(words), std::end(words));
+  return s;
 }
 
 std::vector<RelaySetting> make_relay_settings() {
@@ -325,7 +343,9 @@ std::vector<RelaySetting> make_relay_settings() {
     entry("max-connection-rate-per-client", S::stress, "connections per connection-rate-time-unit from one address outside submit-network; 0 disables", number(&L::max_connection_rate_per_client)),
     entry("connection-rate-time-unit", S::stress, "the time unit of max-connection-rate-per-client", duration(&L::connection_rate_time_unit)),
 
-    entry("log-file", S::logging, "log file", text(&C::log_file, K::file), "standard error"),
+    entry("log", S::logging, "log output: stderr, file:PATH, syslog[:SOCKET] or journal (docs/logs.md); every line goes to each", list(&C::log, K::text), "stderr"),
+    with_choices(entry("log-format", S::logging, "log line format", text(&C::log_format, K::choice)), relay::kLogFormatNames),
+    entry("log-file", S::logging, "log file, the same as log = file:PATH", text(&C::log_file, K::file), "standard error"),
     entry("metrics-listen", S::logging, "loopback address:port to serve Prometheus metrics on, GET /metrics (docs/metrics.md)", text(&C::metrics_listen, K::host_port), "off"),
   };
   // clang-format on
@@ -376,7 +396,7 @@ po::options_description relay_options() {
     po::options_description group("settings: " + std::string(section_title(section)));
     for (const RelaySetting& s : relay_settings()) {
       if (s.section != section) continue;
-      const std::string placeholder(value_placeholder(s.kind));
+      const std::string placeholder = setting_placeholder(s);
       if (s.repeatable)
         group.add_options()(s.name.c_str(), po::value<std::vector<std::string>>()->composing()->value_name(placeholder),
                             setting_help(s).c_str());

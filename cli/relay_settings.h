@@ -49,11 +49,16 @@ enum class ValueKind {
   duration_list,     // durations separated by commas (the retry schedule)
   number,            // a whole number from 0 to a maximum
   port,              // a whole number from 0 to 65535
+  choice,            // one of a fixed set of words (RelaySetting::choices)
 };
 
 // The placeholder for a value of this kind in --help and the man pages
 // (FILE, DURATION, ...).
 std::string_view value_placeholder(ValueKind kind);
+struct RelaySetting;
+// The placeholder of one setting: its words for a choice (`text|json`),
+// else its kind's.
+std::string setting_placeholder(const RelaySetting& setting);
 
 // The sections of tlsp.conf(5) and of `tlsp relay --help`, in order.
 enum class SettingSection { service, tls, table, queue, routing, outbound, limits, stress, logging };
@@ -75,6 +80,7 @@ struct RelaySetting {
   std::string when_empty;  // what an empty value (text) or no value (list) means, e.g. "the system's"
   bool repeatable = false; // given several times, each adds a value
   uint64_t max = 0;        // ValueKind::number: the largest value
+  std::vector<std::string> choices;  // ValueKind::choice: the words it takes
   // Reads the setting's values (one, or each value of a repeatable one)
   // into the configuration; a bad value is reported and not applied.
   std::function<void(RelayConfig&, const std::vector<std::string>&, const SettingProblem&)> read;

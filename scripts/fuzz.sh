@@ -55,9 +55,15 @@ mkdir -p "$work/table_loader_fuzz"
 # The relay's configuration file.
 [ -f "$root/docs/relay.conf.example" ] && seed relay_config_fuzz example <"$root/docs/relay.conf.example"
 
-# The relay log: the README's example line (wrapped there, one line here).
-awk '/^20[0-9-]*T.* tlsp-relay /{line=$0; while ((getline n) > 0 && n ~ /^  /) line=line " " substr(n, 3); print line}' \
-  "$root/README.md" | head -n 20 | {
+# The relay log: the example lines of the README and docs/logs.md, text
+# (wrapped there, one line here) and JSON.
+awk '
+  function flush() { if (line != "") print line; line = "" }
+  /^20[0-9-]*T.* tlsp-relay / { flush(); line = $0; next }
+  /^  / && line != "" { line = line " " substr($0, 3); next }
+  /^\{"time":"2/ { flush(); print; next }
+  { flush() }
+  END { flush() }' "$root/README.md" "$root/docs/logs.md" | head -n 40 | {
   i=0
   while IFS= read -r l; do i=$((i + 1)); printf '%s' "$l" | seed relay_log_fuzz "readme-$i"; done
 }

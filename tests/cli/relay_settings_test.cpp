@@ -106,6 +106,8 @@ TEST(RelaySettings, PrintedConfigurationReadsBackTheSame) {
   c.delivery_workers = 3;
   c.table_check_interval = std::chrono::milliseconds(7000);
   c.log_file = "/var/log/tlsp.log";
+  c.log = {"stderr", "syslog:/dev/log"};
+  c.log_format = "json";
   c.metrics_listen = "127.0.0.1:9125";
   auto& l = c.limits;
   l.max_connections = 7;

@@ -307,6 +307,9 @@ TEST_F(RelayWorld, OpportunisticDeliversEncryptedWhenStarttlsIsOffered) {
   EXPECT_NE(f.get("source").find("policy.tlsp:"), std::string::npos);
   EXPECT_FALSE(f.get("queue_id").empty());
   EXPECT_FALSE(f.get("cipher").empty());
+  // Nothing verified the certificate: Postfix's Untrusted.
+  EXPECT_EQ(f.get("trust"), "Untrusted");
+  EXPECT_EQ(f.get("status"), "sent");
 }
 
 TEST_F(RelayWorld, OpportunisticDeliversPlaintextWithoutStarttls) {
@@ -331,7 +334,8 @@ TEST_F(RelayWorld, MandatoryRefusesAPeerWithoutStarttlsAndKeepsTheMessage) {
   start_relay(compile_table(write_policy("    peer \"partner.example\" { level mandatory; }\n")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
   ASSERT_TRUE(
-      wait_log("attempt", {{"outcome", "refuse"}, {"reason", "starttls-not-supported"}, {"to", "bob@partner.example"}}))
+      wait_log("attempt",
+               {{"outcome", "refuse"}, {"reason", "starttls-not-supported"}, {"to", "<bob@partner.example>"}}))
       << log();
   ASSERT_TRUE(wait_log("queue", {{"result", "deferred"}})) << log();
   EXPECT_EQ(mx.messages().size(), 0u);
@@ -401,7 +405,7 @@ TEST_F(RelayWorld, OpportunisticFallsBackToPlaintextOnlyWhenNoHostHasWorkingTls)
   ASSERT_TRUE(mx1.wait_for_messages(1, kWait)) << log();
   EXPECT_EQ(mx1.messages()[0].tls, TlsVersion::none);
   EXPECT_TRUE(
-      wait_log("attempt", {{"action", "sent-last-resort"}, {"channel", "plaintext"}, {"to", "bob@partner.example"}}))
+      wait_log("attempt", {{"action", "sent-last-resort"}, {"channel", "plaintext"}, {"to", "<bob@partner.example>"}}))
       << log();
 }
 
@@ -432,7 +436,8 @@ TEST_F(RelayWorld, DaneTaRecordAuthenticatesTheChain) {
   start_relay(compile_table(write_policy("    peer \"partner.example\" { level dane; }\n")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
   ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
-  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "dane-ta"}}))
+  EXPECT_TRUE(wait_log(
+      "attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "dane-ta"}, {"trust", "Verified"}}))
       << log();
 }
 
@@ -486,25 +491,30 @@ TEST_F(RelayWorld, MxLookupFailureRefusesAtEveryLevel) {
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example"}).accepted);
   ASSERT_TRUE(wait_log(
       "attempt",
-      {{"outcome", "refuse"}, {"reason", "mx-lookup-failed"}, {"action", "defer"}, {"to", "bob@partner.example"}}))
+      {{"outcome", "refuse"}, {"reason", "mx-lookup-failed"}, {"action", "defer"}, {"to", "<bob@partner.example>"}}))
       << log();
   EXPECT_EQ(mx.messages().size(), 0u);
 }
 
 // Issue 10: a delivering attempt line logged to="" (the recipients were
-// joined after the transaction had settled the pending list). It names
-// every recipient the transaction was for, in order.
+// joined after the transaction had settled the pending list). Each
+// recipient the transaction was for has its own line, as Postfix writes
+// them: to=<...>, relay=, dsn=, status=.
 TEST_F(RelayWorld, ADeliveringAttemptLineNamesItsRecipients) {
   SmtpPeer& mx = peer("127.0.0.2", mx_config("mx1.partner.example"));
   dns_mx("partner.example", "mx1.partner.example", "127.0.0.2");
   start_relay(compile_table(write_policy("")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@partner.example", "carol@partner.example"}).accepted);
   ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
-  EXPECT_TRUE(wait_log("attempt", {{"action", "sent"},
-                                   {"direction", "outbound"},
-                                   {"outcome", "deliver"},
-                                   {"to", "bob@partner.example,carol@partner.example"}}))
-      << log();
+  for (const char* to : {"<bob@partner.example>", "<carol@partner.example>"})
+    EXPECT_TRUE(wait_log("attempt", {{"action", "sent"},
+                                     {"direction", "outbound"},
+                                     {"outcome", "deliver"},
+                                     {"to", to},
+                                     {"relay", "mx1.partner.example[127.0.0.2]:" + std::to_string(smtp_port_)},
+                                     {"dsn", "2.0.0"},
+                                     {"status", "sent"}}))
+        << to << "\n" << log();
 }
 
 // A peer that goes away in the middle of the RCPTs: every recipient stays
@@ -550,7 +560,7 @@ TEST_F(RelayWorld, TheDeferralAndTheAttemptNameTheSameDenial) {
     SCOPED_TRACE(c.host);
     ASSERT_TRUE(submit("alice@acme.example", {c.rcpt}).accepted);
     std::string line;
-    ASSERT_TRUE(wait_log("attempt", {{"mx", c.host}, {"to", c.rcpt}}, &line)) << log();
+    ASSERT_TRUE(wait_log("attempt", {{"mx", c.host}, {"to", "<" + c.rcpt + ">"}}, &line)) << log();
     LogLine attempt = parsed(line);
     ASSERT_TRUE(wait_log("queue", {{"queue_id", attempt.get("queue_id")}, {"result", "deferred"}}, &line)) << log();
     const std::string reason = parsed(line).get("reason");
@@ -594,7 +604,8 @@ TEST_F(MtaStsWorld, EnforceDeliversAuthenticatedToAListedHostWithAValidCertifica
   start(compile_table(write_policy("    peer \"bank.example\" { level mta-sts; min_tls tls1.2; }\n")));
   ASSERT_TRUE(submit("alice@acme.example", {"bob@bank.example"}).accepted);
   ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
-  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "mta-sts"}}))
+  EXPECT_TRUE(wait_log("attempt", {{"outcome", "deliver"}, {"channel", "authenticated"}, {"auth", "mta-sts"},
+                                   {"trust", "Verified"}}))
       << log();
   EXPECT_GE(https_->request_count(), 1u);
 }
@@ -611,6 +622,8 @@ TEST_F(MtaStsWorld, EnforceRefusesACertificateForTheWrongName) {
   ASSERT_TRUE(submit("alice@acme.example", {"bob@bank.example"}).accepted);
   ASSERT_TRUE(wait_log("attempt", {{"outcome", "refuse"}, {"reason", "certificate-host-mismatch"}})) << log();
   EXPECT_EQ(mx.messages().size(), 0u);
+  // The chain verified, the name did not: Postfix's Trusted.
+  EXPECT_TRUE(wait_log("tls", {{"direction", "outbound"}, {"result", "ok"}, {"trust", "Trusted"}})) << log();
 }
 
 TEST_F(MtaStsWorld, TestingModeDeliversAnywayAndReportsTheFailure) {
@@ -625,7 +638,7 @@ TEST_F(MtaStsWorld, TestingModeDeliversAnywayAndReportsTheFailure) {
   ASSERT_TRUE(submit("alice@acme.example", {"bob@bank.example"}).accepted);
   ASSERT_TRUE(mx.wait_for_messages(1, kWait)) << log();
   EXPECT_TRUE(wait_log("attempt", {{"outcome", "downgrade"}, {"channel", "encrypted"},
-                                   {"reason", "certificate-not-trusted"}}))
+                                   {"reason", "certificate-not-trusted"}, {"trust", "Untrusted"}}))
       << log();
 }
 
@@ -668,7 +681,7 @@ TEST_F(RelayWorld, ADeliveringSessionIsReusedForTheNextMessageToTheSameDestinati
                                    {"outcome", "deliver"},
                                    {"channel", "encrypted"},
                                    {"rule", "mandatory"},
-                                   {"to", "carol@partner.example"}}))
+                                   {"to", "<carol@partner.example>"}}))
       << log();
   EXPECT_EQ(mx.messages()[1].tls, TlsVersion::tls1_3);
   // The shutdown closes the cached session: one TLS session carried both.
@@ -769,7 +782,7 @@ TEST_F(InboundWorld, MandatoryPeerWithStarttlsIsAcceptedAndDeliveredToTheNextHop
   EXPECT_EQ(m.rcpts, std::vector<std::string>{"alice@acme.example"});
   EXPECT_NE(m.data.find("using tls1.3"), std::string::npos) << m.data;  // our Received: line
   // Issue 10: the next-hop leg's line names its recipient (it said to="").
-  EXPECT_TRUE(wait_log("attempt", {{"direction", "inbound"}, {"action", "sent"}, {"to", "alice@acme.example"}}))
+  EXPECT_TRUE(wait_log("attempt", {{"direction", "inbound"}, {"action", "sent"}, {"to", "<alice@acme.example>"}}))
       << log();
 }
 

@@ -31,6 +31,7 @@
 #include "tlsp/tls.h"
 
 #include "stream_impl.h"
+#include "tlsp/base/digest.h"
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -478,6 +479,37 @@ std::string subject_of(X509* cert) {
   return out;
 }
 
+std::string issuer_of(X509* cert) {
+  if (cert == nullptr) return "";
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio == nullptr) return "";
+  X509_NAME_print_ex(bio, X509_get_issuer_name(cert), 0, XN_FLAG_RFC2253);
+  char* text = nullptr;
+  long n = BIO_get_mem_data(bio, &text);
+  std::string out(text, static_cast<size_t>(n));
+  BIO_free(bio);
+  return out;
+}
+
+std::string fingerprint_of(X509* cert) {
+  if (cert == nullptr) return "";
+  unsigned char* der = nullptr;
+  const int n = i2d_X509(cert, &der);
+  if (n <= 0) return "";
+  std::string bytes(reinterpret_cast<const char*>(der), static_cast<size_t>(n));
+  OPENSSL_free(der);
+  const auto d = base::sha256(bytes);
+  return base::hex(d);
+}
+
+// The negotiated key exchange group (TLS 1.3, and ECDHE in TLS 1.2).
+std::string group_of(SSL* ssl) {
+  const int nid = SSL_get_negotiated_group(ssl);
+  if (nid <= 0) return "";
+  const char* name = SSL_group_to_name(ssl, nid);
+  return name ? name : "";
+}
+
 // Whether `name` is an IP literal (SNI carries host names only, RFC 6066 §3).
 bool is_ip_literal(const std::string& name) {
   if (name.find(':') != std::string::npos) return true;
@@ -608,7 +640,11 @@ TlsClientResult Stream::start_tls_client(const TlsClientParams& params) {
   r.ok = true;
   r.version = tls_version_of(ssl);
   r.cipher = SSL_get_cipher_name(ssl);
-  r.peer_subject = subject_of(SSL_get0_peer_certificate(ssl));
+  r.group = group_of(ssl);
+  X509* leaf = SSL_get0_peer_certificate(ssl);
+  r.peer_subject = subject_of(leaf);
+  r.peer_issuer = issuer_of(leaf);
+  r.peer_fingerprint = fingerprint_of(leaf);
   if (!params.ca_file.empty()) check_webpki(ssl, params, r);
   if (!params.tlsa.empty()) summarise_dane(ssl, params, dane, r);
   ERR_clear_error();
@@ -644,6 +680,7 @@ TlsServerResult Stream::start_tls_server(SSL_CTX* ctx) {
   r.ok = true;
   r.version = tls_version_of(ssl);
   r.cipher = SSL_get_cipher_name(ssl);
+  r.group = group_of(ssl);
   if (const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) r.sni = name;
   return r;
 }

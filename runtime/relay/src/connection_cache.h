@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "peer_tls.h"
 #include "tlsp/engine.h"
 #include "tlsp/stream.h"
 
@@ -24,7 +25,8 @@ namespace tlsp::relay {
 // exactly what was approved.
 struct CachedConnection {
   std::unique_ptr<Stream> stream;
-  std::string host, address, cipher, auth;
+  std::string host, address, auth;
+  PeerTlsSummary tls;  // what the session's lines say of its TLS
   Outcome outcome;
   bool eightbitmime = false, size_ext = false;
   size_t uses = 0;

@@ -5,6 +5,7 @@
 #include "delivery_queue.h"
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 
 #include "delivery.h"
@@ -245,6 +246,8 @@ bool DeliveryQueue::send_bounce(const QueueEntry& entry, const std::string& data
   b.client_address = "127.0.0.1";
   b.client_helo = ctx_->hostname;
   b.arrival = now;
+  b.arrival_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch()).count();
   b.next_attempt = now;
   try {
     auto stored = ctx_->spool->store({b}, make_bounce(in));

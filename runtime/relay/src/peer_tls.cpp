@@ -65,4 +65,41 @@ std::string auth_of(const Outcome& out, const Observation& o, bool dane) {
   return "mta-sts";
 }
 
+std::string_view tls_trust(const TlsClientResult& r, const TlsClientParams& params) {
+  if (!r.ok) return "";
+  if (r.peer_fingerprint.empty()) return "Anonymous";
+  if (!params.tlsa.empty() && r.dane_authenticated) return "Verified";
+  if (!params.ca_file.empty()) {
+    if (r.webpki == CertStatus::valid) return "Verified";
+    // OpenSSL checks the name only after the chain was built to a trusted
+    // root: a wrong name means the chain itself verified.
+    if (r.webpki == CertStatus::wrong_name) return "Trusted";
+  }
+  return "Untrusted";
+}
+
+PeerTlsSummary tls_summary(const Observation& o, const TlsClientParams& params) {
+  PeerTlsSummary s;
+  if (!o.tls_attempted || !o.tls.ok) return s;
+  s.version = o.tls.version;
+  s.cipher = o.tls.cipher;
+  s.group = o.tls.group;
+  s.trust = std::string(tls_trust(o.tls, params));
+  s.subject = o.tls.peer_subject;
+  s.issuer = o.tls.peer_issuer;
+  s.fingerprint = o.tls.peer_fingerprint;
+  return s;
+}
+
+std::string tls_established_text(std::string_view trust, std::string_view toward, TlsVersion version,
+                                 std::string_view cipher, std::string_view group) {
+  static constexpr std::string_view kPostfixNames[] = {"none", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"};
+  const auto v = static_cast<size_t>(version);
+  std::string t = std::string(trust) + " TLS connection established " + std::string(toward) + ": " +
+                  std::string(v < std::size(kPostfixNames) ? kPostfixNames[v] : "unknown") + " with cipher " +
+                  std::string(cipher);
+  if (!group.empty()) t += " key-exchange " + std::string(group);
+  return t;
+}
+
 }  // namespace tlsp::relay

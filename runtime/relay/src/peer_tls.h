@@ -39,4 +39,26 @@ void apply_observation(PeerFacts& f, const Observation& o, const TlsClientParams
 // The `auth` of the attempt line: dane-ee, dane-ta, mta-sts or none.
 std::string auth_of(const Outcome& out, const Observation& o, bool dane);
 
+// Postfix's trust of an outbound TLS session, from the checks its handshake
+// made with `params` (never a new check): Verified (DANE authenticated the
+// peer, or the WebPKI chain and the name verified), Trusted (the WebPKI
+// chain verified, the name did not match), Untrusted (nothing checked, or
+// the chain did not verify), Anonymous (no certificate); "" without a
+// session.
+std::string_view tls_trust(const TlsClientResult& r, const TlsClientParams& params);
+
+// What the log says of one outbound TLS session (its attempt and tls
+// lines); empty when the connection has no TLS session.
+struct PeerTlsSummary {
+  TlsVersion version = TlsVersion::none;
+  std::string cipher, group, trust, subject, issuer, fingerprint;
+};
+PeerTlsSummary tls_summary(const Observation& o, const TlsClientParams& params);
+
+// Postfix's sentence for a session: "Verified TLS connection established
+// to mx.example[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384
+// key-exchange X25519" (`from` and no port for an inbound one).
+std::string tls_established_text(std::string_view trust, std::string_view toward, TlsVersion version,
+                                 std::string_view cipher, std::string_view group);
+
 }  // namespace tlsp::relay

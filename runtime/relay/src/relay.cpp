@@ -69,7 +69,7 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   Impl& I = *impl_;
   RelayContext& c = *I.ctx;
   c.config = std::move(config);
-  c.log = std::make_unique<RelayLog>(c.config.log_file);
+  c.log = open_relay_log(c.config);
   c.metrics.set_log(c.log.get());
   c.hostname = relay_hostname(c.config);
   for (const std::string& n : c.config.submit_networks) c.submit_networks.push_back(base::parse_cidr(n).cidr);
@@ -179,7 +179,12 @@ void Relay::run() {
     while (::read(I->wake[0], buf, sizeof buf) > 0) {
     }
     if (ctx.stopping) break;
-    if (I->reload_requested.exchange(false)) I->table_file->load("SIGHUP");
+    if (I->reload_requested.exchange(false)) {
+      // SIGHUP: the log files first (logrotate renamed them), so the
+      // table's line is in the new file.
+      ctx.log->reopen();
+      I->table_file->load("SIGHUP");
+    }
     ctx.connections.expire(ctx.config.limits.connection_cache_time);
     if (std::chrono::steady_clock::now() >= next_check) {
       I->table_file->check_for_change();

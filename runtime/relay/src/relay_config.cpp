@@ -89,6 +89,21 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
     bad("retry-schedule", "", "`" + c.retry_schedule + "` is not a list of durations");
   if (c.queue_lifetime.count() <= 0) bad("queue-lifetime", "", "must be positive");
   if (c.delivery_workers == 0 || c.delivery_workers > 256) bad("delivery-workers", "", "must be 1..256");
+  // Each output once: a second would write every line twice.
+  std::vector<std::pair<relay::LogOutput::Kind, std::string>> outputs;
+  if (!c.log_file.empty()) outputs.push_back({relay::LogOutput::Kind::file, c.log_file});
+  for (const std::string& o : c.log) {
+    std::string why;
+    const std::optional<relay::LogOutput> out = relay::parse_log_output(o, &why);
+    if (!out) {
+      bad("log", o, "`" + o + "`: " + why);
+    } else if (std::find(outputs.begin(), outputs.end(), std::pair{out->kind, out->path}) != outputs.end()) {
+      bad("log", o, "`" + o + "` is given twice (log-file counts as file:PATH)");
+    } else {
+      outputs.push_back({out->kind, out->path});
+    }
+  }
+  if (!relay::parse_log_format(c.log_format)) bad("log-format", "", "`" + c.log_format + "` is not text or json");
   const RelayLimits& l = c.limits;
   if (l.max_connections == 0) bad("max-connections", "", "must be positive");
   if (l.max_line_length < 512) bad("max-line-length", "", "must be at least 512 (RFC 5321 §4.5.3.1.4)");
@@ -122,6 +137,13 @@ std::string relay::relay_hostname(const RelayConfig& c) {
   char buf[256] = {};
   ::gethostname(buf, sizeof buf - 1);
   return buf[0] ? buf : "localhost";
+}
+
+std::unique_ptr<relay::RelayLog> relay::open_relay_log(const RelayConfig& c) {
+  std::vector<LogOutput> outputs;
+  for (const std::string& o : c.log) outputs.push_back(*parse_log_output(o));
+  if (!c.log_file.empty()) outputs.push_back({LogOutput::Kind::file, c.log_file});
+  return std::make_unique<RelayLog>(outputs, *parse_log_format(c.log_format));
 }
 
 }  // namespace tlsp

@@ -1,7 +1,7 @@
 // relay_config.h — what the relay reads out of its configuration beyond
 // the checks of tlsp/relay.h (relay_config_problems, validate_relay_config):
-// a listen address, and the name the relay gives itself. Not a public
-// header.
+// a listen address, the name the relay gives itself, and the log's outputs.
+// Not a public header.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +9,11 @@
 #include <string>
 #include <string_view>
 
+#include <memory>
+#include <vector>
+
 #include "tlsp/relay.h"
+#include "tlsp/relay_log.h"
 
 namespace tlsp::relay {
 
@@ -24,5 +28,10 @@ std::optional<HostPort> parse_host_port(std::string_view s);
 // The name in the greeting, EHLO, Received: and bounces: the configured
 // one, else the system's (else "localhost").
 std::string relay_hostname(const RelayConfig& config);
+
+// The log a validated configuration asks for: every `log` output, then
+// `log_file` as file:PATH; standard error when there is none. Throws
+// std::runtime_error when an output cannot be opened.
+std::unique_ptr<RelayLog> open_relay_log(const RelayConfig& config);
 
 }  // namespace tlsp::relay

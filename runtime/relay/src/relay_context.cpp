@@ -3,7 +3,11 @@
 // domain managed, where is its next hop.
 #include "relay_context.h"
 
+#include <unistd.h>
+
 #include <cctype>
+#include <chrono>
+#include <cstdio>
 
 namespace tlsp::relay {
 
@@ -14,6 +18,14 @@ std::string lower(std::string_view s) {
 }
 
 // ------------------------------------------------------------ context
+
+std::string RelayContext::make_session_prefix() {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%llx-%x-", static_cast<unsigned long long>(ms), static_cast<unsigned>(::getpid()));
+  return buf;
+}
 
 bool RelayContext::in_submit_networks(std::string_view address) const {
   const auto a = base::parse_ip_address(address);

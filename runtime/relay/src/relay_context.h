@@ -71,6 +71,13 @@ struct RelayContext {
   // Set once by Relay::stop(): listeners, sessions and workers wind down.
   std::atomic<bool> stopping{false};
 
+  // Inbound session ids for the log: `<start, ms, hex>-<pid, hex>-<n>`,
+  // unique per relay process and start.
+  const std::string session_prefix = make_session_prefix();
+  std::atomic<uint64_t> sessions{0};
+  std::string next_session_id() { return session_prefix + std::to_string(++sessions); }
+  static std::string make_session_prefix();
+
   bool in_submit_networks(std::string_view address) const;
   const NextHop* next_hop(std::string_view domain) const;
   // A managed domain: listed in the table, or given a next hop.

@@ -76,6 +76,19 @@ Reply command(Stream& s, const std::string& cmd, std::chrono::milliseconds timeo
 
 Observation SmtpClient::open(const std::string& address, uint16_t port, TlsMode mode,
                              const TlsClientParams& params) const {
+  const auto begin = std::chrono::steady_clock::now();
+  Observation o = open_session(address, port, mode, params, begin);
+  const auto total = std::chrono::steady_clock::now() - begin;
+  if (o.tls_attempted)
+    o.tls_time = total - o.connect_time;
+  else
+    o.connect_time = total;
+  return o;
+}
+
+Observation SmtpClient::open_session(const std::string& address, uint16_t port, TlsMode mode,
+                                     const TlsClientParams& params,
+                                     std::chrono::steady_clock::time_point begin) const {
   Observation o;
   o.address = address;
   std::string error;
@@ -100,6 +113,7 @@ Observation SmtpClient::open(const std::string& address, uint16_t port, TlsMode 
     return o;
   }
   if (mode != TlsMode::none && o.starttls) {
+    o.connect_time = std::chrono::steady_clock::now() - begin;
     o.tls_attempted = true;
     Reply st = command(s, "STARTTLS", cmd_timeout);
     if (st.code != 220) {

@@ -55,6 +55,10 @@ struct Observation {
   std::optional<Stream> stream;  // ready for MAIL when the outcome sends
   bool eightbitmime = false;
   bool size_ext = false;
+  // For the log's delays=: TCP connect, greeting and EHLO; STARTTLS, the
+  // handshake and EHLO again (zero without STARTTLS).
+  std::chrono::steady_clock::duration connect_time{};
+  std::chrono::steady_clock::duration tls_time{};
 };
 
 // The message of one transaction, as the envelope gives it.
@@ -93,6 +97,8 @@ class SmtpClient {
                    const std::string& mx, bool keep_open) const;
 
  private:
+  Observation open_session(const std::string& address, uint16_t port, TlsMode mode, const TlsClientParams& params,
+                           std::chrono::steady_clock::time_point begin) const;
   Reply ehlo_or_helo(Stream& s, Observation& o) const;
   std::chrono::milliseconds command_timeout() const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(limits_.command_timeout);

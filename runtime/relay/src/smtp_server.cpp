@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "inbound_rule.h"
+#include "peer_tls.h"
 #include "relay_context.h"
 #include "smtp_session.h"
 #include "tlsp/base/rfc5322_date.h"
@@ -183,12 +184,31 @@ class Session {
     client_ = stream_.peer_address();
     started_ = Clock::now();
     submit_client_ = ctx_.in_submit_networks(client_);
+    session_ = ctx_.next_session_id();
   }
 
+  // connect, the dialogue, disconnect: every line between carries the
+  // session id.
   void run() {
-    serve();
-    flush_recipient_limit();
+    log(LogEvent::connect, {});
+    try {
+      serve();
+      flush_recipient_limit();
+    } catch (const std::exception& e) {
+      log(LogEvent::error, {{"where", "smtp session"}, {"error", e.what()}});
+      end_ = SessionEnd::error;
+      log_end_ = "error";
+    }
     ctx_.metrics.session_end(verdict_, stream_.is_tls() ? tls_version_ : TlsVersion::none, end_);
+    log(LogEvent::disconnect,
+        {{"end", log_end_},
+         {"duration", log_seconds(Clock::now() - started_)},
+         {"commands", std::to_string(commands_)},
+         {"errors", std::to_string(errors_)},
+         {"messages", std::to_string(messages_)},
+         {"recipients", std::to_string(accepted_recipients_)},
+         {"rejected", std::to_string(rejected_)},
+         {"tls", std::string(to_string(stream_.is_tls() ? tls_version_ : TlsVersion::none))}});
   }
 
  private:
@@ -199,6 +219,7 @@ class Session {
       if (stopping_) {
         end_ = SessionEnd::shutdown;
         reply("421 4.3.2 " + ctx_.hostname + " Service shutting down");
+        log_end_ = "shutdown";
         return;
       }
       bool bare_lf = false;
@@ -208,7 +229,10 @@ class Session {
               "421 4.7.0 " + ctx_.hostname + " Error: all connection slots are in use; closing this idle session");
         return;
       }
-      if (st == IoStatus::eof || st == IoStatus::error) return;
+      if (st == IoStatus::eof || st == IoStatus::error) {
+        log_end_ = st == IoStatus::eof ? "eof" : "read-error";
+        return;
+      }
       if (st == IoStatus::timeout) {
         timed_out();
         return;
@@ -278,7 +302,8 @@ class Session {
   }
 
   void log(LogEvent event, LogFields fields) {
-    fields.insert(fields.begin(), {"client", client_});
+    if (event == LogEvent::reject) ++rejected_;
+    fields.insert(fields.begin(), {{"session", session_}, {"client", client_}});
     ctx_.log->write(event, fields);
   }
 
@@ -289,6 +314,7 @@ class Session {
     fields.push_back({"reply", text});
     log(LogEvent::limit, std::move(fields));
     end_ = name.ends_with("timeout") ? SessionEnd::timeout : SessionEnd::limit;  // every caller ends the session
+    log_end_ = std::string(name);
     reply(text);
   }
 
@@ -366,6 +392,7 @@ class Session {
     if (verb == "QUIT") {
       end_ = SessionEnd::quit;
       reply("221 2.0.0 Bye");
+      log_end_ = "quit";
       return false;
     }
     if (verb == "STARTTLS") return arg.empty() ? on_starttls() : error_reply("501 5.5.4 Syntax: STARTTLS");
@@ -401,13 +428,23 @@ class Session {
     }
     TlsServerResult r = stream_.start_tls_server(ctx_.server_tls.get());
     if (!r.ok) {
-      log(LogEvent::tls, {{"result", "handshake-failed"}, {"error", r.error}});
+      log(LogEvent::tls, {{"direction", "inbound"}, {"result", "handshake-failed"}, {"error", r.error}});
       end_ = SessionEnd::tls_failure;
+      log_end_ = "tls-handshake-failed";
       return false;
     }
     tls_version_ = r.version;
     tls_cipher_ = r.cipher;
-    log(LogEvent::tls, {{"result", "ok"}, {"tls", std::string(to_string(r.version))}, {"cipher", r.cipher}});
+    // The relay asks no client certificate: every inbound session is
+    // Anonymous in Postfix's words.
+    LogFields f = {{"direction", "inbound"},
+                   {"result", "ok"},
+                   {"trust", "Anonymous"},
+                   {"tls", std::string(to_string(r.version))},
+                   {"cipher", r.cipher}};
+    if (!r.group.empty()) f.push_back({"group", r.group});
+    f.push_back({"summary", tls_established_text("Anonymous", "from [" + client_ + "]", r.version, r.cipher, r.group)});
+    log(LogEvent::tls, std::move(f));
     // RFC 3207 §4.2: forget everything learnt before TLS.
     helo_.clear();
     reset_transaction();
@@ -593,6 +630,7 @@ class Session {
         return false;
       }
       if (st == IoStatus::eof || st == IoStatus::error) {
+        log_end_ = st == IoStatus::eof ? "eof" : "read-error";
         // Nothing acknowledged, so nothing is lost; but the sender saw a
         // 354 and the log says what became of it.
         log(LogEvent::abort, {{"phase", "data"},
@@ -662,6 +700,8 @@ class Session {
     std::map<std::string, QueueEntry> groups;
     std::string sender_domain = domain_of_address(*mail_from_);
     const int64_t now = std::time(nullptr);
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count();
     for (const Recipient& r : recipients_) {
       QueueEntry& e = groups[(outbound_ ? "o:" : "i:") + r.domain];
       if (e.recipients.empty()) {
@@ -679,6 +719,7 @@ class Session {
         e.sender_peer = sender_domain;
         e.body_8bit = eight;
         e.arrival = now;
+        e.arrival_ms = now_ms;
         e.next_attempt = now;
       }
       e.recipients.push_back(r.address);
@@ -708,6 +749,8 @@ class Session {
         fields.insert(fields.end(), v->second.begin(), v->second.end());
       log(LogEvent::accept, std::move(fields));
     }
+    ++messages_;
+    accepted_recipients_ += recipients_.size();
     reset_transaction();
     if (!reply("250 2.0.0 Ok: queued as " + ids)) {
       // The client may not have heard the 250; the message is queued all
@@ -723,6 +766,11 @@ class Session {
   const std::atomic<bool>& stopping_;
   SessionSlot& slot_;
   std::string client_;
+  std::string session_;
+  // For the disconnect line: how the session ended (finer than end_, the
+  // metrics' label: the limit's name, eof or read-error), what it did.
+  std::string log_end_ = "closed";
+  size_t messages_ = 0, accepted_recipients_ = 0, rejected_ = 0;
   bool submit_client_ = false;
   Clock::time_point started_;
   Bound bound_ = Bound::idle;     // the bound of the last read, for timed_out()

@@ -25,7 +25,7 @@ SmtpServer::SmtpServer(RelayConfig config, std::shared_ptr<const DecisionTable> 
   relay::RelayContext& c = impl_->ctx;
   c.config = std::move(config);
   c.hostname = relay::relay_hostname(c.config);
-  c.log = std::make_unique<relay::RelayLog>(c.config.log_file);
+  c.log = relay::open_relay_log(c.config);
   for (const std::string& n : c.config.submit_networks) c.submit_networks.push_back(base::parse_cidr(n).cidr);
   c.table.set(std::move(table));
   c.spool = std::make_unique<Spool>(c.config.spool_dir);

@@ -77,7 +77,11 @@ struct TlsClientResult {
   TlsaKindSet tlsa_kinds = 0;
   CertStatus dane_cert = CertStatus::valid;
   std::string dane_detail;
-  std::string peer_subject;  // the leaf's subject, for logs
+  // What the log says of the session (never a check; the checks are above):
+  std::string group;             // the key exchange group, OpenSSL's name (X25519); "" when none
+  std::string peer_subject;      // the leaf's subject (RFC 2253), "" without a certificate
+  std::string peer_issuer;       // the leaf's issuer (RFC 2253)
+  std::string peer_fingerprint;  // SHA-256 of the leaf (DER), lower-case hex
 };
 
 struct TlsServerResult {
@@ -85,6 +89,7 @@ struct TlsServerResult {
   std::string error;
   TlsVersion version = TlsVersion::none;
   std::string cipher;
+  std::string group;  // the key exchange group, for the log
   std::string sni;
 };
 

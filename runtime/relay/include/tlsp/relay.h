@@ -15,7 +15,8 @@
 //    limit hit gives its RFC reply code and a log line, never a crash.
 //  * reload() swaps in a new decision table between transactions; a table
 //    that fails validation is refused with a log line and the old one stays.
-//  * One log line per delivery attempt (RelayLog below, README "Relay log").
+//  * One log line per recipient and delivery attempt, as Postfix's
+//    (tlsp/relay_log.h, docs/logs.md).
 //
 // Threads: one per listening socket (accept, connection limits, the
 // waiting room, eviction), one per SMTP session (at most max_connections,
@@ -108,7 +109,11 @@ struct RelayConfig {
   std::string retry_schedule = "1m,5m,15m,30m,1h,2h,4h";
   size_t delivery_workers = 8;
   std::chrono::milliseconds table_check_interval{2000};  // table file changed?
-  std::string log_file;      // empty: standard error
+  std::string log_file;      // the same as log = file:PATH; kept for the command line's --log-file
+  // Log outputs (docs/logs.md): stderr, file:PATH, syslog[:SOCKET],
+  // journal; every line goes to each. None (and no log_file): stderr.
+  std::vector<std::string> log;
+  std::string log_format = "text";  // text or json
   // Prometheus metrics (GET /metrics, docs/metrics.md) on this "addr:port",
   // a loopback address only (127.0.0.0/8, ::1); empty: not served.
   std::string metrics_listen;
@@ -148,7 +153,8 @@ class Relay {
   // Serves until stop(); returns after the clean shutdown.
   void run();
   // Thread-safe and async-signal-safe: ask for a clean shutdown / a table
-  // reload (processed by the scheduler thread).
+  // reload, which also reopens the log files (processed by the scheduler
+  // thread).
   void stop();
   void reload();
 

@@ -93,6 +93,9 @@ struct QueueEntry {
   std::string client_address, client_helo, sender_peer;  // how it arrived (inbound rule input, logs)
   bool body_8bit = false;
   int64_t arrival = 0;                     // unix seconds
+  // Not stored: ms since the epoch when this process accepted it, for the
+  // log's delay= (docs/logs.md); 0: only `arrival` is known (recovered).
+  int64_t arrival_ms = 0;
   int attempts = 0;
   int64_t next_attempt = 0;
   std::string last_error;                  // last refusal, for the bounce and logs (cut at kMaxSpoolTextBytes)
