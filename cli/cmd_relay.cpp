@@ -290,6 +290,7 @@ int cmd_relay(const Args& args) {
     ("retry-schedule", po::value<std::string>(), "delays between attempts, the last repeats (default 1m,5m,15m,30m,1h,2h,4h)")
     ("delivery-workers", po::value<std::string>(), "concurrent deliveries (default 8)")
     ("log-file", po::value<std::string>(), "log file (default: standard error)")
+    ("user", po::value<std::string>(), "account to run as once the sockets are bound, when started as root (required then)")
     ("max-connections", po::value<std::string>(), "concurrent SMTP sessions (default 100)")
     ("max-connections-per-client", po::value<std::string>(), "concurrent sessions from one address (default 20)")
     ("max-line-length", po::value<std::string>(), "command line length in octets (default 1000)")
@@ -361,6 +362,7 @@ int cmd_relay(const Args& args) {
   str("ca-file", c.ca_file);
   str("mta-sts-cache", c.mta_sts_cache);
   str("log-file", c.log_file);
+  str("user", c.user);
   str("retry-schedule", c.retry_schedule);
   number_option(s, "smtp-port", c.smtp_port, 65535);
   number_option(s, "mta-sts-port", c.mta_sts_port, 65535);

@@ -20,6 +20,7 @@ packages=(
   nlohmann-json3-dev
   libxxhash-dev
   libmimalloc-dev
+  libsystemd-dev
   libgtest-dev
   clang libclang-rt-14-dev
 )

@@ -23,8 +23,10 @@
 
 #include "delivery_queue.h"
 #include "listener.h"
+#include "privileges.h"
 #include "relay_config.h"
 #include "relay_context.h"
+#include "service_notify.h"
 #include "table_reload.h"
 
 namespace tlsp {
@@ -58,6 +60,19 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   Impl& I = *impl_;
   RelayContext& c = *I.ctx;
   c.config = std::move(config);
+  // What may need root comes first: the TLS key (often root-only) and the
+  // listening sockets (port 25); then the switch to `user`, before anything
+  // the service user must own is opened (privileges.h).
+  if (!c.config.tls_cert.empty()) c.server_tls = make_server_context(c.config.tls_cert, c.config.tls_key);
+  for (const std::string& l : c.config.listen) {
+    HostPort hp = *parse_host_port(l);
+    std::string error;
+    int fd = listen_tcp(hp.host, hp.port, 128, error);
+    if (fd < 0) throw std::runtime_error("cannot listen on `" + l + "`: " + error);
+    I.listeners.push_back(fd);
+    I.ports.push_back(bound_port(fd));
+  }
+  drop_privileges(c.config.user);
   c.log = std::make_unique<RelayLog>(c.config.log_file);
   c.hostname = relay_hostname(c.config);
   for (const std::string& n : c.config.submit_networks) c.submit_networks.push_back(base::parse_cidr(n).cidr);
@@ -73,21 +88,12 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   c.sts_fetch.ca_file = c.config.ca_file;
   c.sts_fetch.https_port = c.config.mta_sts_port;
   c.sts_fetch.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.config.limits.sts_fetch_timeout);
-  if (!c.config.tls_cert.empty()) c.server_tls = make_server_context(c.config.tls_cert, c.config.tls_key);
   c.retry = *RetrySchedule::parse(c.config.retry_schedule);
   std::weak_ptr<DeliveryQueue> weak = I.queue;
   c.enqueue = [weak](std::vector<QueueEntry> e) {
     if (auto s = weak.lock()) s->enqueue(std::move(e));
   };
   if (::pipe2(I.wake, O_CLOEXEC | O_NONBLOCK) != 0) throw std::runtime_error("pipe: " + std::string(std::strerror(errno)));
-  for (const std::string& l : c.config.listen) {
-    HostPort hp = *parse_host_port(l);
-    std::string error;
-    int fd = listen_tcp(hp.host, hp.port, 128, error);
-    if (fd < 0) throw std::runtime_error("cannot listen on `" + l + "`: " + error);
-    I.listeners.push_back(fd);
-    I.ports.push_back(bound_port(fd));
-  }
   std::vector<std::string> problems;
   std::vector<QueueEntry> recovered = c.spool->recover(&problems);
   for (const std::string& p : problems) I.log(LogEvent::spool, {{"result", "recovery-problem"}, {"detail", p}});
@@ -135,6 +141,7 @@ void Relay::run() {
     acceptors.emplace_back([listener = I->listener, fd, wake = I->wake[0]] { listener->accept_loop(fd, wake); });
   for (size_t i = 0; i < ctx.config.delivery_workers; ++i)
     workers.emplace_back([queue = I->queue] { queue->worker(); });
+  notify_ready();
 
   // The scheduler's own duties: reloads and the table file watch.
   auto next_check = std::chrono::steady_clock::now();
@@ -147,7 +154,11 @@ void Relay::run() {
     while (::read(I->wake[0], buf, sizeof buf) > 0) {
     }
     if (ctx.stopping) break;
-    if (I->reload_requested.exchange(false)) I->table_file->load("SIGHUP");
+    if (I->reload_requested.exchange(false)) {
+      notify_reloading();
+      I->table_file->load("SIGHUP");
+      notify_ready();
+    }
     ctx.connections.expire(ctx.config.limits.connection_cache_time);
     if (std::chrono::steady_clock::now() >= next_check) {
       I->table_file->check_for_change();
@@ -158,6 +169,7 @@ void Relay::run() {
   // Clean shutdown: stop accepting, let sessions and deliveries finish
   // within the grace period, then close what is left (queued mail stays in
   // the spool and is resumed at the next start).
+  notify_stopping();
   I->log(LogEvent::stop, {{"result", "stopping"}});
   for (std::thread& t : acceptors) t.join();
   for (int fd : I->listeners) ::close(fd);

@@ -8,11 +8,14 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "privileges.h"
 #include "relay_context.h"
 
 namespace tlsp {
 
+using relay::lookup_service_user;
 using relay::lower;
+using relay::ServiceUserLookup;
 using relay::parse_host_port;
 
 std::optional<relay::HostPort> relay::parse_host_port(std::string_view s) {
@@ -62,6 +65,8 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
     if (h.domain.empty() || h.host.empty()) bad("next-hop", as_given, "needs domain=host:port");
     else if (h.domain != lower(h.domain)) bad("next-hop", as_given, "domain `" + h.domain + "` must be lower case");
   }
+  if (!c.user.empty())
+    if (ServiceUserLookup u = lookup_service_user(c.user); !u.user) bad("user", "", u.problem);
   if (!RetrySchedule::parse(c.retry_schedule))
     bad("retry-schedule", "", "`" + c.retry_schedule + "` is not a list of durations");
   if (c.queue_lifetime.count() <= 0) bad("queue-lifetime", "", "must be positive");

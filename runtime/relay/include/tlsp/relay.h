@@ -109,6 +109,10 @@ struct RelayConfig {
   size_t delivery_workers = 8;
   std::chrono::milliseconds table_check_interval{2000};  // table file changed?
   std::string log_file;      // empty: standard error
+  // The account the relay runs as once its sockets are bound, when started
+  // as root (started as root without one, it refuses); empty when started
+  // as an unprivileged user (privileges.h).
+  std::string user;
   RelayLimits limits;
 };
 
