@@ -23,6 +23,7 @@ packages=(
   libsystemd-dev
   libgtest-dev
   clang libclang-rt-14-dev
+  dpkg-dev lintian systemd
 )
 
 missing=()
