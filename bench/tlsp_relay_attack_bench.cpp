@@ -31,6 +31,7 @@
 // reaped after each run, and on SIGINT/SIGTERM; the work directory is
 // removed.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -163,6 +164,7 @@ RunResult run(const Options& opt, const std::string& dir, bool defence) {
   if (!defence)
     args.insert(args.end(), {"--stress-threshold", "0", "--admission-wait", "0", "--evict-stalled-after", "0",
                              "--max-connection-rate-per-client", "0"});
+  for (std::string& a : service_user_args(dir)) args.push_back(std::move(a));  // root: the relay runs as nobody
   RelayProcess relay(opt.tlsp, args);
   g_relay_pid = relay.pid();
   uint16_t port = relay.wait_ready(20s);
@@ -261,6 +263,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   char tmpl[] = "/tmp/tlsp-attack-bench-XXXXXX";
   if (!mkdtemp(tmpl)) return 1;
+  ::chmod(tmpl, 0711);  // searchable by the relay's own user (service_user_args)
   const std::string dir = tmpl;
   std::thread([set, dir]() mutable {
     int sig = 0;

@@ -614,6 +614,7 @@ RunResult run_tlsp(const Options& opt, World& world, Mode mode, const std::vecto
                                    "--ca-file",
                                    world.pki->ca_file()};
   if (opt.delivery_workers) args.insert(args.end(), {"--delivery-workers", std::to_string(opt.delivery_workers)});
+  for (std::string& a : service_user_args(dir)) args.push_back(std::move(a));  // root: the relay runs as nobody
   RelayProcess relay(opt.tlsp, args);
   {
     std::lock_guard lock(g_emergency.mu);
@@ -1033,6 +1034,7 @@ int main(int argc, char** argv) {
     std::perror("mkdtemp");
     return 1;
   }
+  ::chmod(tmpl, 0711);  // searchable by the relay's own user (service_user_args)
   const std::string work = tmpl;
   {
     std::lock_guard lock(g_emergency.mu);

@@ -294,6 +294,7 @@ std::vector<RelaySetting> make_relay_settings() {
   return {
     entry("listen", S::service, "address:port to accept SMTP on", list(&C::listen, K::host_port)),
     entry("hostname", S::service, "name in the greeting, EHLO, Received: and bounces", text(&C::hostname), "the system's"),
+    entry("user", S::service, "account to run as once the sockets are bound, when started as root (required then: deliveries never run as root)", text(&C::user), "the account that started it"),
     entry("shutdown-grace", S::service, "SIGTERM: time for sessions and deliveries to finish", duration(&L::shutdown_grace)),
 
     entry("tls-cert", S::tls, "PEM certificate chain for inbound STARTTLS; without it STARTTLS is not offered", text(&C::tls_cert, K::file)),

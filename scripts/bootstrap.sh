@@ -21,10 +21,12 @@ packages=(
   libxxhash-dev
   libsystemd-dev
   libmimalloc-dev
+  libsystemd-dev
   libgtest-dev
   curl prometheus
   groff-base man-db bash-completion
   clang libclang-rt-14-dev
+  dpkg-dev lintian systemd
 )
 
 missing=()

@@ -108,6 +108,7 @@ TEST(RelaySettings, PrintedConfigurationReadsBackTheSame) {
   c.log_file = "/var/log/tlsp.log";
   c.log = {"stderr", "syslog:/dev/log"};
   c.log_format = "json";
+  c.user = "nobody";  // must exist: relay_config_problems() looks it up
   c.metrics_listen = "127.0.0.1:9125";
   auto& l = c.limits;
   l.max_connections = 7;

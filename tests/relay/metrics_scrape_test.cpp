@@ -223,6 +223,7 @@ class MetricsScrape : public ::testing::Test {
                                   "--delivery-workers", "2",
                                   "--metrics-listen", "127.0.0.1:0"};
     args.insert(args.end(), extra.begin(), extra.end());
+    for (std::string& a : service_user_args(dir_.path())) args.push_back(std::move(a));
     relay_ = std::make_unique<RelayProcess>(TLSP_BINARY, args);
     relay_port_ = relay_->wait_ready(kWait);
     ASSERT_NE(relay_port_, 0) << log();

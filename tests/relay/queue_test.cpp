@@ -146,6 +146,7 @@ class QueueWorld : public ::testing::Test {
                                      "--delivery-workers",
                                      "2"};
     args.insert(args.end(), extra.begin(), extra.end());
+    for (std::string& a : service_user_args(dir_)) args.push_back(std::move(a));
     relay_ = std::make_unique<RelayProcess>(TLSP_BINARY, args);
     relay_port_ = relay_->wait_ready(kWait);
     ASSERT_NE(relay_port_, 0) << log();
@@ -409,6 +410,16 @@ TEST_F(QueueWorld, TheSameOperationsWorkWithNoRelayRunning) {
   nlohmann::json l = list();
   ASSERT_EQ(l.size(), 2u);
   for (const auto& e : l) EXPECT_EQ(e["held"], e["recipients"][0] == "bob@partner.example") << e.dump();
+  // Run as root, the command acted as the spool's owner (the relay's
+  // user): every file it made is the relay's to read and replace.
+  struct stat top {};
+  ASSERT_EQ(::stat(spool_.c_str(), &top), 0);
+  for (const auto& f : std::filesystem::recursive_directory_iterator(spool_)) {
+    struct stat st {};
+    ASSERT_EQ(::lstat(f.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, top.st_uid) << f.path();
+    EXPECT_EQ(st.st_gid, top.st_gid) << f.path();
+  }
   // The relay finds it so: the held entry stays, the other one is delivered.
   SmtpPeer& mx = sink(false);
   start_relay();
@@ -419,6 +430,16 @@ TEST_F(QueueWorld, TheSameOperationsWorkWithNoRelayRunning) {
   l = list();
   ASSERT_EQ(l.size(), 1u);
   EXPECT_EQ(l[0]["state"], "held");
+  // What the command changed on its own is the relay's to use: run as root,
+  // it acted as the spool's owner, so the relay (the service user) can
+  // release, deliver and remove the entry the command held.
+  EXPECT_EQ(queue("release " + m["bob@partner.example"]).code, 0);
+  EXPECT_EQ(queue("flush").code, 0);
+  ASSERT_TRUE(mx.wait_for_messages(2, 10s)) << log();
+  EXPECT_EQ(mx.messages()[1].rcpts, std::vector<std::string>{"bob@partner.example"});
+  const auto deadline = std::chrono::steady_clock::now() + kWait;
+  while (!list().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(list().empty()) << log();
 }
 
 // kill -9 of the relay right after each request reaches its control socket:
@@ -569,15 +590,16 @@ TEST_F(QueueWorld, OnlyRootAndTheRelaysUserMayUseTheControlSocket) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
   ASSERT_EQ(::chmod(spool_.c_str(), 0755), 0);
-  // The file mode stops another user first ...
-  const std::string as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups " + std::string(TLSP_BINARY) +
+  // The file mode stops another user first (not nobody: the relay runs
+  // as nobody when the tests run as root, service_user_args()) ...
+  const std::string as_other = "setpriv --reuid=65533 --regid=65533 --clear-groups " + std::string(TLSP_BINARY) +
                                 " queue list --spool " + spool_ + " 2>&1";
-  CommandRun r = tlsp::testing_support::run_shell(as_nobody);
+  CommandRun r = tlsp::testing_support::run_shell(as_other);
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("Permission denied"), std::string::npos) << r.out;
   // ... and with the mode opened, SO_PEERCRED still does.
   ASSERT_EQ(::chmod(control_socket_path(spool_).c_str(), 0666), 0);
-  r = tlsp::testing_support::run_shell(as_nobody);
+  r = tlsp::testing_support::run_shell(as_other);
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("only root and the relay's user"), std::string::npos) << r.out;
   EXPECT_TRUE(relay_->wait_for(
@@ -591,8 +613,10 @@ TEST_F(QueueWorld, OnlyRootAndTheRelaysUserMayUseTheControlSocket) {
 TEST_F(QueueWorld, ASecondRelayOnTheSameSpoolIsRefused) {
   sink(true);
   start_relay();
-  RelayProcess second(TLSP_BINARY, {"relay", "--listen", "127.0.0.1:0", "--hostname", "relay.test", "--table", table_,
-                                    "--spool", spool_, "--resolver", dns_.server()});
+  std::vector<std::string> args = {"relay",   "--listen", "127.0.0.1:0", "--hostname",   "relay.test", "--table",
+                                   table_,    "--spool",  spool_,        "--resolver", dns_.server()};
+  for (std::string& a : service_user_args(dir_)) args.push_back(std::move(a));
+  RelayProcess second(TLSP_BINARY, args);
   EXPECT_EQ(second.wait_ready(kWait), 0);
   std::optional<int> status = second.wait_exit(kWait);
   ASSERT_TRUE(status);

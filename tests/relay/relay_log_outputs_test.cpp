@@ -296,6 +296,7 @@ class LogWorld : public ::testing::Test {
                                      "--dns-timeout", "3s",
                                      "--delivery-workers", "1"};
     args.insert(args.end(), extra.begin(), extra.end());
+    for (std::string& a : service_user_args(dir_)) args.push_back(std::move(a));
     std::string binary = TLSP_BINARY;
     if (!wrapper.empty()) {
       binary = wrapper.front();

@@ -241,6 +241,7 @@ class RelayWorld : public ::testing::Test {
       else
         args.insert(args.end(), {extra[i], extra[i + 1]});
     }
+    for (std::string& a : service_user_args(dir_)) args.push_back(std::move(a));
     relay_ = std::make_unique<RelayProcess>(TLSP_BINARY, args);
     relay_port_ = relay_->wait_ready(kWait);
     ASSERT_NE(relay_port_, 0) << log();
@@ -1364,7 +1365,9 @@ TEST_F(RelayWorld, ConfigFileGivesTheSameSettings) {
   std::ofstream(conf) << "# tlsp relay configuration\nlisten = 127.0.0.1:0\nhostname = conf.test\n"
                       << "table = " << table << "\nspool = " << dir_ << "/spool2\nresolver = " << dns_.server()
                       << "\nmax-recipients = 7\n";
-  relay_ = std::make_unique<RelayProcess>(TLSP_BINARY, std::vector<std::string>{"relay", "--config", conf});
+  std::vector<std::string> args{"relay", "--config", conf};
+  for (std::string& a : service_user_args(dir_)) args.push_back(std::move(a));
+  relay_ = std::make_unique<RelayProcess>(TLSP_BINARY, args);
   relay_port_ = relay_->wait_ready(kWait);
   ASSERT_NE(relay_port_, 0) << log();
   EXPECT_TRUE(wait_log("start", {{"hostname", "conf.test"}})) << log();

@@ -41,6 +41,11 @@ class TempDir {
   explicit TempDir(std::string_view prefix = "tlsp-test") {
     std::string t = (std::filesystem::temp_directory_path() / (std::string(prefix) + "-XXXXXX")).string();
     if (mkdtemp(t.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    // Searchable (not readable) by others: a relay started by a test that
+    // runs as root runs as nobody (tlsp/sim/relay_process.h) and must reach
+    // the files the test gives it.
+    std::filesystem::permissions(t, std::filesystem::perms::owner_all | std::filesystem::perms::group_exec |
+                                        std::filesystem::perms::others_exec);
     path_ = t;
   }
   TempDir(const TempDir&) = delete;

@@ -17,6 +17,7 @@
 #include <map>
 #include <thread>
 
+#include "privileges.h"
 #include "spool_format.h"
 #include "tlsp/base/domain_name.h"
 #include "tlsp/base/quote.h"
@@ -528,6 +529,11 @@ std::string control_socket_path(const std::string& spool_dir) {
 }
 
 QueueReply run_queue_request(const std::string& spool_dir, const QueueRequest& request) {
+  try {
+    relay::act_as_owner_of(spool_dir);
+  } catch (const std::runtime_error& e) {
+    throw SpoolError(e.what());
+  }
   const auto deadline = std::chrono::steady_clock::now() + kControlConnectWait;
   while (true) {
     if (std::optional<SpoolLock> lock = SpoolLock::try_acquire(spool_dir)) {

@@ -26,8 +26,10 @@
 #include "delivery_queue.h"
 #include "listener.h"
 #include "metrics_server.h"
+#include "privileges.h"
 #include "relay_config.h"
 #include "relay_context.h"
+#include "service_notify.h"
 #include "table_reload.h"
 
 namespace tlsp {
@@ -69,6 +71,19 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   Impl& I = *impl_;
   RelayContext& c = *I.ctx;
   c.config = std::move(config);
+  // What may need root comes first: the TLS key (often root-only) and the
+  // listening sockets (port 25); then the switch to `user`, before anything
+  // the service user must own is opened (privileges.h).
+  if (!c.config.tls_cert.empty()) c.server_tls = make_server_context(c.config.tls_cert, c.config.tls_key);
+  for (const std::string& l : c.config.listen) {
+    HostPort hp = *parse_host_port(l);
+    std::string error;
+    int fd = listen_tcp(hp.host, hp.port, 128, error);
+    if (fd < 0) throw std::runtime_error("cannot listen on `" + l + "`: " + error);
+    I.listeners.push_back(fd);
+    I.ports.push_back(bound_port(fd));
+  }
+  drop_privileges(c.config.user);
   c.log = open_relay_log(c.config);
   c.metrics.set_log(c.log.get());
   c.hostname = relay_hostname(c.config);
@@ -90,21 +105,12 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   c.sts_fetch.ca_file = c.config.ca_file;
   c.sts_fetch.https_port = c.config.mta_sts_port;
   c.sts_fetch.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.config.limits.sts_fetch_timeout);
-  if (!c.config.tls_cert.empty()) c.server_tls = make_server_context(c.config.tls_cert, c.config.tls_key);
   c.retry = *RetrySchedule::parse(c.config.retry_schedule);
   std::weak_ptr<DeliveryQueue> weak = I.queue;
   c.enqueue = [weak](std::vector<QueueEntry> e) {
     if (auto s = weak.lock()) s->enqueue(std::move(e));
   };
   if (::pipe2(I.wake, O_CLOEXEC | O_NONBLOCK) != 0) throw std::runtime_error("pipe: " + std::string(std::strerror(errno)));
-  for (const std::string& l : c.config.listen) {
-    HostPort hp = *parse_host_port(l);
-    std::string error;
-    int fd = listen_tcp(hp.host, hp.port, 128, error);
-    if (fd < 0) throw std::runtime_error("cannot listen on `" + l + "`: " + error);
-    I.listeners.push_back(fd);
-    I.ports.push_back(bound_port(fd));
-  }
   if (!c.config.metrics_listen.empty())
     I.metrics_server = std::make_unique<MetricsServer>(
         c.config.metrics_listen, [ctx = I.ctx, queue = I.queue] { return ctx->metrics.render(queue->gauges()); });
@@ -167,6 +173,7 @@ void Relay::run() {
   } catch (const std::exception& e) {
     I->log(LogEvent::spool, {{"result", "control-error"}, {"error", e.what()}});
   }
+  notify_ready();
 
   // The scheduler's own duties: reloads and the table file watch.
   auto next_check = std::chrono::steady_clock::now();
@@ -182,8 +189,10 @@ void Relay::run() {
     if (I->reload_requested.exchange(false)) {
       // SIGHUP: the log files first (logrotate renamed them), so the
       // table's line is in the new file.
+      notify_reloading();
       ctx.log->reopen();
       I->table_file->load("SIGHUP");
+      notify_ready();
     }
     ctx.connections.expire(ctx.config.limits.connection_cache_time);
     if (std::chrono::steady_clock::now() >= next_check) {
@@ -195,6 +204,7 @@ void Relay::run() {
   // Clean shutdown: stop accepting, let sessions and deliveries finish
   // within the grace period, then close what is left (queued mail stays in
   // the spool and is resumed at the next start).
+  notify_stopping();
   I->log(LogEvent::stop, {{"result", "stopping"}});
   for (std::thread& t : acceptors) t.join();
   if (control.joinable()) control.join();

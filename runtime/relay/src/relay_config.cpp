@@ -8,11 +8,14 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "privileges.h"
 #include "relay_context.h"
 
 namespace tlsp {
 
+using relay::lookup_service_user;
 using relay::lower;
+using relay::ServiceUserLookup;
 using relay::parse_host_port;
 
 namespace {
@@ -85,6 +88,8 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
           "`" + hp->host + "` is not a loopback address (127.0.0.0/8 or ::1): metrics are served without "
           "authentication");
   }
+  if (!c.user.empty())
+    if (ServiceUserLookup u = lookup_service_user(c.user); !u.user) bad("user", "", u.problem);
   if (!RetrySchedule::parse(c.retry_schedule))
     bad("retry-schedule", "", "`" + c.retry_schedule + "` is not a list of durations");
   if (c.queue_lifetime.count() <= 0) bad("queue-lifetime", "", "must be positive");

@@ -455,7 +455,7 @@ class LiveRun {
                                      "--hostname",
                                      "relay.live.test",
                                      "--table",
-                                     table,
+                                     readable_by_service_user(table, w_.dir),
                                      "--spool",
                                      w_.dir + "/spool",
                                      "--mta-sts-cache",
@@ -491,6 +491,7 @@ class LiveRun {
                                      "--table-check-interval",
                                      "1h"};
     if (w_.https) args.insert(args.end(), {"--mta-sts-port", std::to_string(w_.https->port())});
+    for (std::string& a : service_user_args(w_.dir)) args.push_back(std::move(a));
     if (g_cancelled) throw std::runtime_error("cancelled");
     w_.relay = std::make_unique<RelayProcess>(c_.tlsp_binary, args);
     g_relay_pid[w_.slot].store(w_.relay->pid());

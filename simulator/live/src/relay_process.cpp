@@ -2,11 +2,15 @@
 #include "tlsp/sim/relay_process.h"
 
 #include <fcntl.h>
+#include <ftw.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 namespace tlsp::sim {
@@ -135,6 +139,46 @@ std::optional<int> RelayProcess::wait_exit(std::chrono::milliseconds timeout) {
     return status_;
   }
   return std::nullopt;
+}
+
+namespace {
+uid_t g_give_uid;
+gid_t g_give_gid;
+int give_entry(const char* path, const struct stat*, int, FTW*) {
+  return ::lchown(path, g_give_uid, g_give_gid) == 0 ? 0 : -1;
+}
+}  // namespace
+
+std::vector<std::string> service_user_args(const std::string& dir) {
+  if (::geteuid() != 0) return {};
+  static std::mutex mu;  // nftw's callback sees the ids through globals
+  std::lock_guard lock(mu);
+  const passwd* pw = ::getpwnam("nobody");
+  if (pw == nullptr) throw std::runtime_error("running as root, and there is no user `nobody` to run the relay as");
+  g_give_uid = pw->pw_uid;
+  g_give_gid = pw->pw_gid;
+  // Every directory on the way must let nobody through, or the relay
+  // fails later with a less clear "Permission denied".
+  for (std::filesystem::path p = std::filesystem::absolute(dir).parent_path(); !p.empty(); p = p.parent_path()) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0 && !(st.st_mode & S_IXOTH) &&
+        !(st.st_uid == g_give_uid && (st.st_mode & S_IXUSR)) && !(st.st_gid == g_give_gid && (st.st_mode & S_IXGRP)))
+      throw std::runtime_error("`" + p.string() + "` is closed to nobody, who runs the relay started by root: " +
+                               "make it searchable (chmod o+x)");
+    if (p == p.root_path()) break;
+  }
+  if (::nftw(dir.c_str(), give_entry, 32, FTW_PHYS) != 0)
+    throw std::runtime_error("cannot give `" + dir + "` to nobody: " + std::strerror(errno));
+  return {"--user", "nobody"};
+}
+
+std::string readable_by_service_user(const std::string& file, const std::string& dir) {
+  if (::geteuid() != 0) return file;
+  const std::string copy = dir + "/relay-" + std::filesystem::path(file).filename().string();
+  std::error_code ec;
+  std::filesystem::copy_file(file, copy, std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) throw std::runtime_error("cannot copy `" + file + "` for the relay: " + ec.message());
+  return copy;
 }
 
 }  // namespace tlsp::sim

@@ -137,6 +137,8 @@ QueueReply apply_queue_request(Spool& spool, const QueueRequest& request, int64_
 
 // What a `tlsp queue` command runs: asks the relay that holds the spool's
 // lock, or takes the lock and applies the request itself (see above).
+// Run as root, it first becomes the spool directory's owner, for good, so
+// that what it changes stays the relay's (privileges.h, act_as_owner_of).
 // Throws SpoolError when neither works (no spool, the relay does not
 // answer within kControlConnectWait, a reply that breaks the protocol).
 QueueReply run_queue_request(const std::string& spool_dir, const QueueRequest& request);

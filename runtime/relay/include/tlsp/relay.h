@@ -117,6 +117,10 @@ struct RelayConfig {
   // Prometheus metrics (GET /metrics, docs/metrics.md) on this "addr:port",
   // a loopback address only (127.0.0.0/8, ::1); empty: not served.
   std::string metrics_listen;
+  // The account the relay runs as once its sockets are bound, when started
+  // as root (started as root without one, it refuses); empty when started
+  // as an unprivileged user (privileges.h).
+  std::string user;
   RelayLimits limits;
 };
 

@@ -62,4 +62,19 @@ class RelayProcess {
   std::optional<int> status_;
 };
 
+// A relay started as root refuses to run without `user` (deliveries never
+// run as root), and the test suite and CI run as root. When the caller is
+// root, the arguments that make a relay started from it run as `nobody`,
+// as it would as the service user in production, after `dir` (the
+// directory holding its spool, log and whatever else it writes) is given to
+// nobody with everything in it; when the caller is not root, nothing (the
+// relay then runs as the caller). Throws std::runtime_error when `dir`
+// cannot be given away.
+std::vector<std::string> service_user_args(const std::string& dir);
+// A file the relay must read, as it can: when the caller is root, a copy
+// of `file` in `dir` (call before service_user_args(dir), which gives it to
+// nobody), since the file's own directory may be closed to others;
+// otherwise `file` itself.
+std::string readable_by_service_user(const std::string& file, const std::string& dir);
+
 }  // namespace tlsp::sim
