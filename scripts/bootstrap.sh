@@ -19,7 +19,7 @@ packages=(
   libboost-program-options-dev
   nlohmann-json3-dev
   libxxhash-dev
-  libsystemd-dev
+  libhiredis-dev redis-server libsqlite3-dev
   libmimalloc-dev
   libsystemd-dev
   libgtest-dev

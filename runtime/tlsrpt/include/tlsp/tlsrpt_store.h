@@ -34,6 +34,12 @@ struct ReportClaim {
   std::string report_id;  // the id the report has (this caller's, or the first claimer's)
 };
 
+// How long a store keeps a day: a report covers one UTC day and is sent the
+// next; a week more leaves room for retries and for reading it by hand.
+inline constexpr int kKeepDays = 30;
+// Redis: session ids and a day's keys expire after this many days.
+inline constexpr int kRedisKeepDays = 10;
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -43,6 +49,11 @@ class Store {
   virtual std::vector<PolicySummary> summaries(std::string_view day, std::string_view domain, std::string* error) = 0;
   virtual ReportClaim claim_report(std::string_view day, std::string_view domain, std::string_view report_id,
                                    std::string* error) = 0;
+  // Forgets every day before `before_day` ("YYYY-MM-DD"): sessions,
+  // counts and claims. SQLite deletes them; Redis keys expire by
+  // themselves (kRedisKeepDays), so there it does nothing. The relay keeps
+  // kKeepDays (docs/tlsrpt.md).
+  virtual bool prune(std::string_view before_day, std::string* error) = 0;
   // What this store is, for logs and `--print-config` ("sqlite:/var/lib/tlsp/tlsrpt.db", "redis://...").
   virtual std::string describe() const = 0;
 };
