@@ -140,6 +140,8 @@ std::string decode_sts_cache_entry(std::string_view text, std::string_view domai
 
 // ---------------------------------------------------------- the rules
 
+bool is_redis_sts_cache_location(std::string_view location) { return location.starts_with("redis://"); }
+
 MtaStsCache::MtaStsCache(std::string location)
     : store_(std::make_unique<DirectoryStsCacheStore>(std::move(location))) {}
 

@@ -117,6 +117,9 @@ class DirectoryStsCacheStore final : public StsCacheStore {
   mutable std::mutex mutex_;
 };
 
+// True for a cache location that names Redis (starts with `redis://`).
+bool is_redis_sts_cache_location(std::string_view location);
+
 struct StsCacheLookup {
   std::optional<CachedStsPolicy> entry;  // unexpired and intact only
   std::string detail;                    // why there is none (missing, expired, corrupt, unavailable)
