@@ -19,6 +19,7 @@ packages=(
   libboost-program-options-dev
   nlohmann-json3-dev
   libxxhash-dev
+  libhiredis-dev redis-server
   libmimalloc-dev
   libgtest-dev
   curl prometheus
