@@ -22,17 +22,22 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
+#include <iostream>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
+#include "redis_server.h"
 #include "test_support.h"
 #include "tlsp/dns.h"
 #include "tlsp/mta_sts_cache.h"
 #include "tlsp/mta_sts_fetch.h"
+#include "tlsp/redis_client.h"
 #include "tlsp/sim/dns_responder.h"
 #include "tlsp/sim/https_server.h"
 #include "tlsp/sim/test_pki.h"
@@ -59,6 +64,14 @@ struct DirectoryStore {
   std::string location;
 };
 
+// A Redis cache: a redis-server of its own (tests/support/redis_server.h),
+// database 2 (not the default: the URL's number is used).
+struct RedisStore {
+  explicit RedisStore(const TempDir&) : location(server.url(2)) {}
+  tlsp::testing_support::RedisServer server;
+  std::string location;
+};
+
 template <class Store>
 class StsCacheStoreTest : public ::testing::Test {
  protected:
@@ -74,8 +87,14 @@ class StsCacheStoreTest : public ::testing::Test {
   MtaStsCache cache;
 };
 
-using Stores = ::testing::Types<DirectoryStore>;
-TYPED_TEST_SUITE(StsCacheStoreTest, Stores);
+using Stores = ::testing::Types<DirectoryStore, RedisStore>;
+struct StoreNames {
+  template <class T>
+  static std::string GetName(int) {
+    return std::is_same_v<T, DirectoryStore> ? "Directory" : "Redis";
+  }
+};
+TYPED_TEST_SUITE(StsCacheStoreTest, Stores, StoreNames);
 
 TYPED_TEST(StsCacheStoreTest, PutGetAndExpiry) {
   MtaStsCache& cache = this->cache;
@@ -277,6 +296,158 @@ TEST(StsDirectoryCacheTest, ADirectoryThatCannotBeUsedIsRefused) {
   EXPECT_THROW(MtaStsCache{file}, std::runtime_error);
   EXPECT_THROW(MtaStsCache{tmp.path() + "/no/parent"}, std::runtime_error);
   EXPECT_THROW(MtaStsCache{""}, std::runtime_error);
+}
+
+// ------------------------------------------------------------- Redis
+
+using tlsp::testing_support::RedisServer;
+
+// A client of the test's own, to look at what the cache stored.
+redis::RedisClient raw_client(const std::string& url) { return redis::RedisClient(*redis::parse_redis_url(url).url); }
+
+int64_t ms_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+TEST(StsRedisCacheTest, OneKeyPerDomainWithTheEntryAndAnExpiryAtExpiresAt) {
+  RedisServer server;
+  MtaStsCache cache(server.url(2));
+  redis::RedisClient raw = raw_client(server.url(2));
+  const int64_t now = std::time(nullptr);
+  ASSERT_TRUE(cache.put("Example.TEST.", "id1", kTesting, now));  // max_age 3600
+  EXPECT_EQ(cache.path_for(kDomain), "tlsp:mta-sts:example.test");
+  redis::Result got = raw.command({"GET", "tlsp:mta-sts:example.test"});
+  ASSERT_TRUE(got.ok()) << got.error;
+  EXPECT_EQ(got.reply.str, encode_sts_cache_entry(kDomain, "id1", kTesting, now, now + 3600));
+  redis::Result ttl = raw.command({"TTL", "tlsp:mta-sts:example.test"});
+  ASSERT_TRUE(ttl.ok()) << ttl.error;
+  EXPECT_GT(ttl.reply.integer, 3590);
+  EXPECT_LE(ttl.reply.integer, 3600);
+  // In the URL's database only.
+  redis::RedisClient db0 = raw_client(server.url(0));
+  EXPECT_EQ(db0.command({"EXISTS", "tlsp:mta-sts:example.test"}).reply.integer, 0);
+  // A policy that expires at once (max_age 0) is not kept, and replaces
+  // nothing that would outlive it.
+  ASSERT_TRUE(cache.put(kDomain, "id2", "version: STSv1\nmode: none\nmax_age: 0\n", now));
+  EXPECT_EQ(raw.command({"EXISTS", "tlsp:mta-sts:example.test"}).reply.integer, 0);
+  EXPECT_FALSE(cache.get(kDomain, now).entry);
+}
+
+TEST(StsRedisCacheTest, ValuesThatAreNotOursAreIgnoredOrSkipped) {
+  RedisServer server;
+  MtaStsCache cache(server.url(0));
+  redis::RedisClient raw = raw_client(server.url(0));
+  // A key of another type: the server's error, as a corrupt entry.
+  ASSERT_TRUE(raw.command({"HSET", "tlsp:mta-sts:example.test", "f", "v"}).ok());
+  StsCacheLookup r = cache.get(kDomain, kNow);
+  EXPECT_FALSE(r.entry);
+  EXPECT_TRUE(r.corrupt);
+  EXPECT_FALSE(r.unavailable);
+  EXPECT_NE(r.detail.find("WRONGTYPE"), std::string::npos) << r.detail;
+  // Keys under the prefix that are not a domain in normal form, and other
+  // keys, are not entries.
+  for (const char* k : {"tlsp:mta-sts:", "tlsp:mta-sts:Upper.test", "tlsp:mta-sts:a..b", "tlsp:mta-sts:x/y",
+                        "tlsp:tlsrpt:example.test", "example.test"})
+    ASSERT_TRUE(raw.command({"SET", k, "x"}).ok()) << k;
+  std::vector<StsCacheListing> l = cache.list();
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0].domain, kDomain);
+  EXPECT_FALSE(l[0].entry);
+  EXPECT_EQ(l[0].problem, r.detail);
+  EXPECT_TRUE(cache.erase(kDomain));
+  EXPECT_TRUE(cache.list().empty());
+  EXPECT_EQ(raw.command({"DBSIZE"}).reply.integer, 6);
+}
+
+TEST(StsRedisCacheTest, ListingWalksEveryKeyWithScan) {
+  RedisServer server;
+  MtaStsCache cache(server.url(0));
+  constexpr int kDomains = 2500;  // more than one SCAN step
+  for (int i = 0; i < kDomains; ++i) ASSERT_TRUE(cache.put("d" + std::to_string(i) + ".test", "id", kEnforce, kNow));
+  std::vector<StsCacheListing> l = cache.list();
+  ASSERT_EQ(l.size(), static_cast<size_t>(kDomains));
+  for (size_t i = 1; i < l.size(); ++i) EXPECT_LT(l[i - 1].domain, l[i].domain);
+  for (const StsCacheListing& e : l) EXPECT_TRUE(e.entry) << e.domain;
+}
+
+// Down: nothing cached for a lookup, a failed put, a listing and an erase
+// that say so; the next call after it is back connects again.
+TEST(StsRedisCacheTest, ARedisThatIsDownIsNothingCachedAndThenBackAgain) {
+  RedisServer server;
+  RedisStsCacheOptions asks_again;
+  asks_again.retry_after = 0ms;
+  MtaStsCache cache(open_redis_sts_cache_store(server.url(0), asks_again));
+  MtaStsCache resting(server.url(0));  // the relay's: kStsCacheRedisRetryAfter
+  ASSERT_TRUE(cache.put(kDomain, "id1", kEnforce, kNow));
+  ASSERT_TRUE(resting.get(kDomain, kNow).entry);
+  server.kill();
+  for (MtaStsCache* c : {&cache, &resting}) {
+    const auto t0 = Clock::now();
+    StsCacheLookup r = c->get(kDomain, kNow);
+    EXPECT_LT(ms_since(t0), kStsCacheRedisTimeout.count() + 500);
+    EXPECT_FALSE(r.entry);
+    EXPECT_TRUE(r.unavailable);
+    EXPECT_FALSE(r.corrupt);
+    EXPECT_NE(r.detail.find("is unavailable"), std::string::npos) << r.detail;
+    EXPECT_NE(r.detail.find(server.url(0)), std::string::npos) << r.detail;
+    std::string error;
+    EXPECT_FALSE(c->put(kDomain, "id2", kTesting, kNow, &error));
+    EXPECT_NE(error.find(server.url(0)), std::string::npos) << error;
+    EXPECT_THROW(c->list(), std::runtime_error);
+    EXPECT_THROW(c->erase(kDomain), std::runtime_error);
+  }
+  server.start();  // the same port, empty
+  ASSERT_TRUE(cache.put(kDomain, "id3", kTesting, kNow));
+  StsCacheLookup back = cache.get(kDomain, kNow);
+  ASSERT_TRUE(back.entry) << back.detail;
+  EXPECT_EQ(back.entry->id, "id3");
+  // The relay's cache does not ask again until its rest is over.
+  StsCacheLookup r = resting.get(kDomain, kNow);
+  EXPECT_TRUE(r.unavailable);
+  EXPECT_NE(r.detail.find("did not answer"), std::string::npos) << r.detail;
+  // Listing and erasing always ask.
+  EXPECT_EQ(resting.list().size(), 1u);
+  EXPECT_TRUE(resting.erase(kDomain));
+}
+
+// Hung (SIGSTOP: connections are accepted, nothing is answered): a lookup
+// waits the timeout once, then the cache rests and answers at once.
+TEST(StsRedisCacheTest, AHungRedisCostsOneTimeoutThenNone) {
+  RedisServer server;
+  RedisStsCacheOptions o;
+  o.timeout = 300ms;
+  MtaStsCache cache(open_redis_sts_cache_store(server.url(0), o));
+  ASSERT_TRUE(cache.put(kDomain, "id1", kEnforce, kNow));
+  server.pause();
+  auto t0 = Clock::now();
+  StsCacheLookup r = cache.get(kDomain, kNow);
+  const int64_t first = ms_since(t0);
+  EXPECT_TRUE(r.unavailable) << r.detail;
+  EXPECT_GE(first, 300);
+  EXPECT_LT(first, 300 + 700);
+  t0 = Clock::now();
+  std::string error;
+  EXPECT_FALSE(cache.put(kDomain, "id2", kTesting, kNow, &error));
+  EXPECT_NE(error.find("did not answer"), std::string::npos) << error;
+  EXPECT_TRUE(cache.get(kDomain, kNow).unavailable);
+  const int64_t then = ms_since(t0);
+  EXPECT_LT(then, 100);
+  std::cout << "hung Redis: the first lookup " << first << " ms, a put and a lookup after it " << then << " ms\n";
+  server.resume();
+}
+
+TEST(StsRedisCacheTest, AMalformedUrlIsRefused) {
+  for (const char* bad : {"redis://", "redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "redis://h:0/0",
+                          "redis://h:6379/x", "redis://h:6379/0?x=1", "Redis://h/0"}) {
+    EXPECT_THROW(MtaStsCache{bad}, std::invalid_argument) << bad;
+    try {
+      MtaStsCache c(bad);
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("mta-sts-cache: "), std::string::npos) << e.what();
+    }
+  }
+  // Not a connection: a server that is not there is found at the first use.
+  EXPECT_NO_THROW(MtaStsCache{"redis://127.0.0.1:1/0"});
 }
 
 }  // namespace

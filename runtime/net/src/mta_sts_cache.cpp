@@ -1,6 +1,6 @@
 // mta_sts_cache.cpp — the MTA-STS policy cache (tlsp/mta_sts_cache.h): the
 // entry's serialised form, the RFC 8461 rules of MtaStsCache, and the
-// directory store. The Redis store is mta_sts_redis_cache.cpp.
+// directory store. The Redis store is mta_sts_redis_cache.cpp's.
 //
 // Every store holds the same bytes and every read goes through
 // decode_sts_cache_entry(), so an entry that does not pass every check
@@ -140,10 +140,9 @@ std::string decode_sts_cache_entry(std::string_view text, std::string_view domai
 
 // ---------------------------------------------------------- the rules
 
-bool is_redis_sts_cache_location(std::string_view location) { return location.starts_with("redis://"); }
-
 MtaStsCache::MtaStsCache(std::string location)
-    : store_(std::make_unique<DirectoryStsCacheStore>(std::move(location))) {}
+    : store_(is_redis_sts_cache_location(location) ? open_redis_sts_cache_store(location)
+                                                   : std::make_unique<DirectoryStsCacheStore>(std::move(location))) {}
 
 MtaStsCache::MtaStsCache(std::unique_ptr<StsCacheStore> store) : store_(std::move(store)) {
   if (!store_) throw std::invalid_argument("no policy cache store");

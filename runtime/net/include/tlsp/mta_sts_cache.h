@@ -1,6 +1,8 @@
 // tlsp/mta_sts_cache.h — the MTA-STS policy cache (RFC 8461 §5.1, SPEC §4):
 // the RFC's rules in one class, MtaStsCache, over a store that only keeps
-// and gives back bytes (StsCacheStore): a directory of files.
+// and gives back bytes (StsCacheStore): a directory of files (one relay),
+// or Redis (a fleet of relays sharing what each fetched, as
+// postfix-mta-sts-resolver does).
 //
 // Contract:
 //  * An entry is one policy domain's cached policy in one serialised form,
@@ -23,11 +25,31 @@
 //        not a valid policy domain is never stored or looked up.
 //    Nothing is kept in memory: every get() reads the store, so an erase
 //    (`tlsp mta-sts-cache purge`) reaches every relay using the store at
-//    once. Thread-safe when the store is (the directory store is).
+//    once. Thread-safe when the store is (both are).
+//  * MtaStsCache(location) chooses the store: a value that starts with
+//    `redis://` (redis::looks_like_redis_url) is a Redis server, read
+//    strictly by redis::parse_redis_url (tlsp/redis_client.h); anything
+//    else is a directory.
 //  * DirectoryStsCacheStore: one file `<domain>.sts` per domain, mode 0600,
 //    in a directory it creates (mode 0700, not its parents), replaced
 //    atomically (tlsp/base/atomic_file.h: readers, other processes too, and
 //    a crash see the old file or the new one).
+//  * The Redis store (open_redis_sts_cache_store): one string key
+//    `tlsp:mta-sts:<domain>` per domain holding the entry, set with a Redis
+//    expiry at the entry's expires_at (a TTL of max_age from the put), so
+//    Redis drops what the rules would ignore; an entry that has already
+//    expired (max_age 0) is deleted instead of stored. A value is read with
+//    GETRANGE, never more than kMaxStsCacheEntryBytes + 1 bytes. Connecting
+//    and each command wait at most kStsCacheRedisTimeout. A Redis that is
+//    down or does not answer makes a lookup "nothing cached" (`unavailable`,
+//    said in the detail: discovery fetches) and a put fail with the reason
+//    (discovery says it in its detail); after such a failure the lookups
+//    and puts of the next kStsCacheRedisRetryAfter are answered
+//    "unavailable" at once, so a dead server costs one timeout per
+//    interval, not one per delivery. Listing uses SCAN, never KEYS; listing
+//    and erasing always ask the server (any answer ends the rest) and throw
+//    when it does not answer.
+//    Thread-safe (one connection under the client's mutex).
 #pragma once
 
 #include <chrono>
@@ -46,6 +68,18 @@ namespace tlsp {
 // The header of an entry is a few short lines; the body at most a policy.
 inline constexpr size_t kMaxStsCacheHeaderBytes = 1024;
 inline constexpr size_t kMaxStsCacheEntryBytes = kMaxStsCacheHeaderBytes + kMaxStsPolicyBytes;
+
+// The Redis store's limit for connecting and for each command (each step
+// of a call: connect, SELECT, the command's write and its reply): a cache
+// that does not answer within it is treated as empty (a lookup) or failed
+// (a put).
+inline constexpr std::chrono::milliseconds kStsCacheRedisTimeout{500};
+// After a connection failure, how long the Redis store answers lookups and
+// puts "unavailable" without asking.
+inline constexpr std::chrono::milliseconds kStsCacheRedisRetryAfter{5000};
+
+// The prefix of every Redis key of the cache: tlsp:mta-sts:<domain>.
+inline constexpr std::string_view kStsCacheRedisPrefix = "tlsp:mta-sts:";
 
 struct CachedStsPolicy {
   std::string id;
@@ -117,7 +151,17 @@ class DirectoryStsCacheStore final : public StsCacheStore {
   mutable std::mutex mutex_;
 };
 
-// True for a cache location that names Redis (starts with `redis://`).
+struct RedisStsCacheOptions {
+  std::chrono::milliseconds timeout = kStsCacheRedisTimeout;
+  std::chrono::milliseconds retry_after = kStsCacheRedisRetryAfter;  // 0: ask every time
+};
+
+// The Redis store of a redis://HOST:PORT/DB location; it connects at its
+// first use, not here. Throws std::invalid_argument (the parser's problem)
+// for a malformed URL.
+std::unique_ptr<StsCacheStore> open_redis_sts_cache_store(std::string_view url, const RedisStsCacheOptions& options = {});
+
+// True for a cache location that names Redis (redis::looks_like_redis_url).
 bool is_redis_sts_cache_location(std::string_view location);
 
 struct StsCacheLookup {
@@ -137,8 +181,10 @@ struct StsCacheListing {
 
 class MtaStsCache {
  public:
-  // A directory (the relay's `mta-sts-cache`). Throws std::runtime_error
-  // when it cannot be used.
+  // A directory, or redis://HOST:PORT/DB (the relay's `mta-sts-cache`).
+  // Throws std::runtime_error when a directory cannot be used, and
+  // std::invalid_argument for a malformed redis:// URL; a Redis server
+  // that is down is not an error here (see the contract).
   explicit MtaStsCache(std::string location);
   explicit MtaStsCache(std::unique_ptr<StsCacheStore> store);
   const std::string& location() const { return store_->location(); }
