@@ -3,8 +3,9 @@
 // spool files themselves: tlsp/queue_control.h asks the running relay over
 // its control socket, or, when none runs, takes the spool's lock and makes
 // the change through the spool's own functions. The MTA-STS cache is
-// MtaStsCache's (tlsp/mta_sts_fetch.h), which the relay reads afresh at
-// every use, so a purge reaches a running relay at once.
+// MtaStsCache's (tlsp/mta_sts_cache.h), a directory or a Redis server that
+// the relay reads afresh at every use, so a purge reaches a running relay
+// (every relay sharing the Redis cache) at once.
 #include <unistd.h>
 
 #include <ctime>
@@ -14,6 +15,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "tlsp/base/quote.h"
+#include "tlsp/mta_sts_cache.h"
 #include "tlsp/mta_sts_fetch.h"
 #include "relay_settings.h"
 #include "tlsp/queue_control.h"
@@ -324,7 +326,7 @@ int cache_command(const std::string& verb, const Args& rest) {
   std::string cache, domain;
   add_spool_option(opts, spool);
   opts.add_options()("cache", po::value(&cache),
-                     "the cache directory (the relay's `mta-sts-cache`; default SPOOL/mta-sts)");
+                     "the cache: a directory or redis://HOST:PORT/DB (the relay's `mta-sts-cache`; default SPOOL/mta-sts)");
   po::positional_options_description pos;
   if (verb == "list") {
     opts.add_options()("json", "one JSON array");
@@ -334,7 +336,7 @@ int cache_command(const std::string& verb, const Args& rest) {
   }
   po::variables_map vm;
   if (!parse_options("mta-sts-cache " + verb,
-                     verb == "list" ? "[--json] [--spool DIR | --config FILE | --cache DIR]" : "[DOMAIN] [--spool DIR | --config FILE | --cache DIR]",
+                     verb == "list" ? "[--json] [--spool DIR | --config FILE | --cache DIR|URL]" : "[DOMAIN] [--spool DIR | --config FILE | --cache DIR|URL]",
                      verb == "list" ? "Lists the cached MTA-STS policies: domain, id, mode, max_age, fetched, expires."
                                     : "Removes the cached policy of DOMAIN, or every cached policy.",
                      opts, &pos, rest, vm))
@@ -342,8 +344,10 @@ int cache_command(const std::string& verb, const Args& rest) {
   if (!cache.empty() && (!spool.spool.empty() || !spool.config.empty()))
     throw UsageError("give --cache or --spool/--config, not both");
   if (cache.empty()) cache = mta_sts_cache_dir(relay_config_of(spool));
+  // A directory that is not there is not created by looking at it; a
+  // Redis cache is reached (or not) by the first command.
   struct stat st {};
-  if (::stat(cache.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+  if (!is_redis_sts_cache_location(cache) && (::stat(cache.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
     std::cerr << "tlsp mta-sts-cache: error: there is no policy cache `" << display_text(cache) << "`\n";
     return kExitUsage;
   }
@@ -397,6 +401,9 @@ int cache_command(const std::string& verb, const Args& rest) {
       for (const std::string& mx : p.policy.mx) std::cout << "  mx " << display_text(mx) << "\n";
     }
     return kExitOk;
+  } catch (const std::invalid_argument& e) {  // a malformed redis:// URL
+    std::cerr << "tlsp mta-sts-cache: error: " << e.what() << "\n";
+    return kExitUsage;
   } catch (const std::runtime_error& e) {
     if (dynamic_cast<const UsageError*>(&e)) throw;
     std::cerr << "tlsp mta-sts-cache: error: " << e.what() << "\n";
@@ -429,14 +436,15 @@ int cmd_queue(const Args& args) {
 
 int cmd_mta_sts_cache(const Args& args) {
   static const char* kUsage =
-      "usage: tlsp mta-sts-cache list [--json] | purge [DOMAIN]   (each with --spool DIR, --config FILE or --cache DIR)";
+      "usage: tlsp mta-sts-cache list [--json] | purge [DOMAIN]   (each with --spool DIR, --config FILE or --cache DIR|URL)";
   if (args.empty()) throw UsageError(std::string("tlsp mta-sts-cache: no operation given\n") + kUsage);
   const std::string verb = args.front();
   const Args rest(args.begin() + 1, args.end());
   if (verb == "--help" || verb == "-h") {
     std::cout << kUsage
-              << "\n\nLists or removes the relay's cached MTA-STS policies. The relay reads the cache\n"
-                 "afresh at every delivery, so a purge takes effect at once, also while it runs.\n";
+              << "\n\nLists or removes the relay's cached MTA-STS policies, in a directory or in Redis\n"
+                 "(redis://HOST:PORT/DB, shared by a fleet). The relay reads the cache afresh at\n"
+                 "every delivery, so a purge takes effect at once, also while it runs.\n";
     return kExitOk;
   }
   for (const Command& v : mta_sts_cache_verbs())

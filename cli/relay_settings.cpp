@@ -315,7 +315,7 @@ std::vector<RelaySetting> make_relay_settings() {
     entry("resolver", S::outbound, "DNS resolver address:port; must validate DNSSEC", text(&C::resolver, K::host_port), "/etc/resolv.conf"),
     entry("smtp-port", S::outbound, "outbound SMTP port", port(&C::smtp_port)),
     entry("mta-sts-port", S::outbound, "HTTPS port of MTA-STS policy hosts", port(&C::mta_sts_port)),
-    entry("mta-sts-cache", S::outbound, "MTA-STS policy cache directory", text(&C::mta_sts_cache, K::directory), "<spool>/mta-sts"),
+    entry("mta-sts-cache", S::outbound, "MTA-STS policy cache: a directory, or redis://HOST:PORT/DB shared by a fleet of relays (docs/relay.md)", text(&C::mta_sts_cache, K::directory), "<spool>/mta-sts"),
     entry("connect-timeout", S::outbound, "outbound TCP connect", duration(&L::connect_timeout)),
     entry("command-timeout", S::outbound, "outbound: each SMTP reply", duration(&L::command_timeout)),
     entry("data-timeout", S::outbound, "outbound: the reply to the final dot", duration(&L::data_timeout)),

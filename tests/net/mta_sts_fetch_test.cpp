@@ -1,7 +1,8 @@
 // mta_sts_fetch_test.cpp — MTA-STS discovery (tlsp/mta_sts_fetch.h) for
 // real on the loopback: the libcurl policy fetch against the scripted HTTPS
-// server (tlsp/sim/https_server.h) with certificates from the test PKI, the
-// on-disk cache, discovery through the relay's DNS client against the
+// server (tlsp/sim/https_server.h) with certificates from the test PKI,
+// discovery (with the on-disk cache; mta_sts_cache_test.cpp tests the
+// cache itself) through the relay's DNS client against the
 // scripted DNS responder, and the conformance scenarios of
 // postfix-mta-sts-resolver (../shared/conformance/mtasts/).
 //
@@ -390,146 +391,6 @@ TEST_F(StsTest, ServerBoundsTheRequestHead) {
   ::close(fd);
   EXPECT_EQ(answer.rfind("HTTP/1.1 431 ", 0), 0u) << answer.substr(0, 80);
   EXPECT_EQ(server.request_count(), 0u);
-}
-
-// ------------------------------------------------------------------ cache
-
-TEST(StsCacheTest, PutGetAndExpiry) {
-  TempDir tmp;
-  MtaStsCache cache(tmp.path() + "/cache");
-  std::string error;
-  ASSERT_TRUE(cache.put("Example.TEST.", "id1", kTesting, kNow, &error)) << error;
-  StsCacheLookup r = cache.get(kDomain, kNow);
-  ASSERT_TRUE(r.entry) << r.detail;
-  EXPECT_EQ(r.entry->id, "id1");
-  EXPECT_EQ(r.entry->fetched_at, kNow);
-  EXPECT_EQ(r.entry->expires_at, kNow + 3600);
-  EXPECT_EQ(r.entry->policy.mode, StsMode::testing);
-  EXPECT_EQ(r.entry->body, kTesting);
-  EXPECT_TRUE(cache.get(kDomain, kNow + 3599).entry);
-  r = cache.get(kDomain, kNow + 3600);
-  EXPECT_FALSE(r.entry);
-  EXPECT_NE(r.detail.find("expired"), std::string::npos) << r.detail;
-  // Only the policy file: no temporary file left behind.
-  std::vector<std::string> files;
-  for (const auto& e : fs::directory_iterator(cache.directory())) files.push_back(e.path().filename());
-  EXPECT_EQ(files, std::vector<std::string>{"example.test.sts"});
-  EXPECT_TRUE(cache.erase(kDomain));
-  EXPECT_FALSE(cache.erase(kDomain));
-  StsCacheLookup missing = cache.get(kDomain, kNow);
-  EXPECT_FALSE(missing.entry);
-  EXPECT_FALSE(missing.corrupt);
-}
-
-TEST(StsCacheTest, ReplacesAndRefusesInvalidInput) {
-  TempDir tmp;
-  MtaStsCache cache(tmp.path());
-  ASSERT_TRUE(cache.put(kDomain, "id1", kEnforce, kNow));
-  ASSERT_TRUE(cache.put(kDomain, "id2", kTesting, kNow + 10));
-  auto r = cache.get(kDomain, kNow + 10);
-  ASSERT_TRUE(r.entry);
-  EXPECT_EQ(r.entry->id, "id2");
-  std::string error;
-  EXPECT_FALSE(cache.put(kDomain, "id3", "garbage", kNow, &error));
-  EXPECT_NE(error.find("invalid"), std::string::npos) << error;
-  EXPECT_FALSE(cache.put(kDomain, "bad id!", kEnforce, kNow));
-  EXPECT_FALSE(cache.put(kDomain, std::string(33, 'a'), kEnforce, kNow));
-  for (std::string bad : {"../etc", ".example.test", "a..b", "a/b", "", "."}) {
-    EXPECT_FALSE(cache.put(bad, "id", kEnforce, kNow)) << bad;
-    EXPECT_EQ(cache.path_for(bad), "") << bad;
-    EXPECT_FALSE(cache.get(bad, kNow).entry) << bad;
-  }
-  EXPECT_EQ(cache.get(kDomain, kNow + 10).entry->id, "id2");
-}
-
-// The cache writes as tlsp/base/atomic_file.h does: a put() that fails
-// half-way (the file size limit, which holds for root too) reports why,
-// keeps the policy cached before whole and leaves no temporary file; a
-// put() into a directory that went away says so.
-TEST(StsCacheTest, AFailedPutKeepsThePolicyCachedBefore) {
-  TempDir tmp;
-  MtaStsCache cache(tmp.path() + "/cache");
-  ASSERT_TRUE(cache.put(kDomain, "id1", kEnforce, kNow));
-  std::string error;
-  {
-    const tlsp::testing_support::FileSizeLimit limit(0);
-    EXPECT_FALSE(cache.put(kDomain, "id2", kTesting, kNow + 10, &error));
-  }
-  EXPECT_EQ(error, "cannot write `" + cache.path_for(kDomain) + "`: " + std::strerror(EFBIG));
-  StsCacheLookup r = cache.get(kDomain, kNow + 10);
-  ASSERT_TRUE(r.entry) << r.detail;
-  EXPECT_EQ(r.entry->id, "id1");
-  EXPECT_EQ(r.entry->body, kEnforce);
-  EXPECT_EQ(tlsp::testing_support::directory_names(cache.directory()), std::vector<std::string>{"example.test.sts"});
-  fs::remove_all(cache.directory());
-  EXPECT_FALSE(cache.put(kDomain, "id3", kEnforce, kNow, &error));
-  EXPECT_EQ(error, "cannot create a temporary file for `" + cache.path_for(kDomain) + "`: " + std::strerror(ENOENT));
-}
-
-TEST(StsCacheTest, CorruptFilesAreIgnored) {
-  TempDir tmp;
-  MtaStsCache cache(tmp.path());
-  ASSERT_TRUE(cache.put(kDomain, "id1", kEnforce, kNow));
-  const std::string path = cache.path_for(kDomain);
-  std::string good;
-  {
-    std::ifstream in(path, std::ios::binary);
-    good.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  auto write = [&](const std::string& text) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << text;
-  };
-  auto expect_corrupt = [&](const std::string& text, const char* what) {
-    write(text);
-    StsCacheLookup r = cache.get(kDomain, kNow);
-    EXPECT_FALSE(r.entry) << what;
-    EXPECT_TRUE(r.corrupt) << what;
-    EXPECT_NE(r.detail.find("corrupt"), std::string::npos) << what << ": " << r.detail;
-  };
-  std::string flipped = good;
-  flipped[flipped.size() - 3] = 'X';  // inside the body: the digest catches it
-  expect_corrupt(flipped, "flipped body byte");
-  expect_corrupt(good.substr(0, good.size() - 5), "truncated");
-  expect_corrupt(good + "mx: evil.example\n", "extended");
-  expect_corrupt("", "empty");
-  expect_corrupt("garbage\n", "garbage");
-  expect_corrupt(std::string(200000, 'x'), "huge");
-  std::string later = good;
-  later.replace(later.find("expires_at: "), 12 + std::to_string(kNow + 86400).size(),
-                "expires_at: " + std::to_string(kNow + 99999999));
-  expect_corrupt(later, "expiry beyond max_age");
-  // Another domain's file under this domain's name.
-  ASSERT_TRUE(cache.put("other.test", "id1", kEnforce, kNow));
-  std::string other;
-  {
-    std::ifstream in(cache.path_for("other.test"), std::ios::binary);
-    other.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  expect_corrupt(other, "other domain");
-  write(good);
-  EXPECT_TRUE(cache.get(kDomain, kNow).entry);
-}
-
-TEST(StsCacheTest, ConcurrentWritersAndReaders) {
-  TempDir tmp;
-  MtaStsCache cache(tmp.path());
-  ASSERT_TRUE(cache.put(kDomain, "id0", kEnforce, kNow));
-  constexpr int kRounds = 20;
-  std::atomic<int> bad{0};
-  std::vector<std::thread> threads;
-  for (int w = 0; w < 2; ++w)
-    threads.emplace_back([&, w] {
-      for (int i = 0; i < kRounds; ++i)
-        if (!cache.put(kDomain, "id" + std::to_string(w), w ? kTesting : kEnforce, kNow)) ++bad;
-    });
-  for (int r = 0; r < 2; ++r)
-    threads.emplace_back([&] {
-      for (int i = 0; i < kRounds; ++i)
-        if (!cache.get(kDomain, kNow).entry) ++bad;
-    });
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(bad, 0);
 }
 
 // -------------------------------------------------------------- discovery

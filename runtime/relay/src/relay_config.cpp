@@ -10,6 +10,7 @@
 
 #include "privileges.h"
 #include "relay_context.h"
+#include "tlsp/redis_client.h"
 
 namespace tlsp {
 
@@ -64,6 +65,12 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
   if (c.spool_dir.empty()) bad("spool", "", "a spool directory is required");
   if (c.tls_cert.empty() != c.tls_key.empty())
     bad(c.tls_cert.empty() ? "tls-key" : "tls-cert", "", "tls-cert and tls-key go together");
+  // A Redis cache must be a valid URL (the one parser of them); a
+  // directory is checked when the relay opens it.
+  if (redis::looks_like_redis_url(c.mta_sts_cache)) {
+    const redis::RedisUrlParse p = redis::parse_redis_url(c.mta_sts_cache);
+    if (!p.url) bad("mta-sts-cache", c.mta_sts_cache, p.problem);
+  }
   for (const std::string& n : c.submit_networks) {
     const base::CidrParse p = base::parse_cidr(n);
     if (p.problem == base::CidrProblem::host_bits)

@@ -1,6 +1,6 @@
 // tlsp/mta_sts_fetch.h — MTA-STS policy discovery for the relay (RFC 8461
 // §3-§5, SPEC §4): the `_mta-sts` TXT lookup, the HTTPS policy fetch
-// (libcurl), the on-disk policy cache, and the facts the enforcement engine
+// (libcurl), and the facts the enforcement engine
 // gets for one MX host.
 //
 // Contract:
@@ -21,15 +21,8 @@
 //      timeout     no address, connection refused or reset, time exceeded,
 //                  a handshake failure that is not about the certificate
 //    Thread-safe; curl_global_init() runs once.
-//  * MtaStsCache keeps one file per policy domain in a directory, written
-//    atomically (temp file, fsync, rename, fsync of the directory), with the
-//    policy's id, fetched_at, expires_at = fetched_at + max_age and the body.
-//    get() returns only an unexpired entry whose file is intact and whose
-//    body is still a valid policy; anything else is ignored (never trusted)
-//    and said in the detail. Domains are lower-cased, a trailing dot
-//    dropped; a name that is not a valid policy domain is never a file.
-//    Thread-safe (and safe against concurrent writers in other processes:
-//    readers see the old file or the new one, never a mix).
+//  * The policy cache (MtaStsCache, its stores, the entry's form) is
+//    tlsp/mta_sts_cache.h's.
 //  * discover_mta_sts() is RFC 8461 §3-§5 for one recipient domain at time
 //    `now` (seconds since the epoch, injected for tests):
 //      - an invalid policy domain (leading dot, empty label, not a host
@@ -44,7 +37,11 @@
 //        successful fetch replaces the cached policy;
 //      - whatever failed (TXT missing or failing, fetch failing), the
 //        unexpired cached policy is reported in `cached`, and the engine
-//        falls back to it (SPEC §4).
+//        falls back to it (SPEC §4);
+//      - a cache that cannot be read (a Redis server down) is one with
+//        nothing cached, and a put that fails leaves the fetched policy in
+//        force for this delivery; both are said in `detail`, which the
+//        caller logs.
 //  * sts_facts_for_mx() maps a discovery to the engine's MtaStsFacts for
 //    one MX host; mx_match is checked against the policy in force (the
 //    current one when the TXT record and the fetch or cache were good, else
@@ -62,6 +59,7 @@
 #include "tlsp/dns.h"
 #include "tlsp/engine.h"
 #include "tlsp/mta_sts.h"
+#include "tlsp/mta_sts_cache.h"
 
 namespace tlsp {
 
@@ -94,58 +92,6 @@ std::optional<std::string> normalize_policy_domain(std::string_view domain);
 // addresses: IP literals ("192.0.2.1", "2001:db8::1"), tried in order.
 StsFetchResult fetch_mta_sts_policy(std::string_view domain, const std::vector<std::string>& addresses,
                                     const StsFetchConfig& config);
-
-struct CachedStsPolicy {
-  std::string id;
-  int64_t fetched_at = 0;
-  int64_t expires_at = 0;  // fetched_at + max_age
-  MtaStsPolicy policy;
-  std::string body;
-};
-
-struct StsCacheLookup {
-  std::optional<CachedStsPolicy> entry;  // unexpired and intact only
-  std::string detail;                    // why there is none (missing, expired, corrupt)
-  bool corrupt = false;                  // a file was there but ignored (or unreadable)
-};
-
-// One file of the cache as `tlsp mta-sts-cache list` shows it.
-struct StsCacheListing {
-  std::string domain;                    // normal form, from the file name
-  std::string path;
-  std::optional<CachedStsPolicy> entry;  // intact (perhaps expired: compare expires_at)
-  std::string problem;                   // !entry: why the file is ignored
-};
-
-class MtaStsCache {
- public:
-  // Creates the directory (not its parents) if missing. Throws
-  // std::runtime_error naming it when it cannot be used.
-  explicit MtaStsCache(std::string directory);
-  const std::string& directory() const { return dir_; }
-
-  StsCacheLookup get(std::string_view domain, int64_t now) const;
-  // Stores a policy fetched at `now`; the body must be a valid policy.
-  // Returns false with `error` set when nothing was stored.
-  bool put(std::string_view domain, std::string_view id, std::string_view body, int64_t now,
-           std::string* error = nullptr);
-  // Removes the domain's entry; true if there was one.
-  bool erase(std::string_view domain);
-  // Every entry file, by domain, intact, expired or corrupt (a corrupt one
-  // is what get() ignores). Throws std::runtime_error when the directory
-  // cannot be read. The relay keeps no copy in memory: get() reads the
-  // file each time, so erase() reaches a running relay at once.
-  std::vector<StsCacheListing> list() const;
-
-  // The file that holds the domain's entry (empty for an invalid domain).
-  std::string path_for(std::string_view domain) const;
-
- private:
-  StsCacheLookup load(const std::string& domain) const;
-
-  std::string dir_;
-  mutable std::mutex mutex_;
-};
 
 struct StsDiscovery {
   bool txt = false;                      // exactly one valid v=STSv1 TXT record

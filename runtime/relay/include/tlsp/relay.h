@@ -102,7 +102,7 @@ struct RelayConfig {
   uint16_t smtp_port = 25;   // outbound SMTP port (tests use another)
   std::string ca_file = "/etc/ssl/certs/ca-certificates.crt";  // WebPKI (MTA-STS)
   uint16_t mta_sts_port = 443;
-  std::string mta_sts_cache; // default: <spool_dir>/mta-sts
+  std::string mta_sts_cache; // a directory or redis://HOST:PORT/DB; default: <spool_dir>/mta-sts
   std::vector<std::string> submit_networks{"127.0.0.0/8", "::1/128"};
   std::vector<NextHop> next_hops;
   std::chrono::seconds queue_lifetime{5 * 24 * 3600};
@@ -143,8 +143,9 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& config);
 // use (SmtpServer needs neither `listen` nor `table`).
 void validate_relay_config(const RelayConfig& config, std::initializer_list<std::string_view> not_needed = {});
 
-// The MTA-STS policy cache directory: the configured one, else
-// <spool_dir>/mta-sts. The relay and `tlsp mta-sts-cache` both ask here.
+// The MTA-STS policy cache (MtaStsCache's location, tlsp/mta_sts_cache.h):
+// the configured directory or redis://HOST:PORT/DB, else <spool_dir>/mta-sts.
+// The relay and `tlsp mta-sts-cache` both ask here.
 std::string mta_sts_cache_dir(const RelayConfig& config);
 
 class Relay {
