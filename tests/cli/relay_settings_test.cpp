@@ -107,6 +107,9 @@ TEST(RelaySettings, PrintedConfigurationReadsBackTheSame) {
   c.table_check_interval = std::chrono::milliseconds(7000);
   c.log_file = "/var/log/tlsp.log";
   c.metrics_listen = "127.0.0.1:9125";
+  c.tlsrpt_organization = "Acme Mail";
+  c.tlsrpt_contact = "mailto:tlsrpt@acme.example";
+  c.tlsrpt_submitter = "mx.acme.example";
   auto& l = c.limits;
   l.max_connections = 7;
   l.max_connections_per_client = 3;
