@@ -64,6 +64,7 @@ std::string_view section_title(SettingSection section) {
     case SettingSection::limits: return "inbound limits";
     case SettingSection::stress: return "slow clients and floods";
     case SettingSection::logging: return "logging and metrics";
+    case SettingSection::tlsrpt: return "TLS reports (RFC 8460)";
   }
   return "other";
 }
@@ -348,6 +349,10 @@ std::vector<RelaySetting> make_relay_settings() {
     with_choices(entry("log-format", S::logging, "log line format", text(&C::log_format, K::choice)), relay::kLogFormatNames),
     entry("log-file", S::logging, "log file, the same as log = file:PATH", text(&C::log_file, K::file), "standard error"),
     entry("metrics-listen", S::logging, "loopback address:port to serve Prometheus metrics on, GET /metrics (docs/metrics.md)", text(&C::metrics_listen, K::host_port), "off"),
+
+    entry("tlsrpt-organization", S::tlsrpt, "organization-name of the TLSRPT reports", text(&C::tlsrpt_organization), "the submitter"),
+    entry("tlsrpt-contact", S::tlsrpt, "contact-info of the TLSRPT reports: an address, or a mailto: or https: URI", text(&C::tlsrpt_contact), "mailto:postmaster@<submitter>"),
+    entry("tlsrpt-submitter", S::tlsrpt, "the TLS-Report-Submitter domain of the reports (also in their ids)", text(&C::tlsrpt_submitter), "the hostname setting"),
   };
   // clang-format on
 }

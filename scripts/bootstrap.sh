@@ -18,6 +18,7 @@ packages=(
   libidn2-dev
   libboost-program-options-dev
   nlohmann-json3-dev
+  zlib1g-dev python3-jsonschema
   libxxhash-dev
   libhiredis-dev redis-server libsqlite3-dev
   libmimalloc-dev

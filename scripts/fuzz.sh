@@ -76,6 +76,22 @@ printf '%s\r\n' 'GET /metrics HTTP/1.1' 'Host: localhost:9100' 'User-Agent: Prom
   'Accept-Encoding: gzip' 'X-Prometheus-Scrape-Timeout-Seconds: 10' '' | seed metrics_http_fuzz prometheus
 printf 'HEAD /metrics?x=1 HTTP/1.0\r\n\r\n' | seed metrics_http_fuzz head-http10
 
+# TLSRPT reports: the reports tlsp writes (tests/tlsrpt/golden), as JSON
+# and gzipped; and as a report mail (multipart/report, base64 gzip part).
+for f in "$root"/tests/tlsrpt/golden/*.json; do
+  b=$(basename "$f" .json)
+  seed tlsrpt_json_fuzz "$b" <"$f"
+  gzip -9 -n -c "$f" | seed tlsrpt_json_fuzz "$b.gz"
+  {
+    printf 'From: tlsrpt@mx.acme.example\r\nTLS-Report-Domain: bank.example\r\nMIME-Version: 1.0\r\n'
+    printf 'Content-Type: multipart/report; report-type="tlsrpt";\r\n boundary="b1"\r\n\r\n--b1\r\n'
+    printf 'Content-Type: text/plain\r\n\r\nA TLS report.\r\n--b1\r\nContent-Type: application/tlsrpt+gzip\r\n'
+    printf 'Content-Transfer-Encoding: base64\r\n\r\n'
+    gzip -9 -n -c "$f" | base64
+    printf '\r\n--b1--\r\n'
+  } | seed tlsrpt_mail_fuzz "$b.eml"
+done
+
 # Regression seeds: inputs that once broke a parser, kept for ever.
 for dir in "$root"/fuzz/seeds/*/; do
   [ -d "$dir" ] || continue

@@ -110,6 +110,9 @@ TEST(RelaySettings, PrintedConfigurationReadsBackTheSame) {
   c.log_format = "json";
   c.user = "nobody";  // must exist: relay_config_problems() looks it up
   c.metrics_listen = "127.0.0.1:9125";
+  c.tlsrpt_organization = "Acme Mail";
+  c.tlsrpt_contact = "mailto:tlsrpt@acme.example";
+  c.tlsrpt_submitter = "mx.acme.example";
   auto& l = c.limits;
   l.max_connections = 7;
   l.max_connections_per_client = 3;
@@ -323,4 +326,45 @@ TEST(RelaySettings, OddButValidValuesPrintAsWhatReadsBackTheSame) {
     ++printed;
   }
   EXPECT_GE(printed, 18u);
+}
+
+// The TLSRPT settings: what relay_config_problems() refuses, and the
+// defaults tlsrpt_identity() gives.
+TEST(RelaySettings, TlsrptIdentity) {
+  const auto problems = [](RelayConfig c) {
+    c.table = "t";
+    c.spool_dir = "s";
+    std::string all;
+    for (const auto& p : tlsp::relay_config_problems(c)) all += p.setting + ": " + p.text + "\n";
+    return all;
+  };
+  RelayConfig c;
+  c.hostname = "MX.Acme.Example";
+  EXPECT_EQ(problems(c), "");
+  tlsp::TlsrptIdentity id = tlsp::tlsrpt_identity(c);
+  EXPECT_EQ(id.submitter, "mx.acme.example");
+  EXPECT_EQ(id.organization, "mx.acme.example");
+  EXPECT_EQ(id.contact, "mailto:postmaster@mx.acme.example");
+  c.tlsrpt_submitter = "reports.acme.example";
+  c.tlsrpt_organization = "Acme Mail";
+  for (const char* good : {"tlsrpt@acme.example", "mailto:tlsrpt@acme.example", "https://acme.example/tlsrpt"}) {
+    c.tlsrpt_contact = good;
+    EXPECT_EQ(problems(c), "") << good;
+  }
+  id = tlsp::tlsrpt_identity(c);
+  EXPECT_EQ(id.submitter, "reports.acme.example");
+  EXPECT_EQ(id.organization, "Acme Mail");
+  EXPECT_EQ(id.contact, "https://acme.example/tlsrpt");
+  for (const char* bad : {"nobody", "mailto:", "a b@acme.example", "x@-bad-.example", "https://"}) {
+    c.tlsrpt_contact = bad;
+    EXPECT_NE(problems(c).find("tlsrpt-contact: "), std::string::npos) << bad;
+  }
+  c.tlsrpt_contact.clear();
+  c.tlsrpt_submitter = "Reports.acme.example";
+  EXPECT_NE(problems(c).find("tlsrpt-submitter: write it as `reports.acme.example`"), std::string::npos);
+  c.tlsrpt_submitter = "not a domain";
+  EXPECT_NE(problems(c).find("tlsrpt-submitter: "), std::string::npos);
+  c.tlsrpt_submitter.clear();
+  c.tlsrpt_organization = "Acme\nMail";
+  EXPECT_NE(problems(c).find("tlsrpt-organization: "), std::string::npos);
 }

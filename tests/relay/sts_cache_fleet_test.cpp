@@ -124,6 +124,7 @@ class FleetWorld : public ::testing::Test {
                                      "--mta-sts-cache", cache,         "--retry-schedule",
                                      "1h",             "--connection-cache-time", "0",
                                      "--delivery-workers", "2"};
+    for (std::string& a : service_user_args(tmp_.path())) args.push_back(std::move(a));
     relays_.push_back({std::make_unique<RelayProcess>(TLSP_BINARY, args), 0});
     Relay& r = relays_.back();
     r.port = r.process->wait_ready(kWait);

@@ -97,6 +97,32 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
   }
   if (!c.user.empty())
     if (ServiceUserLookup u = lookup_service_user(c.user); !u.user) bad("user", "", u.problem);
+  // TLSRPT: the texts go into every report, and the submitter into mail
+  // headers (RFC 8460 §5.3): no control characters, a real domain.
+  const auto printable = [](const std::string& t) {
+    return std::none_of(t.begin(), t.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; });
+  };
+  if (!printable(c.tlsrpt_organization) || c.tlsrpt_organization.size() > 256)
+    bad("tlsrpt-organization", c.tlsrpt_organization, "must be at most 256 characters, without control characters");
+  if (!c.tlsrpt_submitter.empty()) {
+    const NameCheck n = check_host_name(c.tlsrpt_submitter);
+    if (!n.ok())
+      bad("tlsrpt-submitter", c.tlsrpt_submitter, n.problem);
+    else if (n.name != c.tlsrpt_submitter)
+      bad("tlsrpt-submitter", c.tlsrpt_submitter, "write it as `" + n.name + "` (lower case, no trailing dot)");
+  }
+  if (!c.tlsrpt_contact.empty()) {
+    const std::string& t = c.tlsrpt_contact;
+    const bool blank = std::any_of(t.begin(), t.end(), [](char ch) {
+      return static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f;
+    });
+    std::string address = t.rfind("mailto:", 0) == 0 ? t.substr(7) : t;
+    const size_t at = address.rfind('@');
+    const bool https = t.rfind("https://", 0) == 0 && t.size() > 8;
+    const bool mail = !https && at != std::string::npos && at > 0 && check_host_name(address.substr(at + 1)).ok();
+    if (blank || (!https && !mail))
+      bad("tlsrpt-contact", t, "`" + t + "` is not an e-mail address, a mailto: or an https: URI");
+  }
   if (!RetrySchedule::parse(c.retry_schedule))
     bad("retry-schedule", "", "`" + c.retry_schedule + "` is not a list of durations");
   if (c.queue_lifetime.count() <= 0) bad("queue-lifetime", "", "must be positive");
@@ -142,6 +168,14 @@ void validate_relay_config(const RelayConfig& c, std::initializer_list<std::stri
 
 std::string mta_sts_cache_dir(const RelayConfig& c) {
   return c.mta_sts_cache.empty() ? c.spool_dir + "/mta-sts" : c.mta_sts_cache;
+}
+
+TlsrptIdentity tlsrpt_identity(const RelayConfig& c) {
+  TlsrptIdentity id;
+  id.submitter = c.tlsrpt_submitter.empty() ? lower(relay::relay_hostname(c)) : c.tlsrpt_submitter;
+  id.organization = c.tlsrpt_organization.empty() ? id.submitter : c.tlsrpt_organization;
+  id.contact = c.tlsrpt_contact.empty() ? "mailto:postmaster@" + id.submitter : c.tlsrpt_contact;
+  return id;
 }
 
 std::string relay::relay_hostname(const RelayConfig& c) {

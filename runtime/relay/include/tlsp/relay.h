@@ -121,6 +121,11 @@ struct RelayConfig {
   // as root (started as root without one, it refuses); empty when started
   // as an unprivileged user (privileges.h).
   std::string user;
+  // TLSRPT (RFC 8460): who the relay's reports say they are from; empty:
+  // the default tlsrpt_identity() gives.
+  std::string tlsrpt_organization;  // organization-name
+  std::string tlsrpt_contact;       // contact-info: an address, or a mailto: or https: URI
+  std::string tlsrpt_submitter;     // the TLS-Report-Submitter domain
   RelayLimits limits;
 };
 
@@ -147,6 +152,16 @@ void validate_relay_config(const RelayConfig& config, std::initializer_list<std:
 // the configured directory or redis://HOST:PORT/DB, else <spool_dir>/mta-sts.
 // The relay and `tlsp mta-sts-cache` both ask here.
 std::string mta_sts_cache_dir(const RelayConfig& config);
+
+// Who the TLSRPT reports are from, each setting with its default: the
+// submitter is tlsrpt-submitter, else the `hostname` setting, else the
+// system's host name (lower case); the organisation is
+// tlsrpt-organization, else the submitter; the contact is tlsrpt-contact,
+// else mailto:postmaster@SUBMITTER (RFC 5321 §4.5.1: every domain has one).
+struct TlsrptIdentity {
+  std::string organization, contact, submitter;
+};
+TlsrptIdentity tlsrpt_identity(const RelayConfig& config);
 
 class Relay {
  public:
