@@ -54,6 +54,7 @@ std::string_view section_title(SettingSection section) {
     case SettingSection::outbound: return "outbound delivery";
     case SettingSection::limits: return "inbound limits";
     case SettingSection::stress: return "slow clients and floods";
+    case SettingSection::tlsrpt: return "TLSRPT reports";
     case SettingSection::logging: return "logging and metrics";
   }
   return "other";
@@ -324,6 +325,9 @@ std::vector<RelaySetting> make_relay_settings() {
     entry("evict-stalled-after", S::stress, "all slots taken: a new client displaces the session waiting longest for a command, once it waited this long; 0 disables", duration_or_zero(&L::evict_stalled_after)),
     entry("max-connection-rate-per-client", S::stress, "connections per connection-rate-time-unit from one address outside submit-network; 0 disables", number(&L::max_connection_rate_per_client)),
     entry("connection-rate-time-unit", S::stress, "the time unit of max-connection-rate-per-client", duration(&L::connection_rate_time_unit)),
+
+    entry("tlsrpt-send-time", S::tlsrpt, "UTC time of day (HH:MM) the previous day's TLSRPT reports are sent at (docs/tlsrpt.md)", text(&C::tlsrpt_send_time), "reports are not sent"),
+    entry("tlsrpt-from", S::tlsrpt, "From: and envelope sender of TLSRPT report mails", text(&C::tlsrpt_from), "tlsrpt@<hostname>"),
 
     entry("log-file", S::logging, "log file", text(&C::log_file, K::file), "standard error"),
     entry("metrics-listen", S::logging, "loopback address:port to serve Prometheus metrics on, GET /metrics (docs/metrics.md)", text(&C::metrics_listen, K::host_port), "off"),

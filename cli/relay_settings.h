@@ -56,11 +56,12 @@ enum class ValueKind {
 std::string_view value_placeholder(ValueKind kind);
 
 // The sections of tlsp.conf(5) and of `tlsp relay --help`, in order.
-enum class SettingSection { service, tls, table, queue, routing, outbound, limits, stress, logging };
+enum class SettingSection { service, tls, table, queue, routing, outbound, limits, stress, tlsrpt, logging };
 inline constexpr SettingSection kSettingSections[] = {
     SettingSection::service, SettingSection::tls,    SettingSection::table,
     SettingSection::queue,   SettingSection::routing, SettingSection::outbound,
-    SettingSection::limits,  SettingSection::stress,  SettingSection::logging};
+    SettingSection::limits,  SettingSection::stress,  SettingSection::tlsrpt,
+    SettingSection::logging};
 std::string_view section_title(SettingSection section);  // "service", "TLS", ...
 
 // Reports that `value` of the setting being read is not valid: `text` says

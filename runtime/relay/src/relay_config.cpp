@@ -49,6 +49,15 @@ std::optional<relay::HostPort> relay::parse_host_port(std::string_view s) {
   return hp;
 }
 
+std::optional<int> parse_time_of_day(std::string_view s) {
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (s.size() != 5 || s[2] != ':' || !digit(s[0]) || !digit(s[1]) || !digit(s[3]) || !digit(s[4]))
+    return std::nullopt;
+  const int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
+  if (h > 23 || m > 59) return std::nullopt;
+  return h * 60 + m;
+}
+
 std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
   std::vector<ConfigProblem> out;
   auto bad = [&](std::string setting, std::string value, std::string text) {
@@ -84,6 +93,20 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
       bad("metrics-listen", c.metrics_listen,
           "`" + hp->host + "` is not a loopback address (127.0.0.0/8 or ::1): metrics are served without "
           "authentication");
+  }
+  if (!c.tlsrpt_send_time.empty() && !parse_time_of_day(c.tlsrpt_send_time))
+    bad("tlsrpt-send-time", "", "`" + c.tlsrpt_send_time + "` is not a UTC time of day HH:MM (00:00 to 23:59)");
+  if (!c.tlsrpt_from.empty()) {
+    // It is written into a From: header and a MAIL FROM: an address
+    // `local@domain` without anything a header or a path would take apart.
+    const std::string& a = c.tlsrpt_from;
+    const size_t at = a.rfind('@');
+    const bool plain = std::none_of(a.begin(), a.end(), [](char ch) {
+      return static_cast<unsigned char>(ch) <= 0x20 || static_cast<unsigned char>(ch) >= 0x7F ||
+             std::string_view("<>()[]\\,;:\"").find(ch) != std::string_view::npos;
+    });
+    if (!plain || at == 0 || at == std::string::npos || domain_of_address(a).empty())
+      bad("tlsrpt-from", "", "`" + a + "` is not an address local@domain");
   }
   if (!RetrySchedule::parse(c.retry_schedule))
     bad("retry-schedule", "", "`" + c.retry_schedule + "` is not a list of durations");

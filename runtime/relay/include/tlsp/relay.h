@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -112,8 +113,17 @@ struct RelayConfig {
   // Prometheus metrics (GET /metrics, docs/metrics.md) on this "addr:port",
   // a loopback address only (127.0.0.0/8, ::1); empty: not served.
   std::string metrics_listen;
+  // TLSRPT (RFC 8460, docs/tlsrpt.md): the UTC time of day ("HH:MM") the
+  // previous day's reports are sent at; empty: reports are not sent.
+  std::string tlsrpt_send_time = "01:00";
+  // The From: and envelope sender of report mails; empty: tlsrpt@<hostname>.
+  std::string tlsrpt_from;
   RelayLimits limits;
 };
+
+// "HH:MM" (00:00 to 23:59, two digits each) as minutes after midnight;
+// nothing for anything else. The rule of `tlsrpt-send-time`.
+std::optional<int> parse_time_of_day(std::string_view hhmm);
 
 // One thing wrong with a configuration: the setting (its flag name without
 // `--`), the value at fault when the setting takes several (a `listen`
