@@ -23,6 +23,7 @@ int cmd_simulate(const Args& args);
 int cmd_relay(const Args& args);
 int cmd_queue(const Args& args);
 int cmd_mta_sts_cache(const Args& args);
+int cmd_tlsrpt(const Args& args);
 
 // One subcommand as `tlsp --help`, tlsp(1) and the completion list it:
 // cli/main.cpp holds the list (commands()), in the order shown.
@@ -38,6 +39,7 @@ struct Command {
 
 const std::vector<Command>& queue_verbs();          // list, show, flush, hold, release, delete
 const std::vector<Command>& mta_sts_cache_verbs();  // list, purge
+const std::vector<Command>& tlsrpt_verbs();         // send
 
 // The command's options as its parse_options() call declares them: the
 // command is run with no arguments in describe mode (cli_common.h), where
