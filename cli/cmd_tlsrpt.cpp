@@ -35,7 +35,7 @@ std::string json_text(const nlohmann::ordered_json& j) {
 
 // The organisation: the relay's settings (--config FILE), else the
 // defaults tlsrpt_identity() gives a configuration with nothing set.
-tlsrpt::Organization organization_of(const std::string& config_path) {
+RelayConfig relay_config_at(const std::string& config_path) {
   RelayConfig c;
   if (!config_path.empty()) {
     std::vector<std::string> errors;
@@ -47,6 +47,10 @@ tlsrpt::Organization organization_of(const std::string& config_path) {
     }
     c = *loaded;
   }
+  return c;
+}
+
+tlsrpt::Organization organization_of(const RelayConfig& c) {
   const TlsrptIdentity id = tlsrpt_identity(c);
   return {id.organization, id.contact, id.submitter};
 }
@@ -58,11 +62,12 @@ int tlsrpt_report(const Args& args) {
       "domain", po::value(&domain)->value_name("DOMAIN"), "only this policy domain's report")(
       "json", "the RFC 8460 JSON (one report with --domain, else an array of them)")(
       "store", po::value(&store_spec)->value_name("SPEC"),
-      "the TLSRPT store: redis://HOST:PORT/DB or the SQLite file (the relay's tlsrpt-store)")(
+      "the TLSRPT store: redis://HOST:PORT/DB or the SQLite file (default: the relay's tlsrpt-store)")(
       "config", po::value(&config)->value_name("FILE"),
-      "the relay's configuration, for the organisation (tlsrpt-organization, tlsrpt-contact, tlsrpt-submitter)");
+      "the relay's configuration: its tlsrpt-store and the organisation (tlsrpt-organization, tlsrpt-contact, "
+      "tlsrpt-submitter)");
   po::variables_map vm;
-  if (!parse_options("tlsrpt report", "--day YYYY-MM-DD [--domain D] [--json] --store SPEC [--config FILE]",
+  if (!parse_options("tlsrpt report", "--day YYYY-MM-DD [--domain D] [--json] [--store SPEC | --config FILE]",
                      "Builds the RFC 8460 reports of one UTC day from the relay's TLSRPT store: one per\n"
                      "policy domain with sessions that day. Without --json, a table of the same.",
                      opts, nullptr, args, vm))
@@ -73,8 +78,10 @@ int tlsrpt_report(const Args& args) {
     if (!n.ok()) throw UsageError("--domain `" + display_text(domain) + "`: " + n.problem);
     domain = n.name;
   }
-  if (store_spec.empty()) throw UsageError("no store given: --store SPEC (the relay's tlsrpt-store)");
-  const tlsrpt::Organization org = organization_of(config);
+  if (store_spec.empty() && config.empty()) config = kDefaultRelayConfigPath;
+  const RelayConfig relay = relay_config_at(config);
+  if (store_spec.empty()) store_spec = tlsrpt_store_spec(relay);
+  const tlsrpt::Organization org = organization_of(relay);
 
   std::string error;
   std::unique_ptr<tlsrpt::Store> store = tlsrpt::open_store(store_spec, &error);
@@ -220,15 +227,16 @@ int tlsrpt_summarize(const Args& args) {
 
 int cmd_tlsrpt(const Args& args) {
   static const char* kUsage =
-      "usage: tlsp tlsrpt report --day YYYY-MM-DD [--domain D] [--json] --store SPEC [--config FILE] |\n"
+      "usage: tlsp tlsrpt report --day YYYY-MM-DD [--domain D] [--json] [--store SPEC | --config FILE] |\n"
+      "                   send REPORT [--to URI]... [--domain D] [--spool DIR | --config FILE] |\n"
       "                   summarize FILE... [--json]       (each with --help for its options)";
   if (args.empty()) throw UsageError(std::string("tlsp tlsrpt: no operation given\n") + kUsage);
   const std::string verb = args.front();
   const Args rest(args.begin() + 1, args.end());
   if (verb == "--help" || verb == "-h") {
     std::cout << kUsage
-              << "\n\nSMTP TLS reports (RFC 8460): the reports the relay's sessions make, and a summary of\n"
-                 "the reports other senders sent about the managed domains.\n"
+              << "\n\nSMTP TLS reports (RFC 8460): the reports the relay's sessions make, sending them, and a\n"
+                 "summary of the reports other senders sent about the managed domains.\n"
                  "`tlsp tlsrpt OPERATION --help` describes each.\n";
     return kExitOk;
   }
@@ -240,8 +248,8 @@ int cmd_tlsrpt(const Args& args) {
 const std::vector<Command>& tlsrpt_verbs() {
   static const std::vector<Command> verbs = {
       {"report", "a day's reports from the relay's TLSRPT store", tlsrpt_report},
+      {"send", "send a report to its policy domain's collectors", tlsrpt_send},
       {"summarize", "add up received reports by organisation, policy and result", tlsrpt_summarize},
-      // `send` (i12-send) goes here.
   };
   return verbs;
 }

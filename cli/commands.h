@@ -39,7 +39,8 @@ struct Command {
 
 const std::vector<Command>& queue_verbs();          // list, show, flush, hold, release, delete
 const std::vector<Command>& mta_sts_cache_verbs();  // list, purge
-const std::vector<Command>& tlsrpt_verbs();         // report, summarize
+const std::vector<Command>& tlsrpt_verbs();         // report, send, summarize
+int tlsrpt_send(const Args& args);                  // cli/cmd_tlsrpt_send.cpp
 
 // The command's options as its parse_options() call declares them: the
 // command is run with no arguments in describe mode (cli_common.h), where

@@ -223,7 +223,7 @@ const std::vector<Command>& commands() {
       {"relay", "run the SMTP relay that enforces a decision table", cmd_relay},
       {"queue", "list, show, flush, hold, release or delete the relay's queued mail", cmd_queue, queue_verbs},
       {"mta-sts-cache", "list or purge the relay's cached MTA-STS policies", cmd_mta_sts_cache, mta_sts_cache_verbs},
-      {"tlsrpt", "TLS reports (RFC 8460): build the day's reports, summarize received ones", cmd_tlsrpt, tlsrpt_verbs},
+      {"tlsrpt", "TLS reports (RFC 8460): build the day's reports, send them, summarize received ones", cmd_tlsrpt, tlsrpt_verbs},
       {"completion", "print a shell completion script (bash)",
        [](const Args& args) { return cmd_completion(args, commands()); }},
       {"manpage", nullptr, [](const Args& args) { return cmd_manpage(args, commands()); }},

@@ -350,9 +350,12 @@ std::vector<RelaySetting> make_relay_settings() {
     entry("log-file", S::logging, "log file, the same as log = file:PATH", text(&C::log_file, K::file), "standard error"),
     entry("metrics-listen", S::logging, "loopback address:port to serve Prometheus metrics on, GET /metrics (docs/metrics.md)", text(&C::metrics_listen, K::host_port), "off"),
 
+    entry("tlsrpt-store", S::tlsrpt, "where outbound sessions are counted for TLSRPT: redis://HOST:PORT/DB (shared by a fleet) or a SQLite file", text(&C::tlsrpt_store, K::file), "<spool>/tlsrpt.db"),
     entry("tlsrpt-organization", S::tlsrpt, "organization-name of the TLSRPT reports", text(&C::tlsrpt_organization), "the submitter"),
     entry("tlsrpt-contact", S::tlsrpt, "contact-info of the TLSRPT reports: an address, or a mailto: or https: URI", text(&C::tlsrpt_contact), "mailto:postmaster@<submitter>"),
     entry("tlsrpt-submitter", S::tlsrpt, "the TLS-Report-Submitter domain of the reports (also in their ids)", text(&C::tlsrpt_submitter), "the hostname setting"),
+    entry("tlsrpt-send-time", S::tlsrpt, "UTC time of day (HH:MM) the previous day's TLSRPT reports are sent at (docs/tlsrpt.md)", text(&C::tlsrpt_send_time), "reports are not sent"),
+    entry("tlsrpt-from", S::tlsrpt, "From: and envelope sender of TLSRPT report mails", text(&C::tlsrpt_from), "tlsrpt@<hostname>"),
   };
   // clang-format on
 }

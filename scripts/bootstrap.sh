@@ -15,6 +15,7 @@ packages=(
   libssl-dev
   libldns-dev
   libcurl4-openssl-dev
+  zlib1g-dev
   libidn2-dev
   libboost-program-options-dev
   nlohmann-json3-dev

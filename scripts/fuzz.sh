@@ -68,6 +68,12 @@ awk '
   while IFS= read -r l; do i=$((i + 1)); printf '%s' "$l" | seed relay_log_fuzz "readme-$i"; done
 }
 
+# TLSRPT records (RFC 8460 §3): the RFC's examples and an RRset of two.
+printf 'v=TLSRPTv1; rua=mailto:reports@example.com' | seed tlsrpt_record_fuzz mailto
+printf 'v=TLSRPTv1; rua=https://reporting.example.com/v1/tlsrpt' | seed tlsrpt_record_fuzz https
+printf 'v=TLSRPTv1;rua=mailto:a%%2Bb@example.com , https://r.example.com:8443/p?q=1; ext=1;\nv=spf1 -all' |
+  seed tlsrpt_record_fuzz rrset
+
 # The metrics endpoint: the requests curl and Prometheus send, and a HEAD.
 printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9100\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n' |
   seed metrics_http_fuzz curl

@@ -172,7 +172,7 @@ TEST(ManPages, TlspHasEveryCommand) {
         if (bar == std::string::npos) break;
         at = bar + 3;
       }
-      EXPECT_GE(ops.size(), 2u) << usage;
+      EXPECT_GE(ops.size(), 1u) << usage;  // `tlsrpt` has one operation so far (send)
       for (const std::string& op : ops) {
         const CommandRun op_help = run_tlsp(name + " " + op + " --help");
         ASSERT_EQ(op_help.code, 0) << name << " " << op << ": " << op_help.out;

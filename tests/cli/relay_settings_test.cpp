@@ -113,6 +113,9 @@ TEST(RelaySettings, PrintedConfigurationReadsBackTheSame) {
   c.tlsrpt_organization = "Acme Mail";
   c.tlsrpt_contact = "mailto:tlsrpt@acme.example";
   c.tlsrpt_submitter = "mx.acme.example";
+  c.tlsrpt_send_time = "23:59";
+  c.tlsrpt_from = "reports@acme.example";
+  c.tlsrpt_store = "redis://127.0.0.1:6379/2";
   auto& l = c.limits;
   l.max_connections = 7;
   l.max_connections_per_client = 3;
@@ -367,4 +370,44 @@ TEST(RelaySettings, TlsrptIdentity) {
   c.tlsrpt_submitter.clear();
   c.tlsrpt_organization = "Acme\nMail";
   EXPECT_NE(problems(c).find("tlsrpt-organization: "), std::string::npos);
+  c.tlsrpt_organization.clear();
+  c.tlsrpt_store = "redis://127.0.0.1/2";
+  EXPECT_NE(problems(c).find("tlsrpt-store: "), std::string::npos);
+  c.tlsrpt_store = "/var/lib/tlsp/tlsrpt.db";
+  EXPECT_EQ(problems(c), "");
+  EXPECT_EQ(tlsp::tlsrpt_store_spec(c), "/var/lib/tlsp/tlsrpt.db");
+  c.tlsrpt_store.clear();
+  c.spool_dir = "/var/spool/tlsp";
+  EXPECT_EQ(tlsp::tlsrpt_store_spec(c), "/var/spool/tlsp/tlsrpt.db");
+}
+
+// tlsrpt-send-time and tlsrpt-from: what relay_config_problems() accepts
+// and refuses, each refusal naming the setting.
+TEST(RelaySettings, TlsrptSettingsAreChecked) {
+  auto problems = [](auto change) {
+    RelayConfig c;
+    c.table = "/t";
+    c.spool_dir = "/s";
+    change(c);
+    std::vector<std::string> out;
+    for (const tlsp::ConfigProblem& p : tlsp::relay_config_problems(c)) out.push_back(p.setting + ": " + p.text);
+    return out;
+  };
+  for (const char* ok : {"00:00", "01:00", "23:59", ""})
+    EXPECT_TRUE(problems([&](RelayConfig& c) { c.tlsrpt_send_time = ok; }).empty()) << ok;
+  for (const char* bad : {"24:00", "1:00", "01:60", "01-00", "01:00 ", "noon"}) {
+    auto p = problems([&](RelayConfig& c) { c.tlsrpt_send_time = bad; });
+    ASSERT_EQ(p.size(), 1u) << bad;
+    EXPECT_EQ(p[0].find("tlsrpt-send-time: "), 0u) << p[0];
+  }
+  EXPECT_EQ(tlsp::parse_time_of_day("13:37"), 13 * 60 + 37);
+  EXPECT_FALSE(tlsp::parse_time_of_day("13:3"));
+  for (const char* ok : {"tlsrpt@mx.acme.example", "a+b@acme.example", ""})
+    EXPECT_TRUE(problems([&](RelayConfig& c) { c.tlsrpt_from = ok; }).empty()) << ok;
+  for (const char* bad : {"tlsrpt", "@acme.example", "a b@acme.example", "<a@acme.example>", "a@[192.0.2.1]",
+                          "a@acme.example\r\nBcc: x@y.example", "a@bad..example"}) {
+    auto p = problems([&](RelayConfig& c) { c.tlsrpt_from = bad; });
+    ASSERT_EQ(p.size(), 1u) << bad;
+    EXPECT_EQ(p[0].find("tlsrpt-from: "), 0u) << p[0];
+  }
 }

@@ -1004,3 +1004,58 @@ TEST(Retry, Expiry) {
   EXPECT_TRUE(expired(kMin, kMax, kDefaultQueueLifetime));
   EXPECT_FALSE(expired(kMax, kMin, kDefaultQueueLifetime));
 }
+
+// ------------------------------------------------- TLSRPT report entries
+
+TEST(ReportEnvelope, AReportIsVersionThreeAndKeepsTheFlagThroughStoreUpdateAndRecovery) {
+  TempDir d;
+  Spool spool(d.path());
+  QueueEntry report = make_entry("example.net", {"reports@example.net"});
+  report.tlsrpt_report = true;
+  auto stored = spool.store({report, make_entry("example.org", {"x@example.org"})}, "report mail\r\n");
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_TRUE(slurp(env_path(spool, stored[0].id)).starts_with("tlsp-spool-envelope: 3\n"));
+  EXPECT_NE(slurp(env_path(spool, stored[0].id)).find("\ntlsrpt-report: 1\n"), std::string::npos);
+  EXPECT_TRUE(slurp(env_path(spool, stored[1].id)).starts_with("tlsp-spool-envelope: 1\n"));
+
+  // update() does not change it, whatever the entry given says; held goes with it.
+  QueueEntry e = *spool.read_entry(stored[0].id);
+  EXPECT_TRUE(e.tlsrpt_report);
+  e.tlsrpt_report = false;
+  e.held = true;
+  e.attempts = 2;
+  spool.update(e);
+  const std::string text = slurp(env_path(spool, stored[0].id));
+  EXPECT_TRUE(text.starts_with("tlsp-spool-envelope: 3\n")) << text;
+  EXPECT_NE(text.find("\nheld: 1\n"), std::string::npos) << text;
+  std::vector<QueueEntry> back = spool.recover();
+  ASSERT_EQ(back.size(), 2u);
+  for (const QueueEntry& q : back) {
+    EXPECT_EQ(q.tlsrpt_report, q.id == stored[0].id) << q.id;
+    EXPECT_EQ(q.held, q.id == stored[0].id) << q.id;
+  }
+}
+
+TEST(ReportEnvelope, TheParserRefusesTheFlagOutsideVersionThreeAndAnythingButOne) {
+  QueueEntry e = make_entry("example.net", {"reports@example.net"});
+  e.id = "18c1f2a3b4c5d-1a2b-3.0";
+  e.tlsrpt_report = true;
+  const std::string report = serialize_envelope(e, 10, 7);
+  ParsedEnvelope p;
+  std::string problem;
+  ASSERT_TRUE(parse_envelope(report, p, problem)) << problem;
+  EXPECT_TRUE(p.entry.tlsrpt_report);
+  struct Case {
+    std::string from, to;
+  };
+  for (const Case& c : {Case{"tlsp-spool-envelope: 3\n", "tlsp-spool-envelope: 1\n"},
+                        Case{"tlsp-spool-envelope: 3\n", "tlsp-spool-envelope: 2\nheld: 1\n"},
+                        Case{"\ntlsrpt-report: 1\n", "\ntlsrpt-report: 0\n"},
+                        Case{"\ntlsrpt-report: 1\n", "\n"}, Case{"tlsp-spool-envelope: 3\n", "tlsp-spool-envelope: 4\n"}}) {
+    std::string t = report;
+    t.replace(t.find(c.from), c.from.size(), c.to);
+    ParsedEnvelope q;
+    EXPECT_FALSE(parse_envelope(signed_envelope(strip_checksum(t)), q, problem)) << c.to;
+    EXPECT_EQ(problem.find("checksum"), std::string::npos) << problem;
+  }
+}

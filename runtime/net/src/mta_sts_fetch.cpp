@@ -1,13 +1,15 @@
 // mta_sts_fetch.cpp — MTA-STS discovery and the HTTPS policy fetch
 // (tlsp/mta_sts_fetch.h); the policy cache is mta_sts_cache.cpp's.
 //
-// The fetch is the one place the relay uses libcurl. Every option that
-// could let the network choose where or how we connect is pinned: the
-// addresses come from the relay's own resolver (CURLOPT_RESOLVE), the only
-// protocol is https, redirects are not followed, proxies from the
-// environment are switched off. A policy host is not trusted to be
+// The fetch uses libcurl through the relay's one HTTPS setup
+// (curl_https.h, shared with the TLSRPT report POST): every option that
+// could let the network choose where or how we connect is pinned there (the
+// addresses come from the relay's own resolver, https only, no redirects,
+// no proxy from the environment). A policy host is not trusted to be
 // well-behaved, so the body is bounded while it arrives, not after.
 #include "tlsp/mta_sts_fetch.h"
+
+#include "curl_https.h"
 
 #include "tlsp/base/address.h"
 #include "tlsp/base/domain_name.h"
@@ -36,20 +38,6 @@ bool is_ip_literal(const std::string& a, bool& v6) {
 }
 
 // ------------------------------------------------------------------ fetch
-
-void init_curl_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw std::runtime_error("libcurl initialisation failed");
-  });
-}
-
-struct CurlEasyDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
-struct CurlListDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
 
 struct Transfer {
   CURL* curl = nullptr;
@@ -130,52 +118,34 @@ StsFetchResult fetch_mta_sts_policy(std::string_view domain_in, const std::vecto
   if (host.size() > kMaxDomainNameLength) return failed(StsFetch::timeout, ticked(host) + " is too long for a host name");
   if (addresses.empty()) return failed(StsFetch::timeout, "no address to fetch the policy from " + ticked(host));
 
-  // HOST:PORT:ADDR[,ADDR...]: libcurl connects to these and never resolves.
-  std::string pin = host + ":" + std::to_string(config.https_port) + ":";
-  for (size_t i = 0; i < addresses.size(); ++i) {
+  for (const std::string& a : addresses) {
     bool v6 = false;
-    if (!is_ip_literal(addresses[i], v6)) return failed(StsFetch::timeout, ticked(addresses[i]) + " is not an IP address");
-    if (i) pin += ",";
-    pin += v6 ? "[" + addresses[i] + "]" : addresses[i];
+    if (!is_ip_literal(a, v6)) return failed(StsFetch::timeout, ticked(a) + " is not an IP address");
   }
-  std::string url = "https://" + host;
-  if (config.https_port != 443) url += ":" + std::to_string(config.https_port);
-  url += kPolicyPath;
+  const std::string url = curl_https::https_url(host, config.https_port, std::string(kPolicyPath));
 
-  init_curl_once();
-  std::unique_ptr<CURL, CurlEasyDeleter> curl(curl_easy_init());
+  curl_https::init_once();
+  curl_https::Easy curl(curl_easy_init());
   if (!curl) return failed(StsFetch::timeout, "libcurl could not make a transfer handle");
-  std::unique_ptr<curl_slist, CurlListDeleter> resolve(curl_slist_append(nullptr, pin.c_str()));
-  if (!resolve) return failed(StsFetch::timeout, "out of memory");
+  std::string pin_error;
+  curl_https::List resolve = curl_https::pin_list(host, config.https_port, addresses, &pin_error);
+  if (!resolve) return failed(StsFetch::timeout, pin_error);
 
   Transfer t;
   t.curl = curl.get();
   t.max_body = config.max_body;
   char error[CURL_ERROR_SIZE] = {0};
-  const long timeout_ms = static_cast<long>(config.timeout.count());
   CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_RESOLVE, resolve.get());
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(c, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
-  curl_easy_setopt(c, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (!config.ca_file.empty()) {
-    curl_easy_setopt(c, CURLOPT_CAINFO, config.ca_file.c_str());
-    curl_easy_setopt(c, CURLOPT_CAPATH, static_cast<char*>(nullptr));  // the given anchors only
-  }
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(c, CURLOPT_PROXY, "");  // "" overrides http(s)_proxy from the environment
-  curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // thread-safe timeouts
+  curl_https::HttpsSettings settings;
+  settings.url = url;
+  settings.resolve = resolve.get();
+  settings.ca_file = config.ca_file;
+  settings.timeout = config.timeout;
+  settings.user_agent = "tlsp-mta-sts";
+  curl_https::set_pinned_https(c, settings, error);
   curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(config.max_body));
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "tlsp-mta-sts");
 
   const CURLcode rc = curl_easy_perform(c);
   const std::string what = "policy fetch from " + ticked(url);

@@ -53,6 +53,15 @@ std::optional<relay::HostPort> relay::parse_host_port(std::string_view s) {
   return hp;
 }
 
+std::optional<int> parse_time_of_day(std::string_view s) {
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (s.size() != 5 || s[2] != ':' || !digit(s[0]) || !digit(s[1]) || !digit(s[3]) || !digit(s[4]))
+    return std::nullopt;
+  const int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
+  if (h > 23 || m > 59) return std::nullopt;
+  return h * 60 + m;
+}
+
 std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
   std::vector<ConfigProblem> out;
   auto bad = [&](std::string setting, std::string value, std::string text) {
@@ -70,6 +79,10 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
   if (redis::looks_like_redis_url(c.mta_sts_cache)) {
     const redis::RedisUrlParse p = redis::parse_redis_url(c.mta_sts_cache);
     if (!p.url) bad("mta-sts-cache", c.mta_sts_cache, p.problem);
+  }
+  if (redis::looks_like_redis_url(c.tlsrpt_store)) {
+    const redis::RedisUrlParse p = redis::parse_redis_url(c.tlsrpt_store);
+    if (!p.url) bad("tlsrpt-store", c.tlsrpt_store, p.problem);
   }
   for (const std::string& n : c.submit_networks) {
     const base::CidrParse p = base::parse_cidr(n);
@@ -123,6 +136,20 @@ std::vector<ConfigProblem> relay_config_problems(const RelayConfig& c) {
     if (blank || (!https && !mail))
       bad("tlsrpt-contact", t, "`" + t + "` is not an e-mail address, a mailto: or an https: URI");
   }
+  if (!c.tlsrpt_send_time.empty() && !parse_time_of_day(c.tlsrpt_send_time))
+    bad("tlsrpt-send-time", "", "`" + c.tlsrpt_send_time + "` is not a UTC time of day HH:MM (00:00 to 23:59)");
+  if (!c.tlsrpt_from.empty()) {
+    // It is written into a From: header and a MAIL FROM: an address
+    // `local@domain` without anything a header or a path would take apart.
+    const std::string& a = c.tlsrpt_from;
+    const size_t at = a.rfind('@');
+    const bool plain = std::none_of(a.begin(), a.end(), [](char ch) {
+      return static_cast<unsigned char>(ch) <= 0x20 || static_cast<unsigned char>(ch) >= 0x7F ||
+             std::string_view("<>()[]\\,;:\"").find(ch) != std::string_view::npos;
+    });
+    if (!plain || at == 0 || at == std::string::npos || domain_of_address(a).empty())
+      bad("tlsrpt-from", "", "`" + a + "` is not an address local@domain");
+  }
   if (!RetrySchedule::parse(c.retry_schedule))
     bad("retry-schedule", "", "`" + c.retry_schedule + "` is not a list of durations");
   if (c.queue_lifetime.count() <= 0) bad("queue-lifetime", "", "must be positive");
@@ -168,6 +195,10 @@ void validate_relay_config(const RelayConfig& c, std::initializer_list<std::stri
 
 std::string mta_sts_cache_dir(const RelayConfig& c) {
   return c.mta_sts_cache.empty() ? c.spool_dir + "/mta-sts" : c.mta_sts_cache;
+}
+
+std::string tlsrpt_store_spec(const RelayConfig& c) {
+  return c.tlsrpt_store.empty() ? c.spool_dir + "/tlsrpt.db" : c.tlsrpt_store;
 }
 
 TlsrptIdentity tlsrpt_identity(const RelayConfig& c) {

@@ -212,9 +212,13 @@ std::string serialize_envelope(const QueueEntry& e, uint64_t data_bytes, uint64_
     t += value;
     t += '\n';
   };
-  line(kMagicKey, std::to_string(e.held ? kSpoolHeldEnvelopeVersion : kSpoolEnvelopeVersion));
+  const int version = e.tlsrpt_report ? kSpoolReportEnvelopeVersion
+                      : e.held        ? kSpoolHeldEnvelopeVersion
+                                      : kSpoolEnvelopeVersion;
+  line(kMagicKey, std::to_string(version));
   line("id", e.id);
   if (e.held) line("held", "1");
+  if (e.tlsrpt_report) line("tlsrpt-report", "1");
   line("mail-from", escape(e.mail_from));
   line("direction", to_string(e.direction));
   line("managed-domain", escape(e.managed_domain));
@@ -289,6 +293,8 @@ bool parse_envelope(std::string_view text, ParsedEnvelope& out, std::string& pro
         version = kSpoolEnvelopeVersion;
       else if (raw == std::to_string(kSpoolHeldEnvelopeVersion))
         version = kSpoolHeldEnvelopeVersion;
+      else if (raw == std::to_string(kSpoolReportEnvelopeVersion))
+        version = kSpoolReportEnvelopeVersion;
       else
         return bad("unsupported envelope version " + ticked(raw));
       have_version = true;
@@ -334,10 +340,15 @@ bool parse_envelope(std::string_view text, ParsedEnvelope& out, std::string& pro
       if (!d) return bad("unknown direction");
       e.direction = *d;
     } else if (key == "held") {
-      // Version 2 only, and only ever `1`: an entry not held is version 1.
-      if (version != kSpoolHeldEnvelopeVersion) return bad("unknown key");
+      // Version 2 and later, and only ever `1`: an entry not held is version 1.
+      if (version < kSpoolHeldEnvelopeVersion) return bad("unknown key");
       if (raw != "1") return bad("want 1");
       e.held = true;
+    } else if (key == "tlsrpt-report") {
+      // Version 3 only, and only ever `1`.
+      if (version != kSpoolReportEnvelopeVersion) return bad("unknown key");
+      if (raw != "1") return bad("want 1");
+      e.tlsrpt_report = true;
     } else if (key == "body-8bit") {
       if (raw != "0" && raw != "1") return bad("want 0 or 1");
       e.body_8bit = raw == "1";
@@ -388,6 +399,10 @@ bool parse_envelope(std::string_view text, ParsedEnvelope& out, std::string& pro
   }
   if (version == kSpoolHeldEnvelopeVersion && !e.held) {
     problem = "envelope lacks `held`";
+    return false;
+  }
+  if (version == kSpoolReportEnvelopeVersion && !e.tlsrpt_report) {
+    problem = "envelope lacks `tlsrpt-report`";
     return false;
   }
   e.size = out.data_bytes;

@@ -38,6 +38,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -92,6 +93,7 @@ std::string_view reason_phrase(int status) {
     case 400: return "Bad Request";
     case 403: return "Forbidden";
     case 404: return "Not Found";
+    case 413: return "Content Too Large";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -307,14 +309,50 @@ struct HttpsServer::State {
     req.method = std::string(line.substr(0, sp1));
     req.path = std::string(line.substr(sp1 + 1, sp2 - sp1 - 1));
     size_t pos = eol + 2;
+    std::optional<size_t> content_length;
+    bool bad_length = false;
     while (pos < head.size()) {
       size_t end = head.find("\r\n", pos);
       if (end == std::string::npos || end == pos) break;
       std::string_view h = std::string_view(head).substr(pos, end - pos);
       size_t colon = h.find(':');
-      if (colon != std::string_view::npos && lower(std::string(h.substr(0, colon))) == "host")
-        req.host = lower(host_without_port(trim(h.substr(colon + 1))));
+      if (colon != std::string_view::npos) {
+        const std::string name = lower(std::string(h.substr(0, colon)));
+        const std::string value = trim(h.substr(colon + 1));
+        if (name == "host") req.host = lower(host_without_port(value));
+        if (name == "content-type") req.content_type = value;
+        if (name == "content-length") {
+          size_t n = 0;
+          bad_length = value.empty() || value.size() > 9;
+          for (char ch : value) {
+            if (ch < '0' || ch > '9') bad_length = true;
+            n = n * 10 + static_cast<size_t>(ch - '0');
+          }
+          content_length = n;
+        }
+      }
       pos = end + 2;
+    }
+    // The body: what came with the head, then the rest, up to its length.
+    if (content_length) {
+      if (bad_length || *content_length > kMaxHttpsRequestBodyBytes) {
+        HttpsResponse r;
+        r.status = 413;
+        r.body = "request body too large\n";
+        send_response(ssl.get(), r);
+        return;
+      }
+      req.body = head.substr(std::min(head.size(), head.find("\r\n\r\n") + 4));
+      char buf[8192];
+      while (req.body.size() < *content_length) {
+        int n = SSL_read(ssl.get(), buf, sizeof buf);
+        if (n <= 0) {
+          ERR_clear_error();
+          return;
+        }
+        req.body.append(buf, static_cast<size_t>(n));
+      }
+      req.body.resize(*content_length);
     }
     const std::string key_host = req.host.empty() ? req.sni : req.host;
 

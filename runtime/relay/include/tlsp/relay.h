@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -126,8 +127,20 @@ struct RelayConfig {
   std::string tlsrpt_organization;  // organization-name
   std::string tlsrpt_contact;       // contact-info: an address, or a mailto: or https: URI
   std::string tlsrpt_submitter;     // the TLS-Report-Submitter domain
+  // Where the sessions are counted (tlsp/tlsrpt_store.h): redis://HOST:PORT/DB
+  // (a fleet's shared store) or a SQLite file; empty: <spool_dir>/tlsrpt.db.
+  std::string tlsrpt_store;
+  // TLSRPT (RFC 8460, docs/tlsrpt.md): the UTC time of day ("HH:MM") the
+  // previous day's reports are sent at; empty: reports are not sent.
+  std::string tlsrpt_send_time = "01:00";
+  // The From: and envelope sender of report mails; empty: tlsrpt@<hostname>.
+  std::string tlsrpt_from;
   RelayLimits limits;
 };
+
+// "HH:MM" (00:00 to 23:59, two digits each) as minutes after midnight;
+// nothing for anything else. The rule of `tlsrpt-send-time`.
+std::optional<int> parse_time_of_day(std::string_view hhmm);
 
 // One thing wrong with a configuration: the setting (its flag name without
 // `--`), the value at fault when the setting takes several (a `listen`
@@ -152,6 +165,11 @@ void validate_relay_config(const RelayConfig& config, std::initializer_list<std:
 // the configured directory or redis://HOST:PORT/DB, else <spool_dir>/mta-sts.
 // The relay and `tlsp mta-sts-cache` both ask here.
 std::string mta_sts_cache_dir(const RelayConfig& config);
+
+// The TLSRPT store (open_store()'s spec, tlsp/tlsrpt_store.h): the
+// configured one, else <spool_dir>/tlsrpt.db. The relay and `tlsp tlsrpt`
+// both ask here.
+std::string tlsrpt_store_spec(const RelayConfig& config);
 
 // Who the TLSRPT reports are from, each setting with its default: the
 // submitter is tlsrpt-submitter, else the `hostname` setting, else the

@@ -70,11 +70,14 @@ inline constexpr size_t kMaxSpoolRecipients = 1000;     // per entry (Postfix sm
 inline constexpr size_t kMaxSpoolEnvelopeBytes = 16 * 1024 * 1024;  // an envelope file on read
 inline constexpr size_t kMaxSpoolEntriesPerStore = 1000;            // entries of one transaction
 
-// Version 1 is every entry that is not held; version 2 adds `held: 1`. An
-// envelope is written in the lowest version that holds it, so a spool
-// without held entries stays readable by a relay of the previous version.
+// Version 1 is every entry that is neither held nor a TLSRPT report;
+// version 2 adds `held: 1`; version 3 adds `tlsrpt-report: 1` (and may hold
+// `held: 1` too). An envelope is written in the lowest version that holds
+// it, so a spool without such entries stays readable by a relay of a
+// previous version.
 inline constexpr int kSpoolEnvelopeVersion = 1;
 inline constexpr int kSpoolHeldEnvelopeVersion = 2;
+inline constexpr int kSpoolReportEnvelopeVersion = 3;
 
 // An original recipient (RFC 3461 ORCPT) as given by the client, for the
 // bounce's Original-Recipient field.
@@ -103,6 +106,11 @@ struct QueueEntry {
   std::vector<std::pair<std::string, std::string>> failed_recipients;
   std::vector<SpoolRecipient> orcpts;      // ORCPT per recipient, where the client gave one
   bool held = false;                       // on hold (`tlsp queue hold`): never delivered until released
+  // A TLSRPT report mail (tlsp/tlsrpt_send.h): RFC 8460 §3, "reports MUST
+  // NOT be held to the policy": delivered even when TLS to its recipient
+  // fails (in plaintext if need be), and its sessions are not recorded for
+  // the next report. Set when the entry is made, never changed.
+  bool tlsrpt_report = false;
   // The message's size in bytes: set by store(), recover(), scan() and
   // read_entry() from the envelope's data-bytes; not a field of its own.
   uint64_t size = 0;

@@ -21,7 +21,11 @@
 //    Host header); unscripted requests get 404 `text/plain`. A response can
 //    lie: an announced Content-Length other than the body's size, a
 //    chunked body of any size, a redirect, any Content-Type or none.
-//  * Every request is recorded (SNI, Host, method, path), the first
+//  * A request body (a POST: a TLSRPT report) is read when it comes with a
+//    Content-Length of at most kMaxHttpsRequestBodyBytes (larger gets 413
+//    and the connection closed; chunked request bodies are not read) and
+//    recorded with its Content-Type.
+//  * Every request is recorded (SNI, Host, method, path, body), the first
 //    kMaxLoggedHttpsRequests of them. All methods are thread-safe.
 #pragma once
 
@@ -37,6 +41,7 @@ namespace tlsp::sim {
 
 // Limits, with their defaults.
 inline constexpr size_t kMaxHttpsRequestBytes = 8192;  // request line and headers
+inline constexpr size_t kMaxHttpsRequestBodyBytes = 1024 * 1024;  // a POST's body
 inline constexpr std::chrono::milliseconds kHttpsIoTimeout{5000};
 inline constexpr size_t kMaxHttpsConnections = 64;
 inline constexpr size_t kMaxLoggedHttpsRequests = 10000;
@@ -63,6 +68,8 @@ struct HttpsRequest {
   std::string method;
   std::string path;
   std::string peer;    // the client's address
+  std::string content_type;  // the request's Content-Type, as sent
+  std::string body;          // the request body (POST), as received
 };
 
 class HttpsServer {
