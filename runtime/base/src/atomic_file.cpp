@@ -92,4 +92,34 @@ void write_file_atomically(const std::string& path, std::string_view data, mode_
   sync_directory(dir);
 }
 
+BoundedRead read_file_bounded(const std::string& path, size_t limit) {
+  BoundedRead r;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    r.error = errno;
+    r.status = errno == ENOENT ? BoundedRead::Status::missing : BoundedRead::Status::unreadable;
+    return r;
+  }
+  r.status = BoundedRead::Status::ok;
+  char buf[8192];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      r.error = errno;
+      r.status = BoundedRead::Status::unreadable;
+      break;
+    }
+    if (n == 0) break;
+    if (r.text.size() + static_cast<size_t>(n) > limit) {
+      r.status = BoundedRead::Status::too_large;
+      break;
+    }
+    r.text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (r.status != BoundedRead::Status::ok) r.text.clear();
+  return r;
+}
+
 }  // namespace tlsp::base

@@ -23,6 +23,7 @@
 
 #include "tlsp/base/atomic_file.h"
 #include "tlsp/base/digest.h"
+#include "tlsp/base/header_fields.h"
 #include "tlsp/base/quote.h"
 #include "tlsp/mta_sts_fetch.h"
 
@@ -38,55 +39,18 @@ std::string sha256_hex(std::string_view data) { return base::hex(base::digest(ba
 
 std::string errno_text() { return std::strerror(errno); }
 
-bool parse_i64(std::string_view s, int64_t& v) {
-  if (s.empty() || s.size() > 18) return false;
-  v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + (c - '0');
-  }
-  return true;
-}
-
-// The header is `key: value` lines in a fixed order, then an empty line.
-bool take_field(std::string_view& text, std::string_view key, std::string_view& value) {
-  size_t lf = text.find('\n');
-  if (lf == std::string_view::npos) return false;
-  std::string_view line = text.substr(0, lf);
-  if (line.substr(0, key.size()) != key || line.substr(key.size(), 2) != ": ") return false;
-  value = line.substr(key.size() + 2);
-  text.remove_prefix(lf + 1);
-  return true;
-}
-
 // Reads at most `limit` bytes of a file.
 StsCacheRead read_bounded(const std::string& path, size_t limit) {
+  base::BoundedRead b = base::read_file_bounded(path, limit);
   StsCacheRead r;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) {
-    r.status = errno == ENOENT ? StsCacheRead::Status::missing : StsCacheRead::Status::unreadable;
-    r.detail = errno_text();
-    return r;
+  switch (b.status) {
+    case base::BoundedRead::Status::ok: r.status = StsCacheRead::Status::ok; break;
+    case base::BoundedRead::Status::missing: r.status = StsCacheRead::Status::missing; break;
+    case base::BoundedRead::Status::too_large: r.status = StsCacheRead::Status::too_large; break;
+    case base::BoundedRead::Status::unreadable: r.status = StsCacheRead::Status::unreadable; break;
   }
-  r.status = StsCacheRead::Status::ok;
-  char buf[8192];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      r.status = StsCacheRead::Status::unreadable;
-      r.detail = errno_text();
-      break;
-    }
-    if (n == 0) break;
-    if (r.text.size() + static_cast<size_t>(n) > limit) {
-      r.status = StsCacheRead::Status::too_large;
-      break;
-    }
-    r.text.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  if (r.status != StsCacheRead::Status::ok) r.text.clear();
+  if (b.error) r.detail = std::strerror(b.error);
+  r.text = std::move(b.text);
   return r;
 }
 
@@ -114,17 +78,17 @@ std::string decode_sts_cache_entry(std::string_view text, std::string_view domai
   if (lf == std::string_view::npos || text.substr(0, lf) != kCacheMagic) return "not a tlsp policy cache file";
   text.remove_prefix(lf + 1);
   std::string_view v_domain, v_id, v_fetched, v_expires, v_digest, v_length;
-  if (!take_field(text, "domain", v_domain) || !take_field(text, "id", v_id) ||
-      !take_field(text, "fetched_at", v_fetched) || !take_field(text, "expires_at", v_expires) ||
-      !take_field(text, "body_sha256", v_digest) || !take_field(text, "body_length", v_length))
+  if (!base::take_header_field(text, "domain", v_domain) || !base::take_header_field(text, "id", v_id) ||
+      !base::take_header_field(text, "fetched_at", v_fetched) || !base::take_header_field(text, "expires_at", v_expires) ||
+      !base::take_header_field(text, "body_sha256", v_digest) || !base::take_header_field(text, "body_length", v_length))
     return "malformed header";
   if (text.empty() || text.front() != '\n') return "malformed header";
   text.remove_prefix(1);
   if (v_domain != domain) return "it names the domain " + ticked(v_domain);
   if (!parse_mta_sts_txt("v=STSv1; id=" + std::string(v_id))) return "invalid id " + ticked(v_id);
   int64_t length = 0;
-  if (!parse_i64(v_fetched, entry.fetched_at) || !parse_i64(v_expires, entry.expires_at) ||
-      !parse_i64(v_length, length))
+  if (!base::parse_decimal_i64(v_fetched, entry.fetched_at) || !base::parse_decimal_i64(v_expires, entry.expires_at) ||
+      !base::parse_decimal_i64(v_length, length))
     return "malformed number in the header";
   if (static_cast<uint64_t>(length) != text.size()) return "the body is truncated or extended";
   if (sha256_hex(text) != v_digest) return "the body does not match its digest";

@@ -9,6 +9,7 @@
 #include "tlsp/tlsrpt_send.h"
 
 #include "tlsp/base/atomic_file.h"
+#include "tlsp/base/header_fields.h"
 #include "tlsp/base/digest.h"
 #include "tlsp/base/quote.h"
 
@@ -64,44 +65,27 @@ std::string encode(const Entry& e) {
   return t;
 }
 
-bool parse_i64(std::string_view s, int64_t& v) {
-  if (s.empty() || s.size() > 18) return false;
-  v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + (c - '0');
-  }
-  return true;
-}
-
-bool take(std::string_view& text, std::string_view key, std::string_view& value) {
-  size_t lf = text.find('\n');
-  if (lf == std::string_view::npos || lf > kMaxHeaderBytes) return false;
-  std::string_view line = text.substr(0, lf);
-  if (line.substr(0, key.size()) != key || line.substr(key.size(), 2) != ": ") return false;
-  value = line.substr(key.size() + 2);
-  text.remove_prefix(lf + 1);
-  return true;
-}
-
 // Why the file cannot be used, or "" with `e` filled.
 std::string decode(std::string_view text, Entry& e) {
   size_t lf = text.find('\n');
   if (lf == std::string_view::npos || text.substr(0, lf) != kMagic) return "not a tlsp TLSRPT outbox file";
   text.remove_prefix(lf + 1);
   std::string_view id, uri, added, attempts, next, error, digest, length;
-  if (!take(text, "report-id", id) || !take(text, "uri", uri) || !take(text, "added", added) ||
-      !take(text, "attempts", attempts) || !take(text, "next-attempt", next) || !take(text, "last-error", error) ||
-      !take(text, "body-sha256", digest) || !take(text, "body-length", length) || text.empty() || text[0] != '\n')
+  const auto take = [&](std::string_view key, std::string_view& value) {
+    return base::take_header_field(text, key, value, kMaxHeaderBytes);
+  };
+  if (!take("report-id", id) || !take("uri", uri) || !take("added", added) ||
+      !take("attempts", attempts) || !take("next-attempt", next) || !take("last-error", error) ||
+      !take("body-sha256", digest) || !take("body-length", length) || text.empty() || text[0] != '\n')
     return "malformed header";
   text.remove_prefix(1);
   std::string problem;
   auto u = parse_tlsrpt_uri(uri, &problem);
   if (!u || u->scheme != TlsrptScheme::https) return "bad uri: " + problem;
   int64_t n_attempts = 0, n_length = 0;
-  if (id.empty() || id.size() > kMaxReportIdBytes || !parse_i64(added, e.added) ||
-      !parse_i64(attempts, n_attempts) || n_attempts > 1000000 || !parse_i64(next, e.next_attempt) ||
-      !parse_i64(length, n_length))
+  if (id.empty() || id.size() > kMaxReportIdBytes || !base::parse_decimal_i64(added, e.added) ||
+      !base::parse_decimal_i64(attempts, n_attempts) || n_attempts > 1000000 || !base::parse_decimal_i64(next, e.next_attempt) ||
+      !base::parse_decimal_i64(length, n_length))
     return "malformed header";
   if (static_cast<uint64_t>(n_length) != text.size()) return "the report is truncated or extended";
   if (sha256_hex(text) != digest) return "the report does not match its digest";
@@ -113,30 +97,6 @@ std::string decode(std::string_view text, Entry& e) {
   return {};
 }
 
-enum class ReadStatus { ok, missing, too_large, error };
-ReadStatus read_bounded(const std::string& path, size_t limit, std::string& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return errno == ENOENT ? ReadStatus::missing : ReadStatus::error;
-  out.clear();
-  char buf[8192];
-  ReadStatus st = ReadStatus::ok;
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      st = ReadStatus::error;
-      break;
-    }
-    if (n == 0) break;
-    if (out.size() + static_cast<size_t>(n) > limit) {
-      st = ReadStatus::too_large;
-      break;
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return st;
-}
 
 std::vector<std::string> entry_names(const std::string& dir) {
   std::vector<std::string> names;
@@ -218,13 +178,13 @@ std::vector<OutboxEvent> Outbox::run(int64_t now, const ReportPoster& post) {
   std::vector<OutboxEvent> events;
   for (const std::string& name : entry_names(dir_)) {
     const std::string path = dir_ + "/" + name;
-    std::string text;
-    ReadStatus st = read_bounded(path, kMaxHeaderBytes + kMaxOutboxReportBytes, text);
-    if (st == ReadStatus::missing) continue;
+    using Read = base::BoundedRead::Status;
+    const base::BoundedRead read = base::read_file_bounded(path, kMaxHeaderBytes + kMaxOutboxReportBytes);
+    if (read.status == Read::missing) continue;
     Entry e;
-    std::string problem = st == ReadStatus::too_large ? "too large"
-                          : st == ReadStatus::error   ? std::string("unreadable: ") + std::strerror(errno)
-                                                      : decode(text, e);
+    std::string problem = read.status == Read::too_large    ? "too large"
+                          : read.status == Read::unreadable ? std::string("unreadable: ") + std::strerror(read.error)
+                                                            : decode(read.text, e);
     if (!problem.empty()) {
       OutboxEvent ev;
       ev.kind = OutboxEvent::Kind::corrupt;

@@ -19,6 +19,9 @@
 //   errno kept in error(). write_file_atomically() names `path` for every
 //   step on the temporary file (create, chmod, write, fsync, close), the
 //   name a caller knows; only a failed rename names both.
+// - read_file_bounded(path, limit) is the reading side for such files: at
+//   most `limit` bytes, never through a symbolic link (O_NOFOLLOW), EINTR
+//   retried; a larger file is too_large (its text not kept). Throws nothing.
 #pragma once
 
 #include <sys/types.h>
@@ -43,5 +46,13 @@ void write_file_atomically(const std::string& path, std::string_view data, mode_
 void write_file_synced(const std::string& path, std::string_view data, mode_t mode, bool exclusive);
 void replace_file(const std::string& from, const std::string& to);
 void sync_directory(const std::string& path);
+
+struct BoundedRead {
+  enum class Status { ok, missing, too_large, unreadable };
+  Status status = Status::unreadable;
+  std::string text;  // when ok
+  int error = 0;     // errno, when missing or unreadable
+};
+BoundedRead read_file_bounded(const std::string& path, size_t limit);
 
 }  // namespace tlsp::base
