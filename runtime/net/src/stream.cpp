@@ -9,9 +9,8 @@
 //
 // Writes on a socket whose peer has gone raise SIGPIPE in the writer; for
 // plaintext send(MSG_NOSIGNAL) avoids it, but OpenSSL's socket BIO uses
-// write(), so the first Stream made sets SIGPIPE to ignored (only when it
-// still has the default disposition, i.e. terminate), as mail servers do:
-// a vanished peer is an I/O error, never the end of the process.
+// write(), so the first Stream made sets SIGPIPE to ignored
+// (tlsp/base/sigpipe.h).
 #include "stream_impl.h"
 
 #include <arpa/inet.h>
@@ -19,13 +18,14 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+
+#include "tlsp/base/sigpipe.h"
 
 namespace tlsp {
 namespace {
@@ -38,19 +38,6 @@ constexpr size_t kReadChunk = 16384;
 // Consumed bytes are dropped from the front of the input buffer once this
 // many have piled up (sooner when everything was consumed).
 constexpr size_t kCompactThreshold = 65536;
-
-void ignore_sigpipe_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction old {};
-    if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
-      struct sigaction ign {};
-      ign.sa_handler = SIG_IGN;
-      sigemptyset(&ign.sa_mask);
-      sigaction(SIGPIPE, &ign, nullptr);
-    }
-  });
-}
 
 int remaining_ms(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -209,7 +196,7 @@ IoStatus fill(Stream::Impl& m, Clock::time_point deadline) {
 // ---------------------------------------------------------------- Stream
 
 Stream::Stream(int fd) : impl_(std::make_unique<Impl>()) {
-  ignore_sigpipe_once();
+  base::ignore_sigpipe_once();
   impl_->fd = fd;
   set_nonblocking(fd);
   // SMTP is a dialogue of short lines: without this, Nagle's algorithm and

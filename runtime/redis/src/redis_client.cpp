@@ -4,7 +4,6 @@
 #include "tlsp/redis_client.h"
 
 #include <hiredis/hiredis.h>
-#include <signal.h>
 #include <sys/time.h>
 
 #include <cerrno>
@@ -14,6 +13,7 @@
 
 #include "tlsp/base/address.h"
 #include "tlsp/base/domain_name.h"
+#include "tlsp/base/sigpipe.h"
 
 namespace tlsp::redis {
 namespace {
@@ -72,19 +72,6 @@ std::string ticked(std::string_view s) {
   std::string out = "`";
   for (char c : s) out.push_back(c >= ' ' && c <= '~' && c != '`' ? c : '?');
   return out + "`";
-}
-
-void ignore_sigpipe_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction old {};
-    if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
-      struct sigaction ign {};
-      ign.sa_handler = SIG_IGN;
-      sigemptyset(&ign.sa_mask);
-      sigaction(SIGPIPE, &ign, nullptr);
-    }
-  });
 }
 
 timeval to_timeval(std::chrono::milliseconds ms) {
@@ -294,7 +281,7 @@ struct RedisClient::Impl {
   // Connected, authenticated and on the URL's database; or why not.
   std::optional<Result> ensure_connected() {
     if (context != nullptr) return std::nullopt;
-    ignore_sigpipe_once();
+    base::ignore_sigpipe_once();
     errno = 0;
     context = redisConnectWithTimeout(url.host.c_str(), url.port, to_timeval(options.connect_timeout));
     if (context == nullptr || context->err != 0) {
