@@ -77,7 +77,7 @@ TEST(RelayLogSchema, NamesAreUniqueAndRoundTrip) {
     }
   }
   EXPECT_EQ(names.size(), kLogEventCount);
-  EXPECT_EQ(names.size(), 16u);
+  EXPECT_EQ(names.size(), 17u);
   EXPECT_FALSE(parse_log_event("Attempt"));
   EXPECT_FALSE(parse_log_event(""));
 }

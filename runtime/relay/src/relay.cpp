@@ -102,6 +102,14 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
   rc.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.config.limits.dns_timeout);
   c.resolver = std::make_unique<dns::Resolver>(rc);
   c.sts_cache = std::make_unique<MtaStsCache>(mta_sts_cache_dir(c.config));
+  // The TLSRPT store: a SQLite file that cannot be opened is a setup error
+  // (refused here, as the spool is); Redis connects when first used, so a
+  // relay starts while it is down (its records are then logged as lost).
+  {
+    std::string error;
+    c.tlsrpt_store = tlsrpt::open_store(tlsrpt_store_spec(c.config), &error);
+    if (!c.tlsrpt_store) throw std::runtime_error("cannot open the TLSRPT store: " + error);
+  }
   c.sts_fetch.ca_file = c.config.ca_file;
   c.sts_fetch.https_port = c.config.mta_sts_port;
   c.sts_fetch.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.config.limits.sts_fetch_timeout);
@@ -127,7 +135,8 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
                   {"hostname", c.hostname},
                   {"starttls", c.server_tls ? "yes" : "no"},
                   {"resolver", c.resolver->server_text()},
-                  {"recovered", std::to_string(recovered.size())}};
+                  {"recovered", std::to_string(recovered.size())},
+                  {"tlsrpt_store", c.tlsrpt_store->describe()}};
   if (I.metrics_server) start.push_back({"metrics", I.metrics_server->address()});
   I.log(LogEvent::start, start);
   for (QueueEntry& e : recovered) e.next_attempt = std::min<int64_t>(e.next_attempt, std::time(nullptr));

@@ -30,6 +30,7 @@
 #include "tlsp/retry.h"
 #include "tlsp/spool.h"
 #include "tlsp/tls.h"
+#include "tlsp/tlsrpt_store.h"
 
 namespace tlsp::relay {
 
@@ -57,6 +58,9 @@ struct RelayContext {
   std::unique_ptr<dns::Resolver> resolver;
   std::unique_ptr<MtaStsCache> sts_cache;
   StsFetchConfig sts_fetch;
+  // Where outbound sessions are counted for TLSRPT (tlsrpt-store, opened at
+  // start; tlsp/tlsrpt_store.h: its calls are thread-safe).
+  std::unique_ptr<tlsrpt::Store> tlsrpt_store;
   SslCtxPtr server_tls;  // null: STARTTLS not offered
   RetrySchedule retry;
   ConnectionCache connections;

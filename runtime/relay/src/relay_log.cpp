@@ -25,7 +25,7 @@ using F = std::string_view;
 
 // The order of each list is the order of the fields on a line; every place
 // that writes the event passes a subsequence of it (the writer checks).
-constexpr F kStart[] = {"listen", "hostname", "starttls", "resolver", "recovered", "metrics"};
+constexpr F kStart[] = {"listen", "hostname", "starttls", "resolver", "recovered", "tlsrpt_store", "metrics"};
 constexpr F kStop[] = {"result", "in_flight_requeued", "queued"};
 // `session`: the inbound session a line belongs to (connect .. disconnect).
 // `rule` .. `reason`: inbound only, the rule and verdict its recipients were
@@ -57,6 +57,11 @@ constexpr F kTls[] = {"session", "client", "direction", "queue_id", "relay", "re
                       "tls", "cipher", "group", "peer_subject", "peer_issuer", "peer_fingerprint",
                       "summary", "error"};
 constexpr F kError[] = {"where", "session", "queue_id", "error"};
+// TLSRPT (docs/tlsrpt.md): a session record the store did not take
+// (`result=record-failed`), the daily reports (`report-*`), the https
+// outbox (`post-*`).
+constexpr F kTlsrpt[] = {"result", "queue_id", "session_id", "day", "domain", "report_id", "uri",
+                         "queue_id_report", "attempts", "next_attempt_in", "detail", "error"};
 constexpr F kConnect[] = {"session", "client"};
 // `end`: how the session ended (quit, eof, shutdown, a limit's name, ...).
 constexpr F kDisconnect[] = {"session", "client", "end", "duration", "commands", "errors",
@@ -71,6 +76,7 @@ constexpr LogEventSchema kSchema[] = {
     {LogEvent::abort, "abort", kAbort},    {LogEvent::table, "table", kTable},
     {LogEvent::tls, "tls", kTls},          {LogEvent::error, "error", kError},
     {LogEvent::connect, "connect", kConnect}, {LogEvent::disconnect, "disconnect", kDisconnect},
+    {LogEvent::tlsrpt, "tlsrpt", kTlsrpt},
 };
 
 constexpr bool schema_in_enum_order() {
@@ -449,6 +455,11 @@ int log_severity(LogEvent event, const LogFields& fields) {
     case LogEvent::limit:
     case LogEvent::abort:
       return kNotice;
+    case LogEvent::tlsrpt:
+      // Lost counts, a report that could not be made or was given up.
+      for (const auto& [k, v] : fields)
+        if (k == "result" && (v.ends_with("-failed") || v == "post-given-up" || v == "post-corrupt")) return kWarning;
+      return kInfo;
     default:
       return kInfo;
   }

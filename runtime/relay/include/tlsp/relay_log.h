@@ -78,8 +78,9 @@ enum class LogEvent {
   error,    // an exception that ended a session or a delivery run
   connect,     // an inbound session began (its session id)
   disconnect,  // an inbound session ended: its counts and how it ended
+  tlsrpt,      // TLSRPT: a session the store did not take, a daily report, an https delivery
 };
-inline constexpr size_t kLogEventCount = static_cast<size_t>(LogEvent::disconnect) + 1;
+inline constexpr size_t kLogEventCount = static_cast<size_t>(LogEvent::tlsrpt) + 1;
 
 struct LogEventSchema {
   LogEvent event;
