@@ -195,6 +195,16 @@ MtaStsParse<MtaStsPolicy> parse_mta_sts_policy(std::string_view body) {
 
 // ------------------------------------------------------------- matching
 
+std::vector<std::string> mta_sts_policy_lines(const MtaStsPolicy& policy) {
+  std::vector<std::string> lines;
+  lines.reserve(policy.mx.size() + 3);
+  lines.emplace_back("version: STSv1");
+  lines.push_back("mode: " + std::string(to_string(policy.mode)));
+  for (const std::string& p : policy.mx) lines.push_back("mx: " + p);
+  lines.push_back("max_age: " + std::to_string(policy.max_age));
+  return lines;
+}
+
 bool mta_sts_mx_matches(std::string_view host, std::string_view pattern) {
   if (!host.empty() && host.back() == '.') host.remove_suffix(1);
   if (!pattern.empty() && pattern.back() == '.') pattern.remove_suffix(1);

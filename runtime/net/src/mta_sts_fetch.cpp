@@ -284,22 +284,31 @@ StsDiscovery discover_mta_sts(std::string_view domain_in, const dns::Resolver& r
   return d;
 }
 
-MtaStsFacts sts_facts_for_mx(const StsDiscovery& d, std::string_view mx_host) {
+namespace {
+MtaStsFacts discovery_facts(const StsDiscovery& d) {
   MtaStsFacts f;
   f.txt = d.txt;
   f.fetch = d.fetch;
   if (d.cached) f.cached = d.cached->mode;
+  return f;
+}
+}  // namespace
+
+const MtaStsPolicy* sts_policy_used(const StsDiscovery& d) {
   // The policy in force (the engine's choice): the current one, which is
   // the cached one when the TXT id names it, else the cache.
-  const MtaStsPolicy* in_force = nullptr;
-  switch (sts_policy_in_force(f)) {
-    case StsPolicySource::fresh:
-      in_force = d.fetched ? &*d.fetched : d.cached ? &*d.cached : nullptr;
-      if (in_force) f.mode = in_force->mode;
-      break;
-    case StsPolicySource::cached: in_force = &*d.cached; break;
+  switch (sts_policy_in_force(discovery_facts(d))) {
+    case StsPolicySource::fresh: return d.fetched ? &*d.fetched : d.cached ? &*d.cached : nullptr;
+    case StsPolicySource::cached: return &*d.cached;
     case StsPolicySource::none: break;
   }
+  return nullptr;
+}
+
+MtaStsFacts sts_facts_for_mx(const StsDiscovery& d, std::string_view mx_host) {
+  MtaStsFacts f = discovery_facts(d);
+  const MtaStsPolicy* in_force = sts_policy_used(d);
+  if (in_force && sts_policy_in_force(f) == StsPolicySource::fresh) f.mode = in_force->mode;
   f.mx_match = in_force && mta_sts_mx_matches(mx_host, in_force->mx);
   return f;
 }

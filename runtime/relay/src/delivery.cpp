@@ -40,6 +40,7 @@
 #include "peer_tls.h"
 #include "relay_context.h"
 #include "smtp_client.h"
+#include "tlsrpt_session.h"
 #include "tlsp/engine.h"
 #include "tlsp/mta_sts.h"
 
@@ -77,6 +78,12 @@ std::string dsn_of(std::string_view reply, char cls) {
 constexpr std::string_view kDsnNoConnection = "4.4.1";
 constexpr std::string_view kDsnDnsFailure = "4.4.3";
 constexpr std::string_view kDsnTlsPolicy = "4.7.5";
+
+// The rule a TLSRPT report mail goes out under, whatever the table says for
+// its destination: RFC 8460 §3, reports "MUST NOT" be held to the policy
+// (a domain whose TLS is broken must still get its report). STARTTLS when
+// offered, plaintext otherwise; the session is not counted.
+constexpr std::string_view kReportMailSource = "tlsrpt-report (RFC 8460 §3)";
 
 const PeerTlsSummary kNoTls{};
 
@@ -123,7 +130,7 @@ class EntryDelivery {
             {"addr", std::string(address)},
             {"rule", std::string(to_string(decision_.level))},
             {"min_tls", std::string(to_string(decision_.min_tls))},
-            {"source", table_->describe(decision_.level_from)}};
+            {"source", entry_.tlsrpt_report ? std::string(kReportMailSource) : table_->describe(decision_.level_from)}};
   }
 
   std::string relay_text(std::string_view host, std::string_view address) const {
@@ -327,6 +334,10 @@ class EntryDelivery {
   DeliveryReport run_outbound() {
     pending_ = entry_.recipients;
     decision_ = table_->lookup(Direction::outbound, entry_.managed_domain, entry_.destination);
+    if (entry_.tlsrpt_report) {
+      decision_.level = Level::opportunistic;
+      decision_.min_tls = MinTls::any;
+    }
     rule_ = {decision_.level, decision_.min_tls};
     const std::string& domain = entry_.destination;
     if (try_cached()) return finish();
@@ -356,6 +367,7 @@ class EntryDelivery {
       Outcome out = decide(Direction::outbound, rule_, f);
       last_problem_ = lookup_problem("MX lookup", domain, mx.detail);
       log_attempt("-", "-", out, "defer", kNoTls, "none", kDsnDnsFailure, last_problem_);
+      count_session("", out.reason, nullptr);
       return finish();
     }
 
@@ -406,9 +418,11 @@ class EntryDelivery {
       Outcome out = decide(Direction::outbound, rule_, facts);
       last_problem_ = lookup_problem("address lookup", h.host, addrs.detail);
       log_attempt(h.host, "-", out, "next-host", kNoTls, "none", kDsnDnsFailure, last_problem_);
+      count_session(h.host, out.reason, nullptr);
       return false;
     }
     const Level level = rule_.level;
+    host_tlsa_.clear();
     std::vector<TlsaRecord> tlsa;
     if (level == Level::dane || level == Level::dane_only || level == Level::mta_sts) {
       if (addrs.status == DnsStatus::secure) {
@@ -419,6 +433,7 @@ class EntryDelivery {
         facts.tlsa_dnssec = t.status;
         if (t.status == DnsStatus::secure) {
           tlsa = t.records;
+          host_tlsa_ = tlsa;
           facts.tlsa = kinds_before_handshake(tlsa);
         }
       } else {
@@ -438,8 +453,9 @@ class EntryDelivery {
     Outcome pre = decide(Direction::outbound, rule_, best);
     if (pre.kind == OutcomeKind::refuse) {
       Outcome out = decide(Direction::outbound, rule_, facts);
-      log_attempt(h.host, "-", out.kind == OutcomeKind::refuse ? out : pre, "next-host", kNoTls, "none",
-                  kDsnTlsPolicy, "refused before connecting");
+      const Outcome& refused = out.kind == OutcomeKind::refuse ? out : pre;
+      log_attempt(h.host, "-", refused, "next-host", kNoTls, "none", kDsnTlsPolicy, "refused before connecting");
+      count_session(h.host, refused.reason, nullptr);
       last_problem_ = "TLS policy refused " + h.host + " (" + std::string(to_string(pre.reason)) + ")";
       return false;
     }
@@ -497,6 +513,7 @@ class EntryDelivery {
     const std::string auth = auth_of(out, o, dane);
     std::string detail = o.tls_attempted && !o.tls.ok ? "handshake: " + o.tls.error : "";
     if (o.tls.ok && !o.tls.dane_detail.empty() && dane) detail = "dane: " + o.tls.dane_detail;
+    count_session(h.host, out.reason, &o);
     // The MX walk's step for this host is the engine's (walk_step).
     switch (walk_step(out)) {
       case WalkStep::next_host:
@@ -528,6 +545,33 @@ class EntryDelivery {
     log_sent(h.host, address, out, "sent", tls, auth, sent, detail);
     if (kept_open_) keep(o, h.host, address, out, tls, auth, 0);
     return pending_.empty();
+  }
+
+  // ------------------------------------------------------- TLSRPT
+
+  // One count per MX host and run (tlsrpt_session.h), for the session the
+  // host's outcome was decided on; a connection that never reached SMTP
+  // (refused, no greeting) is no TLS session and is not counted, nor is a
+  // reused one (counted when it was made), nor a report mail (RFC 8460 §3).
+  void count_session(std::string_view mx, Reason reason, const Observation* o) {
+    if (entry_.tlsrpt_report || entry_.direction != Direction::outbound) return;
+    const std::string host = lower(mx);
+    if (std::find(counted_.begin(), counted_.end(), host) != counted_.end()) return;
+    counted_.push_back(host);
+    TlsrptSession s;
+    s.relay_hostname = ctx_.hostname;
+    s.queue_id = entry_.id;
+    s.attempt = entry_.attempts + 1;
+    s.mx_host = host;
+    if (o) {
+      s.receiving_ip = o->address;
+      if (o->stream) s.sending_ip = o->stream->local_address();
+    }
+    s.time = static_cast<int64_t>(std::time(nullptr));
+    const StsDiscovery* sts = rule_.level == Level::mta_sts && sts_ ? &*sts_ : nullptr;
+    const std::vector<TlsaRecord> none;
+    tlsrpt::Policy policy = tlsrpt_policy(entry_.destination, rule_.level, host.empty() ? none : host_tlsa_, sts);
+    count_tlsrpt_session(ctx_, tlsrpt_session_record(s, std::move(policy), reason), entry_.id);
   }
 
   // ------------------------------------------------ connection reuse
@@ -664,6 +708,8 @@ class EntryDelivery {
   RuleInput rule_;
   std::vector<std::string> pending_;
   std::optional<StsDiscovery> sts_;
+  std::vector<TlsaRecord> host_tlsa_;  // the MX host being tried: its DNSSEC-secure TLSA records
+  std::vector<std::string> counted_;   // MX hosts whose session this run counted for TLSRPT
   std::string last_problem_;
   DeliveryReport report_;
   // For the log: when this run began, the port of its connections, and

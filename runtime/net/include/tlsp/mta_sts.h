@@ -63,6 +63,13 @@ struct MtaStsParse {
 MtaStsParse<MtaStsTxt> parse_mta_sts_txt(std::string_view record);
 MtaStsParse<MtaStsPolicy> parse_mta_sts_policy(std::string_view body);
 
+// A policy's text, a line each in the RFC 8461 §3.2 order without line
+// ends: `version: STSv1`, `mode: M`, one `mx: P` per pattern as written,
+// `max_age: N`. What a TLSRPT report gives as the policy's policy-string
+// (RFC 8460 §4.3); parse_mta_sts_policy() of the lines joined with CRLF
+// gives the same policy back.
+std::vector<std::string> mta_sts_policy_lines(const MtaStsPolicy& policy);
+
 // The TXT record's fields as key/value pairs, without validating them:
 // empty fields and spaces around `;` and at either end are skipped. For
 // logs and diagnostics; decisions use parse_mta_sts_txt().

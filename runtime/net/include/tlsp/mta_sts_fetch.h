@@ -108,4 +108,10 @@ StsDiscovery discover_mta_sts(std::string_view domain, const dns::Resolver& reso
 
 MtaStsFacts sts_facts_for_mx(const StsDiscovery& discovery, std::string_view mx_host);
 
+// The policy a discovery holds the MX hosts to (the engine's
+// sts_policy_in_force() applied to it): the one fetched now, or the cached
+// one; nothing when neither is in force. sts_facts_for_mx() matches the MX
+// host against this one; TLSRPT reports it (RFC 8460 §4.3).
+const MtaStsPolicy* sts_policy_used(const StsDiscovery& discovery);
+
 }  // namespace tlsp
