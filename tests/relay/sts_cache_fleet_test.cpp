@@ -246,6 +246,14 @@ TEST_F(FleetWorld, ARedisThatIsDownStillDeliversByAFetchedPolicy) {
   ASSERT_TRUE(mx_->wait_for_messages(2, kWait)) << log(a);
   ASSERT_TRUE(delivered_authenticated(a, 2)) << log(a);
   EXPECT_EQ(https_->request_count(), 2u);
+  // The attempt line says the policy was fetched and could not be cached.
+  EXPECT_TRUE(a.process->wait_for(
+      [](const relay::LogLine& l) {
+        return l.matches(relay::LogEvent::attempt, {{"to", "<carol@bank.example>"}, {"status", "sent"}}) &&
+               l.get("sts").find("not cached: ") != std::string::npos;
+      },
+      kWait))
+      << log(a);
   std::string err;
   CommandRun l = run_tlsp("mta-sts-cache list --cache " + cache, err);
   EXPECT_EQ(l.code, 2) << l.out;

@@ -181,6 +181,7 @@ class EntryDelivery {
     f.push_back({"action", std::string(action)});
     if (!smtp.empty()) f.push_back({"smtp", smtp});
     if (!detail.empty()) f.push_back({"detail", detail});
+    if (sts_ && !sts_->detail.empty()) f.push_back({"sts", sts_->detail});
     if (!tls.subject.empty()) f.push_back({"peer_subject", tls.subject});
     if (!tls.issuer.empty()) f.push_back({"peer_issuer", tls.issuer});
     if (!tls.fingerprint.empty()) f.push_back({"peer_fingerprint", tls.fingerprint});

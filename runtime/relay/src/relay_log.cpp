@@ -36,11 +36,13 @@ constexpr F kReject[] = {"session", "client", "direction", "domain", "sender", "
                          "source", "applied", "tls", "reason", "role", "address", "reply"};
 // One line per recipient and attempt. `to` .. `status`: as Postfix's
 // delivery lines (to=<...>, relay=host[addr]:port, delay=, delays=, dsn=,
-// status=); the TLS details of the session at the end.
+// status=); `sts`: what MTA-STS discovery did (fetched, cached, a cache
+// that could not store it), on the lines of an mta-sts rule; the TLS
+// details of the session at the end.
 constexpr F kAttempt[] = {"queue_id", "from", "to", "relay", "delay", "delays", "dsn", "status",
                           "direction", "peer", "mx", "addr", "rule", "min_tls", "source", "outcome",
                           "applied", "channel", "tls", "cipher", "group", "trust", "auth", "reason",
-                          "action", "smtp", "detail", "peer_subject", "peer_issuer", "peer_fingerprint"};
+                          "action", "smtp", "detail", "sts", "peer_subject", "peer_issuer", "peer_fingerprint"};
 constexpr F kQueue[] = {"queue_id", "result", "attempts", "next_attempt_in", "pending",
                         "delivered", "bounced", "reason", "error"};
 constexpr F kBounce[] = {"queue_id", "bounce_id", "result", "to", "recipients", "error"};
