@@ -7,6 +7,7 @@
 #
 #   scripts/fuzz.sh [BUILD_DIR]            # default build dir: build-asan
 #   TLSP_FUZZ_SECONDS=N                    # seconds per target (default 15)
+#   TLSP_FUZZ_JOBS=N                       # targets run at once (default: nproc)
 #
 # The build dir must be configured with -DTLSP_FUZZ=ON and clang
 # (scripts/test.sh does that); this script builds the targets in it.
@@ -107,16 +108,37 @@ for dir in "$root"/fuzz/seeds/*/; do
 done
 
 # ---------------------------------------------------------------------- run
+# TLSP_FUZZ_JOBS targets at a time (default: one per core), each for its
+# full time budget with its own log and findings directory; the results are
+# reported afterwards in the order of the targets, whatever finished first.
+jobs=${TLSP_FUZZ_JOBS:-$(nproc)}
+((jobs >= 1)) || jobs=1
+run_target() {  # run_target TARGET: its exit status into $work/TARGET.rc
+  local t=$1 rc=0
+  mkdir -p "$work/$t" "$out/$t"
+  # -rss_limit_mb: no input may need more; -timeout: none may take longer.
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    "$build/$t" "$work/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    -artifact_prefix="$out/$t/" -print_final_stats=1 >"$out/$t.log" 2>&1 || rc=$?
+  echo "$rc" >"$work/$t.rc"
+}
+running=0
+for t in "${targets[@]}"; do
+  if ((running >= jobs)); then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  run_target "$t" &
+  running=$((running + 1))
+done
+wait
+
 failed=0
 passed=0
 summary=()
 for t in "${targets[@]}"; do
-  mkdir -p "$work/$t" "$out/$t"
   log="$out/$t.log"
-  # -rss_limit_mb: no input may need more; -timeout: none may take longer.
-  if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    "$build/$t" "$work/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-    -artifact_prefix="$out/$t/" -print_final_stats=1 >"$log" 2>&1; then
+  if [ "$(cat "$work/$t.rc" 2>/dev/null)" = 0 ]; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     summary+=("fuzz: $t: ${runs:-?} inputs in ${seconds}s, clean")
     passed=$((passed + 1))
