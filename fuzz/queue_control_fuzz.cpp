@@ -3,6 +3,7 @@
 // sends, the command parses the relay's reply. Whatever the bytes, each
 // parser gives a value or a problem; a request or reply that parses is
 // written again to text that parses to the same thing, byte for byte.
+// The tlsrpt-mail payload (a report's mailto: URIs and its gzip) too.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -25,6 +26,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     tlsp::QueueReply again;
     if (!tlsp::parse_queue_reply(text, again, problem)) std::abort();
     if (tlsp::format_queue_reply(again) != text) std::abort();
+  }
+  tlsp::TlsrptMailPayload payload;
+  if (tlsp::parse_tlsrpt_mail_payload(in, payload, problem)) {
+    std::string text = tlsp::format_tlsrpt_mail_payload(payload);
+    tlsp::TlsrptMailPayload again;
+    if (!tlsp::parse_tlsrpt_mail_payload(text, again, problem) || tlsp::format_tlsrpt_mail_payload(again) != text)
+      std::abort();
   }
   return 0;
 }

@@ -564,7 +564,10 @@ TEST_F(LogWorld, SighupReopensARenamedLogFile) {
   ASSERT_FALSE(before.empty());
   ASSERT_FALSE(after.empty());
   EXPECT_EQ(parsed(before.front()).event, LogEvent::table);
-  EXPECT_EQ(parsed(before.back()).event, LogEvent::start);
+  // The start line is there (the TLSRPT thread's first lines, a daily run
+  // caught up at start, may follow it).
+  EXPECT_TRUE(std::any_of(before.begin(), before.end(),
+                          [&](const std::string& l) { return parsed(l).event == LogEvent::start; }));
   EXPECT_TRUE(parsed(after.front()).matches(LogEvent::table, {{"why", "SIGHUP"}})) << after.front();
   for (const std::string& l : before) EXPECT_EQ(l.find("SIGHUP"), std::string::npos) << l;
   // Lines written later go to the new file too.

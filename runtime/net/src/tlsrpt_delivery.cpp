@@ -27,6 +27,13 @@ size_t on_response(char* data, size_t size, size_t count, void* user) {
   return n;
 }
 
+// libcurl calls it about once a second and at every transfer step: a
+// non-zero return aborts the transfer (CURLE_ABORTED_BY_CALLBACK).
+int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* cancel = static_cast<const std::atomic<bool>*>(user);
+  return cancel->load() ? 1 : 0;
+}
+
 TlsrptPostResult failed(std::string detail, long status = 0) {
   TlsrptPostResult r;
   r.status = status;
@@ -97,12 +104,19 @@ TlsrptPostResult post_tlsrpt_report(const TlsrptUri& uri, std::string_view body,
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_response);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &response);
+  if (config.cancel) {
+    if (config.cancel->load()) return failed(what + ": not tried: cancelled (the relay is stopping)");
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(config.cancel));
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  }
 
   const CURLcode rc = curl_easy_perform(c);
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   // A write error after the status line is our own limit on the answer's
   // body: the status stands.
+  if (rc == CURLE_ABORTED_BY_CALLBACK) return failed(what + ": cancelled (the relay is stopping)", status);
   if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && status != 0)) {
     std::string why = error[0] ? std::string(error) : std::string(curl_easy_strerror(rc));
     return failed(what + " failed: " + ticked(why), status);

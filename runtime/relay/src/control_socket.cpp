@@ -15,10 +15,17 @@
 #include <cstring>
 #include <ctime>
 
+#include "tlsp/tlsrpt_report.h"
+#include "tlsp/tlsrpt_send.h"
+
 namespace tlsp::relay {
 
-ControlSocket::ControlSocket(std::shared_ptr<RelayContext> ctx, std::shared_ptr<DeliveryQueue> queue)
-    : ctx_(std::move(ctx)), queue_(std::move(queue)), path_(control_socket_path(ctx_->spool->directory())) {
+ControlSocket::ControlSocket(std::shared_ptr<RelayContext> ctx, std::shared_ptr<DeliveryQueue> queue,
+                             std::shared_ptr<TlsrptJob> tlsrpt)
+    : ctx_(std::move(ctx)),
+      queue_(std::move(queue)),
+      tlsrpt_(std::move(tlsrpt)),
+      path_(control_socket_path(ctx_->spool->directory())) {
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   std::memcpy(sa.sun_path, path_.data(), path_.size());
@@ -93,28 +100,58 @@ void ControlSocket::handle(int fd) {
   auto log_refusal = [&](const std::string& why) {
     ctx_->log->write(LogEvent::spool, {{"client", who}, {"result", "control-refused"}, {"detail", why}});
   };
-  // One line, at most kMaxControlRequestBytes, within kControlRequestTimeout.
+  // One line, at most kMaxControlRequestBytes, within kControlRequestTimeout;
+  // a tlsrpt-mail request's payload follows it, exactly as many bytes as
+  // the line says (at most kMaxControlPayloadBytes), within the same time.
   // Read before anything is answered, also a refusal: closing a socket
   // with unread bytes resets it, and the client would not see the reply.
   const auto deadline = std::chrono::steady_clock::now() + kControlRequestTimeout;
-  std::string line;
-  char buf[512];
-  while (line.find('\n') == std::string::npos) {
-    if (line.size() > kMaxControlRequestBytes) break;
+  std::string in;
+  std::string problem;
+  std::optional<QueueRequest> request;
+  size_t line_end = std::string::npos;  // the request line's LF
+  size_t want = 0;                      // the whole request's bytes, once the line is read
+  std::vector<char> buf(65536);
+  while (true) {
+    if (line_end == std::string::npos) {
+      line_end = in.find('\n');
+      if (line_end == std::string::npos && in.size() > kMaxControlRequestBytes) {
+        problem = "request longer than " + std::to_string(kMaxControlRequestBytes) + " bytes";
+        break;
+      }
+      if (line_end != std::string::npos) {
+        request = parse_queue_request(std::string_view(in).substr(0, line_end + 1), problem);
+        if (!request) break;
+        want = line_end + 1 + queue_request_payload_bytes(*request);
+      }
+    }
+    if (line_end != std::string::npos && in.size() >= want) {
+      if (in.size() > want) {
+        request.reset();
+        problem = want == line_end + 1 ? "want exactly one request line" : "more bytes than the payload size";
+      }
+      break;
+    }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      log_refusal("no request within " + std::to_string(kControlRequestTimeout.count()) + "s");
+      log_refusal("no whole request within " + std::to_string(kControlRequestTimeout.count()) + "s");
       return;
     }
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000))) <= 0) continue;
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n == 0) break;
+    const size_t room = line_end == std::string::npos ? kMaxControlRequestBytes + 1 - std::min(in.size(), kMaxControlRequestBytes)
+                                                      : std::max<size_t>(1, want - std::min(want, in.size()));
+    ssize_t n = ::recv(fd, buf.data(), std::min(buf.size(), room + 1), 0);
+    if (n == 0) {
+      if (!request && problem.empty()) problem = "want exactly one request line";
+      else if (request && in.size() < want) { request.reset(); problem = "the payload ends early"; }
+      break;
+    }
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) continue;
       return;
     }
-    line.append(buf, static_cast<size_t>(n));
+    in.append(buf.data(), static_cast<size_t>(n));
   }
   if (cred.uid != 0 && cred.uid != ::geteuid()) {
     log_refusal("not root or the relay's user");
@@ -123,19 +160,11 @@ void ControlSocket::handle(int fd) {
     return;
   }
   QueueReply reply;
-  size_t nl = line.find('\n');
-  std::string problem;
-  std::optional<QueueRequest> request;
-  if (nl == std::string::npos || nl + 1 != line.size())
-    problem = line.size() > kMaxControlRequestBytes
-                  ? "request longer than " + std::to_string(kMaxControlRequestBytes) + " bytes"
-                  : "want exactly one request line";
-  else
-    request = parse_queue_request(line, problem);
   if (!request) {
     log_refusal(problem);
     reply = refusal("bad request: " + problem);
   } else {
+    if (request->op == QueueOp::tlsrpt_mail) request->payload = in.substr(line_end + 1);
     reply = apply(*request, who);
   }
   send_all(fd, format_queue_reply(reply), std::chrono::steady_clock::now() + std::chrono::seconds(30));
@@ -234,6 +263,30 @@ QueueReply ControlSocket::apply(const QueueRequest& request, const std::string& 
         logged(target, "deleted");
         ++r.changed;
       }
+      return r;
+    }
+    case QueueOp::tlsrpt_send:
+    case QueueOp::tlsrpt_resend: {
+      if (!tlsrpt_) return refusal("the relay's TLSRPT sending is not running");
+      TlsrptDayRequest day;
+      const size_t sp = id.find(' ');
+      day.day = id.substr(0, sp);
+      if (sp != std::string::npos) day.domain = id.substr(sp + 1);
+      day.force = request.op == QueueOp::tlsrpt_resend;
+      r.tlsrpt = tlsrpt_->send_day(day, "tlsp tlsrpt send, " + who);
+      return r;
+    }
+    case QueueOp::tlsrpt_mail: {
+      if (!tlsrpt_) return refusal("the relay's TLSRPT sending is not running");
+      TlsrptMailPayload p;
+      std::string problem;
+      if (!parse_tlsrpt_mail_payload(request.payload, p, problem)) return refusal("bad tlsrpt-mail payload: " + problem);
+      std::optional<std::string> json = tlsrpt::gunzip_report(p.gzip, tlsrpt::kMaxReportJsonBytes);
+      if (!json) return refusal("bad tlsrpt-mail payload: the report is not a whole gzip stream of at most " +
+                                std::to_string(tlsrpt::kMaxReportJsonBytes) + " bytes");
+      std::optional<TlsrptOutgoing> out = tlsrpt_outgoing_from_json(std::move(*json), p.domain, p.submitter, problem);
+      if (!out) return refusal(problem);
+      r.tlsrpt = tlsrpt_->send_report(*out, p.to, "tlsp tlsrpt send, " + who);
       return r;
     }
   }

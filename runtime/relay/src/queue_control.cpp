@@ -35,7 +35,7 @@ constexpr std::string_view kRequestMagic = "tlsp-queue/1";
 struct OpName {
   QueueOp op;
   std::string_view name;
-  enum class Arg { none, optional_id, id, domain } arg;
+  enum class Arg { none, optional_id, id, domain, day_domain, count } arg;
 };
 constexpr OpName kOps[] = {
     {QueueOp::list, "list", OpName::Arg::none},
@@ -46,7 +46,20 @@ constexpr OpName kOps[] = {
     {QueueOp::release, "release", OpName::Arg::id},
     {QueueOp::remove, "delete", OpName::Arg::id},
     {QueueOp::remove_domain, "delete-domain", OpName::Arg::domain},
+    {QueueOp::tlsrpt_send, "tlsrpt-send", OpName::Arg::day_domain},
+    {QueueOp::tlsrpt_resend, "tlsrpt-resend", OpName::Arg::day_domain},
+    {QueueOp::tlsrpt_mail, "tlsrpt-mail", OpName::Arg::count},
 };
+
+// A domain in its normal form, or nothing with the problem.
+std::optional<std::string> checked_domain(std::string_view arg, std::string& problem) {
+  NameCheck c = check_host_name(arg);
+  if (!c) {
+    problem = base::ticked(arg) + " is not a domain name: " + c.problem;
+    return std::nullopt;
+  }
+  return c.name;
+}
 
 const OpName& op_info(QueueOp op) {
   for (const OpName& o : kOps)
@@ -64,16 +77,34 @@ std::optional<std::string> checked_argument(const OpName& o, std::string_view ar
     return std::string();
   }
   if (arg.empty()) {
-    problem = "`" + std::string(o.name) + "` needs " + (o.arg == Arg::domain ? "a domain" : "an entry id");
+    problem = "`" + std::string(o.name) + "` needs " +
+              (o.arg == Arg::domain       ? "a domain"
+               : o.arg == Arg::day_domain ? "a day"
+               : o.arg == Arg::count      ? "a byte count"
+                                          : "an entry id");
     return std::nullopt;
   }
-  if (o.arg == Arg::domain) {
-    NameCheck c = check_host_name(arg);
-    if (!c) {
-      problem = base::ticked(arg) + " is not a domain name: " + c.problem;
+  if (o.arg == Arg::domain) return checked_domain(arg, problem);
+  if (o.arg == Arg::day_domain) {
+    const size_t sp = arg.find(' ');
+    const std::string_view day = arg.substr(0, sp);
+    const std::optional<int64_t> t = tlsrpt::parse_utc_day(day);
+    if (!t || tlsrpt::utc_day(*t) != day) {
+      problem = base::ticked(day) + " is not a day (YYYY-MM-DD)";
       return std::nullopt;
     }
-    return c.name;
+    if (sp == std::string_view::npos) return std::string(day);
+    auto d = checked_domain(arg.substr(sp + 1), problem);
+    if (!d) return std::nullopt;
+    return std::string(day) + " " + *d;
+  }
+  if (o.arg == Arg::count) {
+    auto n = parse_count(arg);
+    if (!n || *n == 0 || *n > kMaxControlPayloadBytes) {
+      problem = "the payload size " + base::ticked(arg) + " is not 1 to " + std::to_string(kMaxControlPayloadBytes);
+      return std::nullopt;
+    }
+    return std::string(arg);
   }
   if (!spool::valid_entry_id(arg)) {
     problem = base::ticked(arg) + " is not a queue id (as `tlsp queue list` shows them)";
@@ -253,6 +284,30 @@ QueueReply ask_relay(int fd, const QueueRequest& request, const std::string& pat
   return reply;
 }
 
+// `key=value ...` in the fixed order format_queue_reply() writes.
+bool parse_tlsrpt_event(std::string_view rest, TlsrptSendEvent& e) {
+  std::string failed;
+  std::string* fields[] = {&e.result, &e.day,    &e.domain, &e.report_id, &e.uri,
+                           &e.queue_id_report, &e.detail, &e.error, &failed};
+  constexpr std::string_view keys[] = {"result", "day", "domain", "report-id", "uri",
+                                       "queue-id", "detail", "error", "failed"};
+  size_t pos = 0;
+  for (size_t i = 0; i < std::size(keys); ++i) {
+    const size_t sp = rest.find(' ', pos);
+    std::string_view tok = rest.substr(pos, sp == std::string_view::npos ? std::string_view::npos : sp - pos);
+    if (!tok.starts_with(keys[i]) || tok.substr(keys[i].size(), 1) != "=") return false;
+    auto v = unescape_value(tok.substr(keys[i].size() + 1));
+    if (!v) return false;
+    *fields[i] = std::move(*v);
+    if (i + 1 < std::size(keys) && sp == std::string_view::npos) return false;
+    if (i + 1 == std::size(keys) && sp != std::string_view::npos) return false;
+    pos = sp + 1;
+  }
+  if (e.result.empty() || (failed != "0" && failed != "1")) return false;
+  e.failed = failed == "1";
+  return true;
+}
+
 QueueReply refused(std::string why) {
   QueueReply r;
   r.ok = false;
@@ -271,13 +326,104 @@ std::string_view queue_op_name(QueueOp op) {
 std::optional<QueueRequest> make_queue_request(QueueOp op, std::string_view argument, std::string& problem) {
   auto arg = checked_argument(op_info(op), argument, problem);
   if (!arg) return std::nullopt;
-  return QueueRequest{op, std::move(*arg)};
+  return QueueRequest{op, std::move(*arg), {}};
 }
 
 std::string format_queue_request(const QueueRequest& r) {
   std::string t = std::string(kRequestMagic) + " " + std::string(queue_op_name(r.op));
   if (!r.argument.empty()) t += " " + r.argument;
-  return t + "\n";
+  return t + "\n" + r.payload;
+}
+
+size_t queue_request_payload_bytes(const QueueRequest& r) {
+  if (r.op != QueueOp::tlsrpt_mail) return 0;
+  auto n = parse_count(r.argument);
+  return n ? static_cast<size_t>(*n) : 0;
+}
+
+// ------------------------------------------------------------ tlsrpt-mail
+
+std::string format_tlsrpt_mail_payload(const TlsrptMailPayload& p) {
+  std::string t = "domain " + p.domain + "\nsubmitter " + p.submitter + "\n";
+  for (const TlsrptUri& u : p.to) t += "to " + u.uri + "\n";
+  return t + "report\n" + p.gzip;
+}
+
+QueueRequest make_tlsrpt_mail_request(const TlsrptMailPayload& p) {
+  QueueRequest r;
+  r.op = QueueOp::tlsrpt_mail;
+  r.payload = format_tlsrpt_mail_payload(p);
+  r.argument = std::to_string(r.payload.size());
+  return r;
+}
+
+bool parse_tlsrpt_mail_payload(std::string_view text, TlsrptMailPayload& out, std::string& problem) {
+  out = TlsrptMailPayload{};
+  if (text.size() > kMaxControlPayloadBytes) {
+    problem = "the payload is longer than " + std::to_string(kMaxControlPayloadBytes) + " bytes";
+    return false;
+  }
+  // Lines are short (a URI at most kMaxTlsrptUriBytes); the search for a
+  // line end never looks further than that, so reading stays linear.
+  constexpr size_t kMaxLine = kMaxTlsrptUriBytes + 16;
+  size_t pos = 0;
+  auto next_line = [&](std::string_view& line) {
+    const size_t nl = text.substr(pos, kMaxLine + 1).find('\n');
+    if (nl == std::string_view::npos) return false;
+    line = text.substr(pos, nl);
+    pos += nl + 1;
+    for (char c : line)
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7E) return false;
+    return true;
+  };
+  auto field = [&](std::string_view key, std::string& value) {
+    std::string_view line;
+    if (!next_line(line) || !line.starts_with(key) || line.substr(key.size(), 1) != " ") {
+      problem = "want a `" + std::string(key) + "` line";
+      return false;
+    }
+    auto d = checked_domain(line.substr(key.size() + 1), problem);
+    if (!d || *d != line.substr(key.size() + 1)) {
+      if (d) problem = "`" + std::string(key) + "` is not in its normal form";
+      return false;
+    }
+    value = *d;
+    return true;
+  };
+  if (!field("domain", out.domain) || !field("submitter", out.submitter)) return false;
+  while (true) {
+    std::string_view line;
+    if (!next_line(line)) {
+      problem = "want a `to URI` or `report` line";
+      return false;
+    }
+    if (line == "report") break;
+    if (!line.starts_with("to ")) {
+      problem = "want a `to URI` or `report` line";
+      return false;
+    }
+    std::string why;
+    std::optional<TlsrptUri> u = parse_tlsrpt_uri(line.substr(3), &why);
+    if (!u || u->scheme != TlsrptScheme::mailto) {
+      problem = "`to` is not a mailto: URI" + (why.empty() ? std::string() : ": " + why);
+      return false;
+    }
+    if (out.to.size() == kMaxTlsrptUris) {
+      problem = "more than " + std::to_string(kMaxTlsrptUris) + " URIs";
+      return false;
+    }
+    out.to.push_back(std::move(*u));
+  }
+  if (out.to.empty()) {
+    problem = "no `to` URI";
+    return false;
+  }
+  if (pos == text.size()) {
+    problem = "no report after `report`";
+    return false;
+  }
+  out.gzip = std::string(text.substr(pos));
+  return true;
 }
 
 std::optional<QueueRequest> parse_queue_request(std::string_view line, std::string& problem) {
@@ -312,7 +458,7 @@ std::optional<QueueRequest> parse_queue_request(std::string_view line, std::stri
       problem = "the argument is not in its normal form";
       return std::nullopt;
     }
-    return QueueRequest{o.op, std::move(*checked)};
+    return QueueRequest{o.op, std::move(*checked), {}};
   }
   problem = "unknown operation";
   return std::nullopt;
@@ -328,6 +474,11 @@ std::string format_queue_reply(const QueueReply& r) {
   if (r.headers_cut) t += "headers-cut\n";
   if (r.body_bytes) t += "body-bytes " + std::to_string(r.body_bytes) + "\n";
   for (const std::string& n : r.notes) t += "note " + escape_value(n) + "\n";
+  for (const TlsrptSendEvent& e : r.tlsrpt)
+    t += "tlsrpt result=" + escape_value(e.result) + " day=" + escape_value(e.day) + " domain=" +
+         escape_value(e.domain) + " report-id=" + escape_value(e.report_id) + " uri=" + escape_value(e.uri) +
+         " queue-id=" + escape_value(e.queue_id_report) + " detail=" + escape_value(e.detail) +
+         " error=" + escape_value(e.error) + " failed=" + (e.failed ? "1" : "0") + "\n";
   return t + "end\n";
 }
 
@@ -399,6 +550,10 @@ bool parse_queue_reply(std::string_view text, QueueReply& out, std::string& prob
       std::string n;
       if (!text_value(n)) return bad("bad note");
       out.notes.push_back(std::move(n));
+    } else if (key == "tlsrpt") {
+      TlsrptSendEvent e;
+      if (!has_value || !parse_tlsrpt_event(value, e)) return bad("bad `tlsrpt` line");
+      out.tlsrpt.push_back(std::move(e));
     } else {
       return bad("unknown line");
     }
@@ -511,6 +666,12 @@ QueueReply apply_queue_request(Spool& spool, const QueueRequest& request, int64_
         for (std::string& p : problems) r.notes.push_back(p + " (left alone)");
         return r;
       }
+      case QueueOp::tlsrpt_send:
+      case QueueOp::tlsrpt_resend:
+      case QueueOp::tlsrpt_mail:
+        // The store, the resolver and the report are `tlsp tlsrpt send`'s
+        // (ask_relay_or_lock()); there is nothing to do on the spool alone.
+        return refused("`" + std::string(queue_op_name(request.op)) + "` needs a running relay");
     }
   } catch (const SpoolError& e) {
     QueueReply f = refused(e.what());
@@ -529,17 +690,27 @@ std::string control_socket_path(const std::string& spool_dir) {
 }
 
 QueueReply run_queue_request(const std::string& spool_dir, const QueueRequest& request) {
+  std::optional<SpoolLock> lock;
+  if (std::optional<QueueReply> reply = ask_relay_or_lock(spool_dir, request, lock)) return std::move(*reply);
+  Spool spool(spool_dir);
+  return apply_queue_request(spool, request, std::time(nullptr));
+}
+
+void act_as_spool_owner(const std::string& spool_dir) {
   try {
     relay::act_as_owner_of(spool_dir);
   } catch (const std::runtime_error& e) {
     throw SpoolError(e.what());
   }
+}
+
+std::optional<QueueReply> ask_relay_or_lock(const std::string& spool_dir, const QueueRequest& request,
+                                            std::optional<SpoolLock>& lock) {
+  act_as_spool_owner(spool_dir);
   const auto deadline = std::chrono::steady_clock::now() + kControlConnectWait;
   while (true) {
-    if (std::optional<SpoolLock> lock = SpoolLock::try_acquire(spool_dir)) {
-      Spool spool(spool_dir);
-      return apply_queue_request(spool, request, std::time(nullptr));
-    }
+    lock = SpoolLock::try_acquire(spool_dir);
+    if (lock) return std::nullopt;
     const std::string path = control_socket_path(spool_dir);
     // Locked: a relay runs (or is starting: its socket comes up once it has
     // recovered the spool), or another command holds it for a moment.

@@ -31,6 +31,7 @@
 #include "relay_context.h"
 #include "service_notify.h"
 #include "table_reload.h"
+#include "tlsrpt_job.h"
 
 namespace tlsp {
 
@@ -50,6 +51,7 @@ struct Relay::Impl {
   std::shared_ptr<Listener> listener = std::make_shared<Listener>(ctx);
   std::shared_ptr<DeliveryQueue> queue = std::make_shared<DeliveryQueue>(ctx);
   std::unique_ptr<TableFile> table_file;
+  std::shared_ptr<TlsrptJob> tlsrpt;  // made once the context is complete
   std::vector<int> listeners;
   std::vector<uint16_t> ports;
   int wake[2] = {-1, -1};
@@ -139,6 +141,7 @@ Relay::Relay(RelayConfig config) : impl_(std::make_shared<Impl>()) {
                   {"tlsrpt_store", c.tlsrpt_store->describe()}};
   if (I.metrics_server) start.push_back({"metrics", I.metrics_server->address()});
   I.log(LogEvent::start, start);
+  I.tlsrpt = std::make_shared<TlsrptJob>(I.ctx);
   for (QueueEntry& e : recovered) e.next_attempt = std::min<int64_t>(e.next_attempt, std::time(nullptr));
   I.queue->enqueue(std::move(recovered));
 }
@@ -177,11 +180,14 @@ void Relay::run() {
   // it belongs to the user the relay runs as.
   std::thread control;
   try {
-    auto socket = std::make_shared<ControlSocket>(I->ctx, I->queue);
+    auto socket = std::make_shared<ControlSocket>(I->ctx, I->queue, I->tlsrpt);
     control = std::thread([socket] { socket->serve(); });
   } catch (const std::exception& e) {
     I->log(LogEvent::spool, {{"result", "control-error"}, {"error", e.what()}});
   }
+  // TLSRPT: the daily reports and the outbox, on their own thread (a POST
+  // or a discovery never holds this loop).
+  std::thread tlsrpt([job = I->tlsrpt] { job->run(); });
   notify_ready();
 
   // The scheduler's own duties: reloads and the table file watch.
@@ -216,6 +222,10 @@ void Relay::run() {
   notify_stopping();
   I->log(LogEvent::stop, {{"result", "stopping"}});
   for (std::thread& t : acceptors) t.join();
+  // A running POST is aborted (TlsrptPostConfig::cancel), so these end
+  // within about a second, or a DNS lookup's timeout.
+  I->tlsrpt->wake();
+  tlsrpt.join();
   if (control.joinable()) control.join();
   for (int fd : I->listeners) ::close(fd);
   I->listeners.clear();

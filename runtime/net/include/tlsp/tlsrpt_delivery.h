@@ -23,8 +23,12 @@
 //    2xx status is delivered; anything else is a failure, `permanent`
 //    never (the outbox retries every failure until it gives up: a
 //    collector's 4xx is as often a passing fault as a final one).
+//    TlsrptPostConfig::cancel, when set, aborts a transfer within about a
+//    second of becoming true (a relay that stops must not wait out a
+//    hanging collector); the result is then a failure saying so.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -58,6 +62,7 @@ TlsrptDiscovery discover_tlsrpt(std::string_view domain, const dns::Resolver& re
 struct TlsrptPostConfig {
   std::string ca_file;  // PEM trust anchors; empty: libcurl's default bundle
   std::chrono::milliseconds timeout = kDefaultTlsrptPostTimeout;
+  const std::atomic<bool>* cancel = nullptr;  // true: abort (the relay is stopping); null: never
 };
 
 struct TlsrptPostResult {

@@ -32,6 +32,15 @@
 //                        Postfix's `postsuper -d`)
 //      delete --all --domain D   the same for every entry with a recipient
 //                        in D
+//    and the TLSRPT reports (tlsp/tlsrpt_dispatch.h; `tlsp tlsrpt send`):
+//      tlsrpt-send DAY [DOMAIN]    the day's reports sent now, as the daily
+//                        run sends them (claims respected)
+//      tlsrpt-resend DAY [DOMAIN]  the same, a report already claimed sent
+//                        again with its kept id (--force)
+//      tlsrpt-mail N     a report's mailto: URIs queued as report mails by
+//                        the relay itself; N payload bytes follow the line
+//                        (TlsrptMailPayload, at most kMaxControlPayloadBytes)
+//    With no relay running, the command does these itself under the lock.
 //    An entry being delivered right now is not changed: hold, release and
 //    delete by id are refused ("being delivered right now; try again when
 //    the attempt ends"), flush and delete by domain skip it and say so.
@@ -40,8 +49,11 @@
 //    kMaxControlReplyBytes) and timed (kControlRequestTimeout on the relay's
 //    side, kControlReplyTimeout on the command's). Request:
 //      `tlsp-queue/1 <op> [<argument>]` LF, op one of list, show, flush,
-//      flush-domain, hold, release, delete, delete-domain; the argument an
-//      entry id (spool syntax) or a domain name (its normal form).
+//      flush-domain, hold, release, delete, delete-domain, tlsrpt-send,
+//      tlsrpt-resend, tlsrpt-mail; the argument an entry id (spool syntax),
+//      a domain name (its normal form), `DAY[ DOMAIN]` or a byte count;
+//      tlsrpt-mail's payload follows the LF, exactly N bytes, read within
+//      the same kControlRequestTimeout.
 //    Reply, LF-terminated lines, values percent-escaped as spool envelope
 //    values are (no space, CR, LF or NUL inside a value):
 //      `ok` | `error <text>`    first
@@ -51,6 +63,9 @@
 //      `headers-cut`            show: the header section was longer
 //      `body-bytes <n>`         show: the size of the body, not shown
 //      `note <text>`            what was skipped and why
+//      `tlsrpt <key>=<value> ...` tlsrpt ops: one sending step
+//                               (TlsrptSendEvent: result day domain
+//                               report-id uri queue-id detail error failed)
 //      `end`                    last; nothing may follow
 //    Parsing is strict (known keys, each once where single, numbers without
 //    sign or leading zeros), linear and bounded; a reply that breaks a rule
@@ -69,6 +84,7 @@
 #include <vector>
 
 #include "tlsp/spool.h"
+#include "tlsp/tlsrpt_dispatch.h"
 
 namespace tlsp {
 
@@ -80,13 +96,38 @@ inline constexpr auto kControlRequestTimeout = std::chrono::seconds(5);  // rela
 inline constexpr auto kControlReplyTimeout = std::chrono::seconds(600);  // command: the whole reply (a big delete)
 inline constexpr auto kControlConnectWait = std::chrono::seconds(10);    // command: a starting relay to answer
 inline constexpr std::string_view kControlSocketName = "control";
+// tlsrpt-mail: the payload (a gzipped report and its URIs); the reader's
+// limit of a gzipped report in the outbox (tlsrpt::kMaxOutboxReportBytes).
+inline constexpr size_t kMaxControlPayloadBytes = size_t{16} << 20;
 
-enum class QueueOp { list, show, flush, flush_domain, hold, release, remove, remove_domain };
+enum class QueueOp {
+  list, show, flush, flush_domain, hold, release, remove, remove_domain,
+  tlsrpt_send, tlsrpt_resend, tlsrpt_mail
+};
 
 struct QueueRequest {
   QueueOp op = QueueOp::list;
-  std::string argument;  // an entry id, or a domain (normal form); "" for list and flush
+  // an entry id, or a domain (normal form); "" for list and flush; tlsrpt
+  // ops: "DAY" or "DAY DOMAIN"; tlsrpt-mail: the payload's size
+  std::string argument;
+  std::string payload;  // tlsrpt-mail: sent after the line
 };
+
+// tlsrpt-mail's payload: LF-terminated lines `domain D`, `submitter S`, one
+// `to URI` per mailto: URI (1 to kMaxTlsrptUris), `report`, then the
+// gzipped report to the end. Strict: that order, each value checked
+// (domains in normal form, mailto: URIs by parse_tlsrpt_uri()).
+struct TlsrptMailPayload {
+  std::string domain, submitter;
+  std::vector<TlsrptUri> to;
+  std::string gzip;
+};
+std::string format_tlsrpt_mail_payload(const TlsrptMailPayload& p);
+bool parse_tlsrpt_mail_payload(std::string_view text, TlsrptMailPayload& out, std::string& problem);
+// The tlsrpt-mail request carrying `p`.
+QueueRequest make_tlsrpt_mail_request(const TlsrptMailPayload& p);
+// How many payload bytes follow the request's line (0 but for tlsrpt-mail).
+size_t queue_request_payload_bytes(const QueueRequest& request);
 
 // An entry as the queue tools show it.
 struct QueueEntryStatus {
@@ -103,6 +144,7 @@ struct QueueReply {
   bool headers_cut = false;
   uint64_t body_bytes = 0;
   std::vector<std::string> notes;
+  std::vector<TlsrptSendEvent> tlsrpt;  // tlsrpt ops: the steps, in order
 };
 
 // ---- the protocol (both ends, and the fuzz target) -----------------------
@@ -111,7 +153,7 @@ std::string_view queue_op_name(QueueOp op);
 // Builds a request, checking its argument (an entry id; a domain, which is
 // put in its normal form). nullopt with the reason otherwise.
 std::optional<QueueRequest> make_queue_request(QueueOp op, std::string_view argument, std::string& problem);
-std::string format_queue_request(const QueueRequest& request);  // with its LF
+std::string format_queue_request(const QueueRequest& request);  // with its LF (and payload)
 // One request line (with or without its LF); nullopt with the reason.
 std::optional<QueueRequest> parse_queue_request(std::string_view line, std::string& problem);
 std::string format_queue_reply(const QueueReply& reply);
@@ -142,6 +184,19 @@ QueueReply apply_queue_request(Spool& spool, const QueueRequest& request, int64_
 // Throws SpoolError when neither works (no spool, the relay does not
 // answer within kControlConnectWait, a reply that breaks the protocol).
 QueueReply run_queue_request(const std::string& spool_dir, const QueueRequest& request);
+
+// The same choice for a caller that carries the request out itself when no
+// relay runs (`tlsp tlsrpt send`): the relay's reply when a relay holds the
+// lock; nothing when the lock was free, and `lock` then holds it for the
+// caller. Run as root, it first becomes the spool's owner (as above).
+// Throws SpoolError as run_queue_request().
+std::optional<QueueReply> ask_relay_or_lock(const std::string& spool_dir, const QueueRequest& request,
+                                            std::optional<SpoolLock>& lock);
+// What a command run as root does before it writes into a spool itself
+// (the https: outbox, say): it becomes the spool directory's owner for
+// good, so what it writes stays the relay's. Nothing when not root.
+// Throws SpoolError.
+void act_as_spool_owner(const std::string& spool_dir);
 
 // The control socket's path for a spool; throws SpoolError when it does not
 // fit a sockaddr_un (107 bytes).

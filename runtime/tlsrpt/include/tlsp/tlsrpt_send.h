@@ -44,12 +44,12 @@
 #include <vector>
 
 #include "tlsp/tlsrpt_delivery.h"
+#include "tlsp/tlsrpt_report.h"
 
 namespace tlsp::tlsrpt {
 
-// A report is a few KiB to a few hundred; 64 MiB of JSON is far past any
-// real one and bounds what reading one back may take.
-inline constexpr size_t kMaxReportJsonBytes = size_t{64} << 20;
+// A report's JSON is bounded by the reader's kMaxReportJsonBytes (16 MiB,
+// tlsp/tlsrpt_report.h): one limit for a report, sent or read.
 
 // A report id goes into the Subject, the file name and the text part; a
 // longer one (ours are far shorter) could not keep their lines short.
