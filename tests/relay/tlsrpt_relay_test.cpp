@@ -42,6 +42,7 @@
 #include "tlsp/sim/smtp_peer.h"
 #include "tlsp/sim/test_pki.h"
 #include "tlsp/tlsrpt.h"
+#include "tlsp/tlsrpt_send.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -328,6 +329,58 @@ class TlsrptWorld : public ::testing::Test {
     EXPECT_EQ(dane["failure-details"][0]["receiving-ip"], kDaneMx);
   }
 
+
+  // The day's report for wrong.example, sent by hand through the running
+  // relay `a` (`tlsp tlsrpt send --day`, the daily job's path): POSTed to
+  // the loopback HTTPS collector its _smtp._tls record names, and mailed
+  // to the mailto: one (bank.example's MX is the sink). `b`, asked next,
+  // finds it claimed and sends nothing: one report per fleet.
+  void send_and_check(Relay& a, Relay& b) {
+    const TestCert cert = pki_->issue({"collector.wrong.example"});
+    https_->add_certificate("collector.wrong.example", cert.cert_file, cert.key_file);
+    HttpsResponse ok;
+    ok.status = 200;
+    https_->set_response("collector.wrong.example", "/tlsrpt", ok);
+    dns_.set({"collector.wrong.example", dns_type::A, {kHttps}, false});
+    dns_.set({"_smtp._tls.wrong.example", dns_type::TXT,
+              {"\"v=TLSRPTv1; rua=https://collector.wrong.example:" + std::to_string(https_->port()) +
+               "/tlsrpt,mailto:reports@bank.example\""},
+              false});
+    const size_t posts_before = https_->requests().size();
+    const size_t mails_before = peers_[kBankMx]->messages().size();
+    std::string err;
+    CommandRun r = run_tlsp("tlsrpt send --day " + day_ + " --domain wrong.example --spool " + a.spool, err);
+    ASSERT_EQ(r.code, 0) << r.out << err << log(a);
+    std::vector<HttpsRequest> posts;
+    for (const HttpsRequest& q : https_->requests())
+      if (q.path == "/tlsrpt") posts.push_back(q);
+    ASSERT_EQ(posts.size(), 1u) << r.out << err;
+    EXPECT_EQ(posts[0].method, "POST");
+    EXPECT_EQ(posts[0].content_type, "application/tlsrpt+gzip");
+    auto json = tlsrpt::gunzip_report(posts[0].body);
+    ASSERT_TRUE(json);
+    const nlohmann::json j = nlohmann::json::parse(*json);
+    EXPECT_EQ(j["date-range"]["start-datetime"], day_ + "T00:00:00Z");
+    ASSERT_EQ(j["policies"].size(), 1u) << j.dump(2);
+    EXPECT_EQ(j["policies"][0]["policy"]["policy-domain"], "wrong.example");
+    EXPECT_EQ(j["policies"][0]["summary"]["total-failure-session-count"], 2);
+    EXPECT_EQ(j["policies"][0]["failure-details"][0]["result-type"], "validation-failure");
+    ASSERT_TRUE(peers_[kBankMx]->wait_for_messages(mails_before + 1, kWait)) << log(a);
+    const PeerMessage mail = peers_[kBankMx]->messages().back();
+    EXPECT_EQ(mail.rcpts, std::vector<std::string>{"reports@bank.example"});
+    EXPECT_NE(mail.data.find("TLS-Report-Domain: wrong.example"), std::string::npos) << mail.data;
+    EXPECT_NE(mail.data.find("report-type=\"tlsrpt\""), std::string::npos) << mail.data;
+    EXPECT_NE(mail.data.find("application/tlsrpt+gzip"), std::string::npos) << mail.data;
+    // Asked again (the other relay of the fleet, or the same one): claimed.
+    r = run_tlsp("tlsrpt send --day " + day_ + " --domain wrong.example --spool " + b.spool, err);
+    EXPECT_EQ(r.code, 0) << r.out << err;
+    size_t after = 0;
+    for (const HttpsRequest& q : https_->requests())
+      if (q.path == "/tlsrpt") ++after;
+    EXPECT_EQ(after, 1u) << r.out;
+    (void)posts_before;
+  }
+
   // A report mail for dane.example queued in `spool` by hand, before the
   // relay starts (`tlsp tlsrpt send --to mailto:`).
   void queue_report_mail(const std::string& spool) {
@@ -381,6 +434,7 @@ TEST_F(TlsrptWorld, TwoRelaysOnOneRedisMakeOneReportPerPolicyDomain) {
   ASSERT_TRUE(peers_[kDaneMx]->wait_for_messages(1, kWait));
   EXPECT_NE(peers_[kDaneMx]->messages()[0].data.find("TLS-Report-Domain: dane.example"), std::string::npos);
   deliver_and_check(a, b, store);
+  send_and_check(a, b);
 }
 
 TEST_F(TlsrptWorld, OneRelayWithTheSqliteStoreCountsTheSame) {
@@ -389,6 +443,7 @@ TEST_F(TlsrptWorld, OneRelayWithTheSqliteStoreCountsTheSame) {
   Relay& a = start_relay("relay.test", "", spool);
   ASSERT_TRUE(peers_[kDaneMx]->wait_for_messages(1, kWait)) << log(a);
   deliver_and_check(a, a, spool + "/tlsrpt.db");
+  send_and_check(a, a);
 }
 
 // kill.example: its first MX host is outside the MTA-STS policy (refused,
