@@ -354,7 +354,7 @@ std::vector<RelaySetting> make_relay_settings() {
     entry("tlsrpt-organization", S::tlsrpt, "organization-name of the TLSRPT reports", text(&C::tlsrpt_organization), "the submitter"),
     entry("tlsrpt-contact", S::tlsrpt, "contact-info of the TLSRPT reports: an address, or a mailto: or https: URI", text(&C::tlsrpt_contact), "mailto:postmaster@<submitter>"),
     entry("tlsrpt-submitter", S::tlsrpt, "the TLS-Report-Submitter domain of the reports (also in their ids)", text(&C::tlsrpt_submitter), "the hostname setting"),
-    entry("tlsrpt-send-time", S::tlsrpt, "UTC time of day (HH:MM) the previous day's TLSRPT reports are sent at (docs/tlsrpt.md)", text(&C::tlsrpt_send_time), "reports are not sent"),
+    entry("tlsrpt-send-time", S::tlsrpt, "UTC time of day (HH:MM) the previous day's TLSRPT reports are sent at; empty: not sent (docs/tlsrpt.md)", text(&C::tlsrpt_send_time), "01:00"),
     entry("tlsrpt-from", S::tlsrpt, "From: and envelope sender of TLSRPT report mails", text(&C::tlsrpt_from), "tlsrpt@<hostname>"),
   };
   // clang-format on
