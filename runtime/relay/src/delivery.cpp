@@ -409,6 +409,7 @@ class EntryDelivery {
 
   // Returns true when the host delivered (or settled) every recipient.
   bool try_host(const MxTarget& h, std::vector<std::pair<MxTarget, std::string>>& set_aside, bool& exists) {
+    host_tlsa_.clear();  // before anything is counted for this host
     PeerFacts facts;
     facts.mx_dnssec = h.mx_dnssec;
     dns::Lookup<std::string> addrs = dns([&] { return ctx_.resolver->addresses(h.host); });
@@ -423,8 +424,7 @@ class EntryDelivery {
       return false;
     }
     const Level level = rule_.level;
-    host_tlsa_.clear();
-    std::vector<TlsaRecord> tlsa;
+    std::vector<TlsaRecord>& tlsa = host_tlsa_;  // cleared when the host's turn began
     if (level == Level::dane || level == Level::dane_only || level == Level::mta_sts) {
       if (addrs.status == DnsStatus::secure) {
         // RFC 7672 §3: the TLSA base name is the MX host, port 25 (a test
@@ -434,7 +434,6 @@ class EntryDelivery {
         facts.tlsa_dnssec = t.status;
         if (t.status == DnsStatus::secure) {
           tlsa = t.records;
-          host_tlsa_ = tlsa;
           facts.tlsa = kinds_before_handshake(tlsa);
         }
       } else {
@@ -570,8 +569,7 @@ class EntryDelivery {
     }
     s.time = static_cast<int64_t>(std::time(nullptr));
     const StsDiscovery* sts = rule_.level == Level::mta_sts && sts_ ? &*sts_ : nullptr;
-    const std::vector<TlsaRecord> none;
-    tlsrpt::Policy policy = tlsrpt_policy(entry_.destination, rule_.level, host.empty() ? none : host_tlsa_, sts);
+    tlsrpt::Policy policy = tlsrpt_policy(entry_.destination, rule_.level, host_tlsa_, sts);
     count_tlsrpt_session(ctx_, tlsrpt_session_record(s, std::move(policy), reason), entry_.id);
   }
 
