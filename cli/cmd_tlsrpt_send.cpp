@@ -37,12 +37,6 @@ namespace {
 
 using base::display_text;
 
-std::string system_hostname() {
-  char buf[256] = {0};
-  if (::gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
-  return buf;
-}
-
 // The report file: JSON, or gzipped JSON; bounded.
 std::optional<std::string> read_report(const std::string& path, std::string& problem) {
   std::ifstream in(path, std::ios::binary);
@@ -222,8 +216,8 @@ int tlsrpt_send(const Args& args) {
   if (!resolver.empty()) relay.resolver = resolver;
   if (!ca_file.empty()) relay.ca_file = ca_file;
   if (!from.empty()) relay.tlsrpt_from = from;
-  const std::string hostname = relay.hostname.empty() ? system_hostname() : relay.hostname;
-  if (relay.tlsrpt_from.empty()) relay.tlsrpt_from = "tlsrpt@" + hostname;
+  const std::string hostname = relay::relay_hostname(relay);
+  relay.tlsrpt_from = tlsrpt_identity(relay).from;
 
   if (!day.empty()) {
     std::optional<int64_t> t = tlsrpt::parse_utc_day(day);

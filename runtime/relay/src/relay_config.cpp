@@ -206,6 +206,7 @@ TlsrptIdentity tlsrpt_identity(const RelayConfig& c) {
   id.submitter = c.tlsrpt_submitter.empty() ? lower(relay::relay_hostname(c)) : c.tlsrpt_submitter;
   id.organization = c.tlsrpt_organization.empty() ? id.submitter : c.tlsrpt_organization;
   id.contact = c.tlsrpt_contact.empty() ? "mailto:postmaster@" + id.submitter : c.tlsrpt_contact;
+  id.from = c.tlsrpt_from.empty() ? "tlsrpt@" + relay::relay_hostname(c) : c.tlsrpt_from;
   return id;
 }
 

@@ -25,10 +25,6 @@ struct HostPort {
 // "addr:port" or "[v6]:port"; nullopt for anything else.
 std::optional<HostPort> parse_host_port(std::string_view s);
 
-// The name in the greeting, EHLO, Received: and bounces: the configured
-// one, else the system's (else "localhost").
-std::string relay_hostname(const RelayConfig& config);
-
 // The log a validated configuration asks for: every `log` output, then
 // `log_file` as file:PATH; standard error when there is none. Throws
 // std::runtime_error when an output cannot be opened.

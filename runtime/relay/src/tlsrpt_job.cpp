@@ -20,7 +20,7 @@ TlsrptJob::TlsrptJob(std::shared_ptr<RelayContext> ctx) : ctx_(std::move(ctx)) {
 
 TlsrptSender TlsrptJob::sender() {
   TlsrptSender s;
-  s.from = ctx_->config.tlsrpt_from.empty() ? "tlsrpt@" + ctx_->hostname : ctx_->config.tlsrpt_from;
+  s.from = tlsrpt_identity(ctx_->config).from;
   s.hostname = ctx_->hostname;
   s.resolver = ctx_->resolver.get();
   s.post.ca_file = ctx_->config.ca_file;

@@ -175,11 +175,20 @@ std::string tlsrpt_store_spec(const RelayConfig& config);
 // submitter is tlsrpt-submitter, else the `hostname` setting, else the
 // system's host name (lower case); the organisation is
 // tlsrpt-organization, else the submitter; the contact is tlsrpt-contact,
-// else mailto:postmaster@SUBMITTER (RFC 5321 §4.5.1: every domain has one).
+// else mailto:postmaster@SUBMITTER (RFC 5321 §4.5.1: every domain has one);
+// the report mails' sender (From: and MAIL FROM) is tlsrpt-from, else
+// tlsrpt@ the relay's host name (relay::relay_hostname()).
 struct TlsrptIdentity {
-  std::string organization, contact, submitter;
+  std::string organization, contact, submitter, from;
 };
 TlsrptIdentity tlsrpt_identity(const RelayConfig& config);
+
+namespace relay {
+// The name in the greeting, EHLO, Received:, bounces and TLSRPT session
+// ids: the configured one, else the system's (else "localhost"). The relay
+// and `tlsp tlsrpt send` both ask here.
+std::string relay_hostname(const RelayConfig& config);
+}  // namespace relay
 
 class Relay {
  public:
