@@ -155,6 +155,7 @@ class TlsrptWorld : public ::testing::Test {
         "    peer \"kill.example\" { level mta-sts; min_tls tls1.2; }\n"
         "    peer \"plain.example\" { level mandatory; min_tls tls1.2; }\n"
         "    peer \"dane.example\" { level dane-only; min_tls tls1.2; }\n"
+        "    peer \"two.example\" { level dane-only; min_tls tls1.2; }\n"
         "  }\n"
         "}\n";
     const std::string policy = tmp_.write("policy.tlsp", text);
@@ -496,6 +497,35 @@ TEST_F(TlsrptWorld, ARelayKilledMidRunCountsNoSessionTwice) {
   EXPECT_EQ(pol[0]["summary"]["total-successful-session-count"], 0) << pol.dump(2);
   ASSERT_EQ(pol[0]["failure-details"].size(), 1u);
   EXPECT_EQ(pol[0]["failure-details"][0]["receiving-mx-hostname"], "mx1.kill.example");
+}
+
+// Each MX host is counted under its own records: two.example's first MX
+// host has TLSA records (that do not match), its second no address (the
+// lookup fails). The second session is not counted under the first
+// host's records.
+TEST_F(TlsrptWorld, EachMxHostIsCountedUnderItsOwnRecords) {
+  dns_.set({"two.example", dns_type::MX, {"10 mx1.two.example.", "20 mx2.two.example."}, true});
+  dns_.set({"mx1.two.example", dns_type::A, {kDaneMx}, true});
+  dns_.set({"_25._tcp.mx1.two.example", dns_type::TLSA, {dane_tlsa_}, true});
+  dns_.set({"mx2.two.example", dns_type::A, {}, true, DnsBehaviour::servfail});
+  const std::string spool = tmp_.file("spool-two");
+  Relay& a = start_relay("relay.test", "", spool);
+  submit(a, "t@two.example");
+  ASSERT_TRUE(run_ended(a, "t@two.example", "deferred")) << log(a);
+  if (tlsrpt::utc_day(std::time(nullptr)) != day_) GTEST_SKIP() << "the UTC day changed during the test";
+  std::map<std::string, nlohmann::json> rep = reports(spool + "/tlsrpt.db");
+  ASSERT_EQ(rep.count("two.example"), 1u);
+  std::map<std::string, nlohmann::json> by_type;
+  for (const nlohmann::json& p : rep["two.example"]["policies"]) by_type[p["policy"]["policy-type"]] = p;
+  ASSERT_EQ(by_type.size(), 2u) << rep["two.example"].dump(2);
+  const nlohmann::json& tlsa = by_type["tlsa"];
+  EXPECT_EQ(tlsa["policy"]["policy-string"].get<std::vector<std::string>>(), std::vector<std::string>{dane_tlsa_});
+  EXPECT_EQ(tlsa["summary"]["total-failure-session-count"], 1);
+  EXPECT_EQ(tlsa["failure-details"][0]["receiving-mx-hostname"], "mx1.two.example");
+  const nlohmann::json& none = by_type["no-policy-found"];
+  EXPECT_FALSE(none["policy"].contains("policy-string")) << none.dump(2);
+  EXPECT_EQ(none["summary"]["total-failure-session-count"], 1);
+  EXPECT_EQ(none["failure-details"][0]["receiving-mx-hostname"], "mx2.two.example");
 }
 
 }  // namespace
